@@ -1,0 +1,150 @@
+"""The Python API: `encode`, `decode`, `inspect`.
+
+    data = inrcodec.encode("photo.png", bpp=0.5)
+    image = inrcodec.decode(data, size=(2048, 2048))   # PIL.Image
+    pixels = inrcodec.decode_array(data)                # uint8 [H, W, 3]
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from PIL import Image
+
+from .errors import CocoFormatError, UsageError
+from .format.bitstream import CocoStream, read_coco, read_sections
+from .format.header import header_rows
+from .format.render import check_render_size, render
+from .imageio import ImageLike, load_image
+from .train.encoder import EncodeOptions, EncodeResult, Effort, encode_array
+from .train.fit import ProgressFn
+
+MIN_BPP, MAX_BPP = 0.02, 8.0
+EFFORTS = ("fast", "default", "max")
+
+
+def resolve_device(device: str) -> str:
+    """Map 'auto' to 'cuda' when a GPU is usable, else 'cpu'; validate the rest."""
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise UsageError("--device cuda was asked for but no CUDA GPU is available")
+    if device not in ("cpu", "cuda"):
+        raise UsageError(f"unknown device {device!r} (use auto, cpu or cuda)")
+    return device
+
+
+def encode_with_report(image: ImageLike, *, bpp: float | None = 0.5, lmbda: float | None = None,
+                       effort: Effort = "default", device: str = "auto", seed: int = 0,
+                       time_limit: float | None = None, iterations: int | None = None,
+                       progress: ProgressFn | None = None) -> tuple[EncodeResult, list[str]]:
+    """Encode and also return the achieved rate, PSNR, time and input notes."""
+    if lmbda is not None:
+        if not (0 < lmbda < 10):
+            raise UsageError(f"lambda {lmbda} is outside (0, 10)")
+        bpp = None
+    elif bpp is None or not (MIN_BPP <= bpp <= MAX_BPP) or not math.isfinite(bpp):
+        raise UsageError(f"target bpp {bpp} is outside {MIN_BPP}..{MAX_BPP}")
+    if effort not in EFFORTS:
+        raise UsageError(f"unknown effort {effort!r} (use fast, default or max)")
+    if time_limit is not None and not time_limit > 0:
+        raise UsageError("time limit must be positive")
+    pixels, notes = load_image(image)
+    opts = EncodeOptions(bpp=bpp, lmbda=lmbda, effort=effort, device=resolve_device(device),
+                         seed=seed, time_limit=time_limit, iterations=iterations)
+    return encode_array(pixels, opts, progress), notes
+
+
+def encode(image: ImageLike, *, bpp: float | None = 0.5, lmbda: float | None = None,
+           effort: Effort = "default", device: str = "auto", seed: int = 0,
+           time_limit: float | None = None) -> bytes:
+    """Encode an image (path, PIL image or uint8 array) into `.coco` bytes.
+
+    Args:
+        bpp: target rate of the whole file in bits per pixel (0.02..8).
+        lmbda: fixed rate-distortion trade-off instead of a target rate.
+        effort: "fast", "default" or "max" (more time, better quality).
+        device: "auto", "cpu" or "cuda" (training only; decoding is exact anywhere).
+        seed: random seed; the same seed on the same machine gives the same bytes.
+        time_limit: seconds; training is shortened to fit.
+    """
+    result, _ = encode_with_report(image, bpp=bpp, lmbda=lmbda, effort=effort, device=device,
+                                   seed=seed, time_limit=time_limit)
+    return result.data
+
+
+def parse_size(size: str | tuple[int, int] | None, scale: float | None,
+               native: tuple[int, int]) -> tuple[int, int]:
+    """Output (width, height) from 'WxH', 'Wx', 'xH', a tuple, or a scale factor."""
+    width, height = native
+    if size is not None and scale is not None:
+        raise UsageError("give either a size or a scale, not both")
+    if scale is not None:
+        if not (math.isfinite(scale) and scale > 0):
+            raise UsageError(f"scale {scale} must be a positive number")
+        w, h = round(width * scale), round(height * scale)
+    elif size is None:
+        return native
+    elif isinstance(size, tuple):
+        w, h = size
+    else:
+        m = re.fullmatch(r"\s*(\d*)\s*[xX]\s*(\d*)\s*", size)
+        if not m or not (m.group(1) or m.group(2)):
+            raise UsageError(f"size {size!r} is not WxH, Wx or xH")
+        w = int(m.group(1)) if m.group(1) else None
+        h = int(m.group(2)) if m.group(2) else None
+        if w is None:
+            w = max(1, round(width * h / height)) if h else width
+        if h is None:
+            h = max(1, round(height * w / width))
+    check_render_size(int(w), int(h))
+    return int(w), int(h)
+
+
+def decode_array(data: bytes, size: str | tuple[int, int] | None = None, scale: float | None = None,
+                 device: str = "cpu") -> np.ndarray:
+    """Decode `.coco` bytes to uint8 RGB [H, W, 3] at any size.
+
+    Raises:
+        CocoFormatError: the bytes are not a valid `.coco` file.
+        UsageError: the requested size is outside the limits.
+    """
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise TypeError("decode expects the bytes of a .coco file")
+    _, header, _, _ = read_sections(bytes(data))  # cheap checks first
+    width, height = parse_size(size, scale, (header.width, header.height))
+    stream = read_coco(bytes(data))
+    return render(stream, width, height, resolve_device(device))
+
+
+def decode(data: bytes, size: str | tuple[int, int] | None = None, scale: float | None = None,
+           device: str = "cpu") -> Image.Image:
+    """Decode `.coco` bytes to a PIL RGB image (see `decode_array`)."""
+    return Image.fromarray(decode_array(data, size, scale, device), "RGB")
+
+
+@dataclass
+class CocoInfo:
+    """What `inrcodec info` shows."""
+
+    version: tuple[int, int]
+    width: int
+    height: int
+    file_bytes: int
+    bpp: float
+    fields: list[tuple[str, str]]
+    section_sizes: dict[str, int]
+
+
+def inspect(data: bytes) -> CocoInfo:
+    """Header fields and section sizes of a `.coco` file (no pixel decoding)."""
+    version, header, _, sizes = read_sections(bytes(data))
+    return CocoInfo(version, header.width, header.height, len(data),
+                    len(data) * 8 / (header.width * header.height), header_rows(header), sizes)
+
+
+__all__ = ["CocoFormatError", "CocoStream", "decode", "decode_array", "encode", "encode_with_report", "inspect"]

@@ -1,0 +1,156 @@
+"""Exact integer arithmetic shared by the encoder's final pass and the decoder.
+
+Every number the decoder computes is an integer. We keep those integers in
+float64 tensors: as long as every product and every partial sum stays below
+2**53 in magnitude, a float64 matrix product of integers is *exact* whatever
+the summation order, blocking, FMA use or thread count, so BLAS on any CPU and
+cuBLAS on any GPU give bit-identical results. The limits below (activation and
+weight magnitudes, layer widths) are chosen so that bound always holds; the
+`.coco` parser refuses files that would break it.
+
+Fixed-point conventions (see formats/coco.md, "Arithmetic"):
+- activations and sampled latents are Q12: the integer X stands for X / 4096;
+- a layer's weights are integers W with a per-tensor step 2**-weight_exp;
+- its biases are integers B with a per-tensor step 2**-bias_exp.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+ACT_FRAC_BITS = 12
+ACT_ONE = 1 << ACT_FRAC_BITS
+# Activations saturate at +-256.0; with |W| < 2**15 and at most 64 inputs a dot
+# product stays below 2**41, far from the 2**53 exactness limit of float64.
+ACT_LIMIT = 1 << 20
+WEIGHT_LIMIT = 1 << 15
+MAX_WEIGHT_EXP = 16
+MAX_LAYER_WIDTH = 64
+
+LATENT_MIN = -256
+LATENT_MAX = 255
+
+# Laplace scales live on a log grid: scale_k = 2**(k/8). The eight mantissas
+# 2**(r/8) are fixed integers (round(2**(r/8) * 2**32)) so no machine's pow()
+# or exp() ever enters the decoder.
+SCALE_STEPS_PER_OCTAVE = 8
+SCALE_MANTISSAS = (
+    4294967296, 4683695048, 5107605667, 5569883475,
+    6074001000, 6623745059, 7223245206, 7877004752,
+)
+SCALE_K_MIN = -32  # scale 1/16: a latent stuck at its mean costs ~0.0005 bit
+SCALE_K_MAX = 127  # scale ~2**15.9: wide enough for network weights
+LATENT_SCALE_K_MAX = 80  # scale 1024: wider than the latent domain
+MU_FRAC_BITS = 4  # the Laplace mean is rounded to a multiple of 1/16
+
+
+def scale_from_index(k: np.ndarray) -> np.ndarray:
+    """Exact Laplace scale 2**(k/8) for integer indices k, as float64."""
+    k = np.asarray(k, dtype=np.int64)
+    octave, step = np.divmod(k, SCALE_STEPS_PER_OCTAVE)
+    mantissa = np.asarray(SCALE_MANTISSAS, dtype=np.float64)[step]
+    return np.ldexp(mantissa, (octave - 32).astype(np.int32))
+
+
+def nearest_scale_index(scale: float, k_max: int = SCALE_K_MAX) -> int:
+    """Index k whose 2**(k/8) is closest (in log) to `scale`; encoder only."""
+    k = round(SCALE_STEPS_PER_OCTAVE * np.log2(max(scale, 1e-9)))
+    return int(min(max(k, SCALE_K_MIN), k_max))
+
+
+@dataclass(frozen=True)
+class IntLinear:
+    """A fully connected layer with integer weights.
+
+    Attributes:
+        weight: int64 array [out, in]; real weight = weight * 2**-weight_exp.
+        bias: int64 array [out]; real bias = bias * 2**-bias_exp.
+        weight_exp: 0..16.
+        bias_exp: 0..weight_exp + 12, so the bias aligns exactly with the
+            accumulator of Q12 activations times weights.
+    """
+
+    weight: np.ndarray
+    bias: np.ndarray
+    weight_exp: int
+    bias_exp: int
+
+
+def run_int_mlp(x: torch.Tensor, layers: list[IntLinear]) -> torch.Tensor:
+    """Evaluate an integer MLP exactly: ReLU between layers, none after the last.
+
+    Args:
+        x: float64 tensor [N, in] of Q12 integers.
+        layers: the layers in order.
+
+    Returns:
+        float64 tensor [N, out] of Q12 integers.
+    """
+    for i, layer in enumerate(layers):
+        w = torch.as_tensor(layer.weight, dtype=torch.float64, device=x.device)
+        shift = ACT_FRAC_BITS + layer.weight_exp - layer.bias_exp
+        b = torch.as_tensor(layer.bias * (1 << shift), dtype=torch.float64, device=x.device)
+        acc = x @ w.T + b
+        # Division by a power of two and floor are exact in float64.
+        x = torch.floor(acc * (2.0 ** -layer.weight_exp))
+        if i < len(layers) - 1:
+            x = torch.clamp(x, 0, ACT_LIMIT)
+        else:
+            x = torch.clamp(x, -ACT_LIMIT, ACT_LIMIT)
+    return x
+
+
+def bicubic_taps(n_out: int, n_in: int) -> tuple[np.ndarray, np.ndarray]:
+    """Integer bicubic taps for resampling one axis from n_in to n_out samples.
+
+    Pixel centres are aligned (the convention of PyTorch's
+    `interpolate(..., mode="bicubic", align_corners=False)` with an explicit
+    size): output sample j sits at source position u = (j + 0.5) * n_in / n_out
+    - 0.5. The kernel is Keys' cubic with a = -3/4, evaluated exactly in
+    integers at the Q12 fraction of u; taps beyond the border repeat the edge.
+
+    Returns:
+        (index, weight): int64 arrays [n_out, 4]; weights are Q12 and every
+        row sums to exactly 4096.
+    """
+    j = np.arange(n_out, dtype=np.int64)
+    num = (2 * j + 1) * n_in - n_out
+    den = 2 * n_out
+    i0 = np.floor_divide(num, den)
+    frac = ((num - i0 * den) * ACT_ONE) // den  # Q12 fraction in [0, 4096)
+    d = ACT_ONE
+
+    def near(x: np.ndarray) -> np.ndarray:  # 4 * D**3 * kernel(|x| <= 1)
+        return (5 * x - 9 * d) * x * x + 4 * d**3
+
+    def far(x: np.ndarray) -> np.ndarray:  # 4 * D**3 * kernel(1 < |x| < 2)
+        return ((-3 * x + 15 * d) * x - 24 * d * d) * x + 12 * d**3
+
+    def to_q12(v: np.ndarray) -> np.ndarray:  # round(v / (4 * D**2))
+        return np.floor_divide(v + 2 * d * d, 4 * d * d)
+
+    w0 = to_q12(far(frac + d))
+    w2 = to_q12(near(d - frac))
+    w3 = to_q12(far(2 * d - frac))
+    w1 = d - w0 - w2 - w3
+    weight = np.stack([w0, w1, w2, w3], axis=1)
+    index = np.clip(i0[:, None] + np.arange(-1, 3)[None, :], 0, n_in - 1)
+    return index, weight
+
+
+def quantize_mu(mu_q12: torch.Tensor) -> torch.Tensor:
+    """Round a Q12 Laplace mean to the 1/16 grid, clamped to the latent domain."""
+    step = 1 << (ACT_FRAC_BITS - MU_FRAC_BITS)
+    idx = torch.floor((mu_q12 + step // 2) / step)
+    lo, hi = LATENT_MIN << MU_FRAC_BITS, LATENT_MAX << MU_FRAC_BITS
+    return torch.clamp(idx, lo, hi) / (1 << MU_FRAC_BITS)
+
+
+def scale_index_from_log2(log2_scale_q12: torch.Tensor) -> torch.Tensor:
+    """Round a Q12 log2-scale to the nearest 1/8 octave: the scale index k."""
+    step = ACT_ONE // SCALE_STEPS_PER_OCTAVE
+    k = torch.floor((log2_scale_q12 + step // 2) / step)
+    return torch.clamp(k, SCALE_K_MIN, LATENT_SCALE_K_MAX)

@@ -1,0 +1,133 @@
+"""Fitting a CocoNet to one image under a rate target.
+
+Loss: MSE + lambda * (estimated latent bits / pixels), images in [0, 1].
+Schedule (after C3): Adam with a cosine-decayed learning rate; uniform noise
+on the latents for most of training, then straight-through rounding so the
+rate estimate and the reconstruction match what the decoder will see.
+
+Rate control: instead of asking the user for lambda we steer it. A smoothed
+estimate of the whole-image latent rate is compared with the target (the
+requested bits minus the header and network bits) and log(lambda) moves in
+proportion to the log of their ratio every step.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .model import CocoNet, Window
+
+ProgressFn = Callable[[int, int, dict[str, float]], None]
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """Training hyper-parameters of one effort level.
+
+    Attributes:
+        iterations: optimizer steps.
+        crop: side of the square training window in pixels.
+        lr_latent, lr_network: initial Adam learning rates.
+        ste_fraction: final fraction of steps with straight-through rounding.
+        control_gain: step of log(lambda) per unit log rate error.
+    """
+
+    iterations: int
+    crop: int = 256
+    lr_latent: float = 0.05
+    lr_network: float = 0.01
+    ste_fraction: float = 0.15
+    control_gain: float = 0.02
+
+
+@dataclass
+class RateTarget:
+    """What the controller aims at: latent bits per pixel (None: fixed lambda)."""
+
+    latent_bpp: float | None
+    lmbda: float
+
+
+def initial_lambda(bpp: float) -> float:
+    """A starting lambda for a target rate (empirical fit on Kodak; steered later)."""
+    return 1e-3 * bpp**-1.5
+
+
+class Fitter:
+    """Owns the model, optimizer and controller state across fit and refit."""
+
+    def __init__(self, image: torch.Tensor, model: CocoNet, target: RateTarget, seed: int) -> None:
+        self.image, self.model, self.target = image, model, target
+        self.gen = np.random.default_rng(seed)
+        self.log_lambda = math.log(target.lmbda)
+        self.rate_ema: float | None = None
+        net_params = list(model.synthesis.parameters()) + list(model.arm.parameters())
+        self.opt = torch.optim.Adam([
+            {"params": list(model.latents.parameters()), "lr": 0.0},
+            {"params": net_params, "lr": 0.0},
+        ])
+
+    @property
+    def lmbda(self) -> float:
+        return math.exp(self.log_lambda)
+
+    def _window(self, crop: int) -> Window:
+        h, w = self.model.height, self.model.width
+        ch, cw = min(crop, h), min(crop, w)
+        r0 = int(self.gen.integers(0, h - ch + 1))
+        c0 = int(self.gen.integers(0, w - cw + 1))
+        return Window(r0, r0 + ch, c0, c0 + cw)
+
+    def step(self, schedule: Schedule, lr_scale: float, mode: str, control: bool) -> dict[str, float]:
+        """One optimizer step on a random window; returns its statistics."""
+        model = self.model
+        self.opt.param_groups[0]["lr"] = schedule.lr_latent * lr_scale
+        self.opt.param_groups[1]["lr"] = schedule.lr_network * lr_scale
+        win = self._window(schedule.crop)
+        q = model.quantized_latents(mode)  # type: ignore[arg-type]
+        rec = model.synthesize(q, win)
+        target = self.image[win.r0 : win.r1, win.c0 : win.c1].reshape(-1, 3)
+        mse = ((rec - target) ** 2).mean()
+        bits, counts = model.latent_bits(q, win)
+        loss = mse + self.lmbda * bits / win.n_pixels
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt.step()
+        # Crop bits -> whole-image latent bpp (cells per pixel is fixed).
+        total_cells = sum(h * w for h, w in model.sizes)
+        bpp = float(bits.detach()) / sum(counts) * total_cells / (model.height * model.width)
+        self.rate_ema = bpp if self.rate_ema is None else 0.9 * self.rate_ema + 0.1 * bpp
+        if control and self.target.latent_bpp:
+            error = math.log(self.rate_ema / self.target.latent_bpp)
+            self.log_lambda += schedule.control_gain * error
+        return {"psnr": -10 * math.log10(max(float(mse.detach()), 1e-10)), "bpp": self.rate_ema, "lambda": self.lmbda}
+
+    def run(self, schedule: Schedule, progress: ProgressFn | None = None,
+            deadline: float | None = None, phase: str = "fit", lr_peak: float = 1.0) -> int:
+        """Run a full schedule (noise then STE); returns steps done.
+
+        With a deadline (time.monotonic()), the number of steps is re-planned
+        from the measured speed after a few steps so the schedule still ends
+        with its rounding phase.
+        """
+        total = schedule.iterations
+        start = time.monotonic()
+        it = 0
+        while it < total:
+            frac = it / total
+            lr_scale = lr_peak * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * frac)))
+            mode = "noise" if frac < 1 - schedule.ste_fraction else "ste"
+            stats = self.step(schedule, lr_scale, mode, control=frac > 0.1 or phase != "fit")
+            it += 1
+            if deadline is not None and it == 10:
+                per_step = (time.monotonic() - start) / it
+                total = max(it + 1, min(total, int((deadline - time.monotonic()) / per_step) + it))
+            if progress:
+                progress(it, total, stats)
+        return it

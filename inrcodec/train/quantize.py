@@ -1,0 +1,163 @@
+"""Turn a trained float CocoNet into the integers a `.coco` file carries.
+
+Latents are rounded (they were trained for it). Each network tensor gets its
+own power-of-two step 2**-exp, chosen greedily by rate-distortion cost
+J = MSE + lambda * bits / pixels, as Cool-chic does for its decoder weights;
+powers of two keep the decoder's fixed-point arithmetic exact.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ..format.context import N_CONTEXT, context_features
+from ..format.fixedpoint import ACT_FRAC_BITS, WEIGHT_LIMIT, IntLinear, nearest_scale_index, scale_from_index
+from ..format.header import Header, LayerCoding
+from ..format.sampling import sample_float
+from .model import LOG2_SCALE_MAX, LOG2_SCALE_MIN, CocoNet, Window, laplace_bits
+
+EXP_CANDIDATES = range(3, 15)
+DEFAULT_EXP = 10
+SUBSET = 1 << 16  # pixels / latent cells used to score a choice
+
+
+@dataclass
+class QuantizedModel:
+    """Everything `format.bitstream.write_coco` needs."""
+
+    header: Header
+    synthesis: list[IntLinear]
+    arm: list[IntLinear]
+    latents: list[np.ndarray]
+
+
+def to_int(values: torch.Tensor, exp: int) -> np.ndarray:
+    """Round real values to integers with step 2**-exp, clamped to the codable range."""
+    ints = torch.round(values.detach().double() * 2.0**exp)
+    return ints.clamp(-WEIGHT_LIMIT + 1, WEIGHT_LIMIT - 1).long().numpy()
+
+
+def scale_index_of(ints: np.ndarray) -> int:
+    """Laplace scale index fitted to integers (ML estimate: mean absolute value)."""
+    return nearest_scale_index(float(np.abs(ints).mean()) if ints.size else 1.0)
+
+
+def tensor_bits(ints: np.ndarray) -> float:
+    """Estimated bits of one integer tensor under its fitted Laplace."""
+    scale = torch.tensor(float(scale_from_index(np.int64(scale_index_of(ints)))), dtype=torch.float64)
+    x = torch.as_tensor(ints, dtype=torch.float64)
+    return float(laplace_bits(x, torch.zeros(()), scale).sum())
+
+
+class _Scorer:
+    """Fast RD cost of a set of (weight, bias) integer tensors."""
+
+    def __init__(self, model: CocoNet, image: torch.Tensor, lmbda: float, gen: torch.Generator) -> None:
+        self.model, self.lmbda = model, lmbda
+        self.n_pixels = model.height * model.width
+        with torch.no_grad():
+            q = model.quantized_latents("round")
+            win = model.full_window()
+            idx = torch.randperm(self.n_pixels, generator=gen)[:SUBSET]
+            feats = torch.stack([
+                _sample_flat(model, g, i, win) for i, g in enumerate(q)], dim=1)
+            self.feats = feats[idx].double()
+            self.target = image.reshape(-1, 3)[idx].double()
+            ctx = torch.cat([context_features(g, q[i + 1] if i + 1 < len(q) else None) for i, g in enumerate(q)])
+            vals = torch.cat([g.reshape(-1) for g in q])
+            cidx = torch.randperm(vals.numel(), generator=gen)[:SUBSET]
+            self.ctx, self.vals = ctx[cidx].double(), vals[cidx].double()
+            self.cell_factor = vals.numel() / max(1, cidx.numel())
+        assert self.ctx.shape[1] == N_CONTEXT
+
+    def distortion(self, layers: list[tuple[torch.Tensor, torch.Tensor]]) -> float:
+        return float(((_run(self.feats, layers) - self.target) ** 2).mean())
+
+    def latent_bits(self, layers: list[tuple[torch.Tensor, torch.Tensor]]) -> float:
+        out = _run(self.ctx, layers)
+        scale = torch.exp2(out[:, 1].clamp(LOG2_SCALE_MIN, LOG2_SCALE_MAX))
+        mu = torch.round(out[:, 0] * 16) / 16
+        return float(laplace_bits(self.vals, mu, scale).sum()) * self.cell_factor
+
+
+def _sample_flat(model: CocoNet, grid: torch.Tensor, level: int, win: Window) -> torch.Tensor:
+    rows, cols = model.taps(grid.device)[level]
+    return sample_float(grid, rows, cols, win.r0, win.r1, win.c0, win.c1).reshape(-1)
+
+
+def _run(x: torch.Tensor, layers: list[tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
+    for i, (w, b) in enumerate(layers):
+        x = x @ w.T + b
+        if i < len(layers) - 1:
+            x = torch.relu(x)
+    return x
+
+
+def _choose_exponents(linears: list[torch.nn.Linear], cost) -> list[tuple[int, int]]:  # noqa: ANN001
+    """Greedy per-tensor choice of (weight_exp, bias_exp) minimising `cost`."""
+    exps = [[DEFAULT_EXP, DEFAULT_EXP] for _ in linears]
+
+    def dequantized() -> list[tuple[torch.Tensor, torch.Tensor]]:
+        return [
+            (torch.from_numpy(to_int(lin.weight, we)).double() * 2.0**-we,
+             torch.from_numpy(to_int(lin.bias, be)).double() * 2.0**-be)
+            for lin, (we, be) in zip(linears, exps)
+        ]
+
+    def bits() -> float:
+        return sum(tensor_bits(to_int(lin.weight, we)) + tensor_bits(to_int(lin.bias, be))
+                   for lin, (we, be) in zip(linears, exps))
+
+    # Hill-climb each exponent from the default: the cost is close to convex in
+    # the exponent (coarser steps: fewer bits, more error), so a local search
+    # needs ~4 evaluations instead of a dozen.
+    for i in range(len(linears)):
+        for slot in (0, 1):
+            hi = exps[i][0] + ACT_FRAC_BITS if slot == 1 else EXP_CANDIDATES[-1]
+            best = cost(dequantized(), bits())
+            for direction in (-1, 1):
+                while EXP_CANDIDATES[0] <= exps[i][slot] + direction <= hi:
+                    exps[i][slot] += direction
+                    j = cost(dequantized(), bits())
+                    if j >= best:
+                        exps[i][slot] -= direction
+                        break
+                    best = j
+    return [tuple(e) for e in exps]
+
+
+def quantize_model(model: CocoNet, image: torch.Tensor, lmbda: float, seed: int = 0) -> QuantizedModel:
+    """Choose per-tensor steps by RD cost and produce the integer model.
+
+    Args:
+        model: the trained network.
+        image: [H, W, 3] float target in [0, 1].
+        lmbda: the rate-distortion trade-off used in training (MSE + lmbda * bpp).
+    """
+    gen = torch.Generator().manual_seed(seed)
+    scorer = _Scorer(model, image, lmbda, gen)
+    n = scorer.n_pixels
+    synth = [m for m in model.synthesis if isinstance(m, torch.nn.Linear)]
+    arm = [m for m in model.arm if isinstance(m, torch.nn.Linear)]
+    with torch.no_grad():
+        arm_float = [(m.weight.double(), m.bias.double()) for m in arm]
+        lat_bits = scorer.latent_bits(arm_float)
+        synth_exps = _choose_exponents(
+            synth, lambda layers, b: scorer.distortion(layers) + lmbda * (b + lat_bits) / n)
+        base_d = scorer.distortion([(torch.from_numpy(to_int(m.weight, we)).double() * 2.0**-we,
+                                     torch.from_numpy(to_int(m.bias, be)).double() * 2.0**-be)
+                                    for m, (we, be) in zip(synth, synth_exps)])
+        arm_exps = _choose_exponents(
+            arm, lambda layers, b: base_d + lmbda * (b + scorer.latent_bits(layers)) / n)
+    int_layers, codings = [], []
+    for lin, (we, be) in zip(synth + arm, synth_exps + arm_exps):
+        w, b = to_int(lin.weight, we), to_int(lin.bias, be)
+        int_layers.append(IntLinear(w, b, we, be))
+        codings.append(LayerCoding(we, be, scale_index_of(w), scale_index_of(b)))
+    header = Header(model.width, model.height, model.arch, tuple(codings))
+    latents = [g.detach().double().numpy().astype(np.int64) for g in model.quantized_latents("round")]
+    n_synth = len(synth)
+    return QuantizedModel(header, int_layers[:n_synth], int_layers[n_synth:], latents)
