@@ -33,8 +33,9 @@ def non_anchor_mask(height: int, width: int, device: torch.device | None = None)
     return (x + y) % 2 == 1
 
 
-def context_features(grid: torch.Tensor, parent: torch.Tensor | None) -> torch.Tensor:
-    """Context features of every cell of one latent level.
+def context_features(grid: torch.Tensor, parent: torch.Tensor | None,
+                     window: tuple[int, int, int, int] | None = None) -> torch.Tensor:
+    """Context features of the cells of one latent level.
 
     Args:
         grid: [H, W] latent values of this level. Only anchor values are read
@@ -42,32 +43,41 @@ def context_features(grid: torch.Tensor, parent: torch.Tensor | None) -> torch.T
             gives the same features as the full one.
         parent: [ceil(H/2), ceil(W/2)] latents of the next coarser level, or
             None for the coarsest level (its parent features are zero).
+        window: (r0, r1, c0, c1) to compute only cells [r0:r1, c0:c1]
+            (training on crops); None for the whole level.
 
     Returns:
-        [H * W, 14] features in raster order: parent 3x3 neighbourhood (row
+        [n_cells, 14] features in raster order: parent 3x3 neighbourhood (row
         major, zero outside the grid), same-level N, S, W, E (zero for anchors
         and outside the grid), then 1 for non-anchors and 0 for anchors.
     """
     height, width = grid.shape
-    mask = non_anchor_mask(height, width, grid.device).to(grid.dtype)
+    r0, r1, c0, c1 = window or (0, height, 0, width)
+    y = torch.arange(r0, r1, device=grid.device)[:, None]
+    x = torch.arange(c0, c1, device=grid.device)[None, :]
+    mask = ((x + y) % 2 == 1).to(grid.dtype)
     feats = []
     if parent is None:
-        feats.extend([torch.zeros_like(grid)] * 9)
+        feats.extend([torch.zeros_like(mask)] * 9)
     else:
-        hp, wp = parent.shape
+        # Parent of cell (y, x) is (y >> 1, x >> 1); take the parent rows and
+        # columns under the window, upsample by repetition, then align.
+        pr0, pr1 = r0 >> 1, ((r1 - 1) >> 1) + 1
+        pc0, pc1 = c0 >> 1, ((c1 - 1) >> 1) + 1
         padded = F.pad(parent[None, None], (1, 1, 1, 1))[0, 0]
+        oy, ox = r0 - 2 * pr0, c0 - 2 * pc0
         for dy in range(3):
             for dx in range(3):
-                shifted = padded[dy : dy + hp, dx : dx + wp]
-                up = shifted.repeat_interleave(2, 0).repeat_interleave(2, 1)
-                feats.append(up[:height, :width])
+                block = padded[pr0 + dy : pr1 + dy, pc0 + dx : pc1 + dx]
+                up = block.repeat_interleave(2, 0).repeat_interleave(2, 1)
+                feats.append(up[oy : oy + r1 - r0, ox : ox + c1 - c0])
     padded = F.pad(grid[None, None], (1, 1, 1, 1))[0, 0]
     neighbours = (
-        padded[0:height, 1 : width + 1],
-        padded[2 : height + 2, 1 : width + 1],
-        padded[1 : height + 1, 0:width],
-        padded[1 : height + 1, 2 : width + 2],
+        padded[r0 : r1, c0 + 1 : c1 + 1],
+        padded[r0 + 2 : r1 + 2, c0 + 1 : c1 + 1],
+        padded[r0 + 1 : r1 + 1, c0 : c1],
+        padded[r0 + 1 : r1 + 1, c0 + 2 : c1 + 2],
     )
     feats.extend(n * mask for n in neighbours)
     feats.append(mask)
-    return torch.stack(feats, dim=-1).reshape(height * width, N_CONTEXT)
+    return torch.stack(feats, dim=-1).reshape(-1, N_CONTEXT)

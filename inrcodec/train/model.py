@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from ..format.architecture import Architecture
-from ..format.context import N_CONTEXT, context_features, grid_sizes
+from ..format.context import context_features, grid_sizes
 from ..format.fixedpoint import LATENT_MAX, LATENT_MIN, LATENT_SCALE_K_MAX, SCALE_K_MIN
 from ..format.sampling import pixel_taps, sample_float
 
@@ -129,8 +129,7 @@ class CocoNet(nn.Module):
         for i, grid in enumerate(latents):
             w = win.at_level(i)
             parent = latents[i + 1] if i + 1 < len(latents) else None
-            f = context_features(grid, parent).reshape(*grid.shape, N_CONTEXT)
-            feats.append(f[w.r0 : w.r1, w.c0 : w.c1].reshape(-1, N_CONTEXT))
+            feats.append(context_features(grid, parent, (w.r0, w.r1, w.c0, w.c1)))
             values.append(grid[w.r0 : w.r1, w.c0 : w.c1].reshape(-1))
             counts.append(w.n_pixels)
         out = self.arm(torch.cat(feats))

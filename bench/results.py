@@ -1,0 +1,127 @@
+"""The long-form results table ``rd.csv``: one row per (codec, setting, image), appended as rows finish.
+
+Also the run log ``runs.jsonl`` (one JSON object per ``rd`` invocation), so that reports can quote the
+command lines that produced a results folder.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import platform
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, TextIO
+
+RD_CSV = "rd.csv"
+RUNS_LOG = "runs.jsonl"
+
+COLUMNS = (
+    "codec",  # codec name, see bench.codecs.CODECS
+    "codec_version",  # library versions that produced the file
+    "setting",  # bench.codecs.setting_key, e.g. "quality=75" or "bpp=0.5;effort=default"
+    "image",  # file name of the source image
+    "width",
+    "height",
+    "bytes",  # size of the whole file
+    "bpp",  # bytes * 8 / (width * height)
+    "psnr",  # dB, 8-bit RGB, MSE over all pixels and channels
+    "msssim",  # RGB, 0..1; NaN for images below 161 px on the short side
+    "msssim_db",  # -10 log10(1 - msssim)
+    "encode_s",  # wall-clock seconds
+    "decode_s",
+    "encode_peak_mb",  # peak RSS increase during the call, MB (see bench.metrics.measure)
+    "decode_peak_mb",
+    "torch_threads",  # intra-op threads torch had (1 in --jobs > 1 workers)
+    "machine",
+    "date",  # UTC, ISO 8601, when the row finished
+)
+NUMERIC = frozenset(COLUMNS[COLUMNS.index("width") : COLUMNS.index("torch_threads") + 1])
+RowKey = tuple[str, str, str]
+
+
+def row_key(row: dict[str, Any]) -> RowKey:
+    """Identity of a row for resuming: (codec, setting, image)."""
+    return (row["codec"], row["setting"], row["image"])
+
+
+def utc_now() -> str:
+    """The current UTC time, ISO 8601 to the second."""
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def machine() -> str:
+    """A one-line description of this machine: OS, architecture, CPU model and logical CPU count."""
+    cpu = platform.processor()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass  # not Linux: platform.processor() is the best there is
+    return f"{platform.system()} {platform.machine()}; {cpu}; {os.cpu_count()} CPUs"
+
+
+def _format(value: Any) -> str:
+    # Eight significant digits keep bpp and PSNR exact enough for BD integrals, and the CSV readable.
+    return f"{value:.8g}" if isinstance(value, float) else str(value)
+
+
+def _parse(row: dict[str, str]) -> dict[str, Any]:
+    return {k: (float(v) if k in NUMERIC else v) for k, v in row.items()}
+
+
+def read_rows(path: Path) -> list[dict[str, Any]]:
+    """All rows of an ``rd.csv``, numeric columns as floats; an empty list if it doesn't exist."""
+    if not path.exists():
+        return []
+    with path.open(newline="") as f:
+        return [_parse(row) for row in csv.DictReader(f)]
+
+
+class RowWriter:
+    """Appends rows to ``rd.csv``, flushing after each so that a crash loses no finished row."""
+
+    def __init__(self, path: Path) -> None:
+        new = not path.exists() or path.stat().st_size == 0
+        if not new:
+            with path.open(newline="") as f:
+                header = tuple(next(csv.reader(f), ()))
+            if header != COLUMNS:
+                msg = f"{path} has columns {header}, expected {COLUMNS}; write to a new folder"
+                raise ValueError(msg)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._file: TextIO = path.open("a", newline="")
+        self._writer = csv.DictWriter(self._file, fieldnames=COLUMNS)
+        if new:
+            self._writer.writeheader()
+
+    def write(self, row: dict[str, Any]) -> None:
+        """Append one row (keys: `COLUMNS`) and flush it to the OS."""
+        self._writer.writerow({k: _format(row[k]) for k in COLUMNS})
+        self._file.flush()
+
+    def close(self) -> None:
+        self._file.close()
+
+    def __enter__(self) -> RowWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def append_run(out: Path, run: dict[str, Any]) -> None:
+    """Append one invocation's record (command line, times, counts) to ``runs.jsonl``."""
+    with (out / RUNS_LOG).open("a") as f:
+        f.write(json.dumps(run) + "\n")
+
+
+def read_runs(out: Path) -> list[dict[str, Any]]:
+    """All records of ``runs.jsonl``, oldest first; empty if there is none."""
+    path = out / RUNS_LOG
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]

@@ -1,0 +1,122 @@
+"""The ``python -m bench`` sweep end to end on tiny generated images: rows, resuming, summary, plots."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from bench.__main__ import main
+from bench.codecs import CODECS, Jpeg420, setting_key
+from bench.results import COLUMNS, read_rows, row_key
+
+N_ROWS = len(CODECS["jpeg420"].sweep) + len(CODECS["webp"].sweep)
+
+
+def smooth_image(size: int, seed: int) -> Image.Image:
+    """A compressible test image: smooth colour gradients plus mild noise."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:size, 0:size] / size
+    planes = [np.sin(3 * x + seed), np.cos(2 * y), x * y]
+    rgb = np.stack(planes, -1) * 100 + 128 + rng.normal(0, 4, (size, size, 3))
+    return Image.fromarray(np.clip(rgb, 0, 255).astype(np.uint8))
+
+
+@pytest.fixture
+def images(tmp_path: Path) -> Path:
+    folder = tmp_path / "images"
+    folder.mkdir()
+    smooth_image(64, 0).save(folder / "tiny.png")
+    (folder / "notes.txt").write_text("not an image")
+    return folder
+
+
+def rd(images: Path, out: Path, *extra: str) -> int:
+    return main(["rd", "--images", str(images), "--out", str(out), "--codecs", "jpeg420,webp", *extra])
+
+
+def test_rd_end_to_end(images: Path, tmp_path: Path) -> None:
+    out = tmp_path / "results"
+    assert rd(images, out) == 0
+    rows = read_rows(out / "rd.csv")
+    assert len(rows) == N_ROWS
+    assert (out / "rd.csv").read_text().splitlines()[0] == ",".join(COLUMNS)
+    first = rows[0]
+    assert (first["codec"], first["setting"], first["image"]) == ("jpeg420", "quality=3", "tiny.png")
+    assert first["codec_version"].startswith("Pillow ") and "libjpeg-turbo" in first["codec_version"]
+    for row in rows:
+        assert row["bpp"] == pytest.approx(row["bytes"] * 8 / (64 * 64))
+        assert 15 < row["psnr"] < 60
+        assert math.isnan(row["msssim"]) and math.isnan(row["msssim_db"])  # 64 px is too small
+        assert row["encode_s"] > 0 and row["decode_s"] > 0
+    for name in ("summary.csv", "fixed_rate.csv", "bd.csv", "bd_per_image.csv", "report.md", "visual.png"):
+        assert (out / name).stat().st_size > 0, name
+    for stem in ("rd_psnr", "rd_msssim"):
+        assert (out / f"{stem}.png").stat().st_size > 0 and (out / f"{stem}.svg").stat().st_size > 0
+    report = (out / "report.md").read_text()
+    assert "![PSNR (dB)](rd_psnr.png)" in report and "--codecs jpeg420,webp" in report
+    assert "jpeg420,webp,psnr," in (out / "bd.csv").read_text()
+
+
+def test_rd_resumes_without_redoing_rows(images: Path, tmp_path: Path) -> None:
+    out = tmp_path / "results"
+    assert rd(images, out) == 0
+    csv_path = out / "rd.csv"
+    lines = csv_path.read_text().splitlines()
+    # Drop two rows, and mark one kept row so that a recomputation would show.
+    kept = lines[:3] + lines[5:]
+    kept[1] = kept[1].replace("Pillow", "MARKED", 1)
+    csv_path.write_text("\n".join(kept) + "\n")
+
+    assert rd(images, out) == 0
+    rows = read_rows(csv_path)
+    assert len(rows) == N_ROWS
+    assert len({row_key(r) for r in rows}) == N_ROWS
+    assert rows[0]["codec_version"].startswith("MARKED")
+    assert [r["setting"] for r in rows[-2:]] == [setting_key(s) for s in Jpeg420.sweep[2:4]]
+    runs = [json.loads(line) for line in (out / "runs.jsonl").read_text().splitlines()]
+    assert [r["rows_written"] for r in runs] == [N_ROWS, 2]
+
+
+def test_rd_in_worker_processes(images: Path, tmp_path: Path) -> None:
+    smooth_image(64, 1).save(images / "tiny2.png")
+    out = tmp_path / "results"
+    assert rd(images, out, "--jobs", "2", "--limit-images", "1") == 0
+    rows = read_rows(out / "rd.csv")
+    assert len(rows) == N_ROWS and {r["image"] for r in rows} == {"tiny.png"}
+    assert {r["torch_threads"] for r in rows} == {1.0}
+
+
+def test_failing_codec_writes_no_row_and_fails_the_run(
+    images: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(self: Jpeg420, img: Image.Image, setting: dict) -> bytes:
+        if setting["quality"] == 50:
+            raise RuntimeError("boom")
+        return original(self, img, setting)
+
+    original = Jpeg420.encode
+    monkeypatch.setattr(Jpeg420, "encode", broken)
+    out = tmp_path / "results"
+    assert rd(images, out) == 1
+    rows = read_rows(out / "rd.csv")
+    assert len(rows) == N_ROWS - 1 and "quality=50" not in {r["setting"] for r in rows if r["codec"] == "jpeg420"}
+
+
+def test_summary_and_plot_commands(images: Path, tmp_path: Path) -> None:
+    out = tmp_path / "results"
+    assert rd(images, out) == 0
+    for name in ("summary.csv", "report.md", "rd_psnr.svg", "visual.png"):
+        (out / name).unlink()
+    assert main(["summary", str(out)]) == 0
+    assert (out / "summary.csv").exists() and (out / "report.md").exists()
+    assert not (out / "rd_psnr.svg").exists()
+    assert main(["plot", str(out), "--crop", "10,10,32"]) == 0  # images folder comes from runs.jsonl
+    assert (out / "rd_psnr.svg").exists()
+    with Image.open(out / "visual.png") as sheet:
+        assert sheet.height > 64
+    assert main(["summary", str(tmp_path / "nothing")]) == 2
