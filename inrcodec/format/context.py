@@ -34,7 +34,9 @@ def non_anchor_mask(height: int, width: int, device: torch.device | None = None)
 
 
 def context_features(grid: torch.Tensor, parent: torch.Tensor | None,
-                     window: tuple[int, int, int, int] | None = None) -> torch.Tensor:
+                     window: tuple[int, int, int, int] | None = None,
+                     grid_origin: tuple[int, int] = (0, 0),
+                     parent_origin: tuple[int, int] = (0, 0)) -> torch.Tensor:
     """Context features of the cells of one latent level.
 
     Args:
@@ -45,14 +47,18 @@ def context_features(grid: torch.Tensor, parent: torch.Tensor | None,
             None for the coarsest level (its parent features are zero).
         window: (r0, r1, c0, c1) to compute only cells [r0:r1, c0:c1]
             (training on crops); None for the whole level.
+        grid_origin, parent_origin: level coordinates of element [0, 0] of
+            `grid` and `parent` when they are sub-grids (training on crops).
+            They must extend one cell beyond the window (and its parents)
+            except at the true border of the level, where zeros are right.
 
     Returns:
         [n_cells, 14] features in raster order: parent 3x3 neighbourhood (row
         major, zero outside the grid), same-level N, S, W, E (zero for anchors
         and outside the grid), then 1 for non-anchors and 0 for anchors.
     """
-    height, width = grid.shape
-    r0, r1, c0, c1 = window or (0, height, 0, width)
+    gy, gx = grid_origin
+    r0, r1, c0, c1 = window or (gy, gy + grid.shape[0], gx, gx + grid.shape[1])
     y = torch.arange(r0, r1, device=grid.device)[:, None]
     x = torch.arange(c0, c1, device=grid.device)[None, :]
     mask = ((x + y) % 2 == 1).to(grid.dtype)
@@ -66,12 +72,15 @@ def context_features(grid: torch.Tensor, parent: torch.Tensor | None,
         pc0, pc1 = c0 >> 1, ((c1 - 1) >> 1) + 1
         padded = F.pad(parent[None, None], (1, 1, 1, 1))[0, 0]
         oy, ox = r0 - 2 * pr0, c0 - 2 * pc0
+        pr0, pr1 = pr0 - parent_origin[0], pr1 - parent_origin[0]
+        pc0, pc1 = pc0 - parent_origin[1], pc1 - parent_origin[1]
         for dy in range(3):
             for dx in range(3):
                 block = padded[pr0 + dy : pr1 + dy, pc0 + dx : pc1 + dx]
                 up = block.repeat_interleave(2, 0).repeat_interleave(2, 1)
                 feats.append(up[oy : oy + r1 - r0, ox : ox + c1 - c0])
     padded = F.pad(grid[None, None], (1, 1, 1, 1))[0, 0]
+    r0, r1, c0, c1 = r0 - gy, r1 - gy, c0 - gx, c1 - gx
     neighbours = (
         padded[r0 : r1, c0 + 1 : c1 + 1],
         padded[r0 + 2 : r1 + 2, c0 + 1 : c1 + 1],

@@ -27,18 +27,21 @@ class AxisTaps:
 
 
 def sample_float(grid: torch.Tensor, rows: AxisTaps, cols: AxisTaps,
-                 r0: int, r1: int, c0: int, c1: int) -> torch.Tensor:
-    """Differentiable sample of `grid` [Hg, Wg] at outputs [r0:r1, c0:c1]."""
+                 r0: int, r1: int, c0: int, c1: int, origin: tuple[int, int] = (0, 0)) -> torch.Tensor:
+    """Differentiable sample of `grid` at outputs [r0:r1, c0:c1].
+
+    `grid` may be a sub-grid whose element [0, 0] is level cell `origin`; it
+    must hold every cell the taps of those outputs touch.
+    """
+    gy, gx = origin
     if rows.identity and cols.identity:
-        return grid[r0:r1, c0:c1]
+        return grid[r0 - gy : r1 - gy, c0 - gx : c1 - gx]
     ri, rw = rows.slice(r0, r1)
     ci, cw = cols.slice(c0, c1)
     rw = (rw / ACT_ONE).to(grid.dtype)
     cw = (cw / ACT_ONE).to(grid.dtype)
-    lo, hi = int(ri.min()), int(ri.max()) + 1
-    band = grid[lo:hi]
-    tmp = (band[ri - lo] * rw[:, :, None]).sum(1)  # [n_rows, Wg]
-    return (tmp[:, ci] * cw[None]).sum(-1)  # [n_rows, n_cols]
+    tmp = (grid[ri - gy] * rw[:, :, None]).sum(1)  # [n_rows, sub-grid width]
+    return (tmp[:, ci - gx] * cw[None]).sum(-1)  # [n_rows, n_cols]
 
 
 def sample_exact(grid: torch.Tensor, rows: AxisTaps, cols: AxisTaps, r0: int, r1: int) -> torch.Tensor:

@@ -104,7 +104,7 @@ def encode_array(pixels: np.ndarray, opts: EncodeOptions, progress: ProgressFn |
         # run a short straight-through phase under the controller.
         wanted_latent = opts.bpp * n_pixels - (len(data) * 8 - _latent_bits_in(data))
         ratio = max(wanted_latent, 1.0) / max(_latent_bits_in(data), 1.0)
-        fitter.target = RateTarget(fitter.rate_ema * ratio, fitter.lmbda)
+        fitter.target = RateTarget(fitter.latent_bpp() * ratio, fitter.lmbda)
         fix = replace(schedule, iterations=max(60, schedule.iterations // 6), ste_fraction=1.0,
                       control_gain=schedule.control_gain * 2)
         steps += fitter.run(fix, progress, phase="refit", lr_peak=0.3)

@@ -28,6 +28,8 @@ from ..format.fixedpoint import LATENT_MAX, LATENT_MIN, LATENT_SCALE_K_MAX, SCAL
 from ..format.sampling import pixel_taps, sample_float
 
 QuantMode = Literal["noise", "ste", "round"]
+Crop = tuple[torch.Tensor, tuple[int, int]]  # sub-grid and its level coordinates
+CROP_MARGIN = 3
 LOG2_SCALE_MIN = SCALE_K_MIN / 8
 LOG2_SCALE_MAX = LATENT_SCALE_K_MAX / 8
 
@@ -97,41 +99,64 @@ class CocoNet(nn.Module):
         return Window(0, self.height, 0, self.width)
 
     def quantized_latents(self, mode: QuantMode) -> list[torch.Tensor]:
-        """The latents as the decoder will see them, or a differentiable proxy.
+        """All latent grids as the decoder will see them (or a differentiable proxy)."""
+        return [g for g, _ in self.crop_latents(self.full_window(), mode)]
+
+    def crop_latents(self, win: Window, mode: QuantMode) -> list[Crop]:
+        """The part of every latent grid that pixels `win` depend on, quantized.
+
+        Each level keeps CROP_MARGIN cells around the window: enough for the
+        bicubic taps, the same-level neighbours and the children's parent
+        neighbourhoods. Cutting first means noise, rounding and all gradients
+        touch only the crop, not the whole pyramid.
 
         noise: additive U(-0.5, 0.5) (training, Balle et al. 2017);
         ste: hard rounding with the identity gradient (final phase, as in C3);
         round: hard rounding (evaluation).
         """
         out = []
-        for grid in self.latents:
-            g = grid.clamp(LATENT_MIN, LATENT_MAX)
+        for i, grid in enumerate(self.latents):
+            h, w = self.sizes[i]
+            a, b = max(0, (win.r0 >> i) - CROP_MARGIN), min(h, ((win.r1 - 1) >> i) + 1 + CROP_MARGIN)
+            c, d = max(0, (win.c0 >> i) - CROP_MARGIN), min(w, ((win.c1 - 1) >> i) + 1 + CROP_MARGIN)
+            g = grid[a:b, c:d].clamp(LATENT_MIN, LATENT_MAX)
             if mode == "noise":
                 g = g + torch.empty_like(g).uniform_(-0.5, 0.5)
             elif mode == "ste":
                 g = g + (torch.round(g) - g).detach()
             else:
                 g = torch.round(g)
-            out.append(g)
+            out.append((g, (a, c)))
         return out
 
-    def synthesize(self, latents: list[torch.Tensor], win: Window) -> torch.Tensor:
+    def synthesize(self, crops: list[Crop] | list[torch.Tensor], win: Window) -> torch.Tensor:
         """RGB of the pixels in `win`, raster order: [N, 3], nominally [0, 1]."""
-        cols = [
-            sample_float(g, rows, cols_, win.r0, win.r1, win.c0, win.c1).reshape(-1)
-            for g, (rows, cols_) in zip(latents, self.taps(latents[0].device))
-        ]
+        taps = self.taps(_tensor(crops[0]).device)
+        cols = []
+        for crop, (rows, cols_) in zip(crops, taps):
+            grid, origin = _split(crop)
+            cols.append(sample_float(grid, rows, cols_, win.r0, win.r1, win.c0, win.c1, origin).reshape(-1))
         return self.synthesis(torch.stack(cols, dim=1))
 
-    def latent_bits(self, latents: list[torch.Tensor], win: Window) -> tuple[torch.Tensor, list[int]]:
+    def latent_bits(self, crops: list[Crop] | list[torch.Tensor], win: Window) -> tuple[torch.Tensor, list[int]]:
         """Estimated bits of the latent cells under `win`, and their count per level."""
         feats, values, counts = [], [], []
-        for i, grid in enumerate(latents):
+        for i, crop in enumerate(crops):
+            grid, origin = _split(crop)
             w = win.at_level(i)
-            parent = latents[i + 1] if i + 1 < len(latents) else None
-            feats.append(context_features(grid, parent, (w.r0, w.r1, w.c0, w.c1)))
-            values.append(grid[w.r0 : w.r1, w.c0 : w.c1].reshape(-1))
+            parent, parent_origin = _split(crops[i + 1]) if i + 1 < len(crops) else (None, (0, 0))
+            feats.append(context_features(grid, parent, (w.r0, w.r1, w.c0, w.c1), origin, parent_origin))
+            values.append(grid[w.r0 - origin[0] : w.r1 - origin[0], w.c0 - origin[1] : w.c1 - origin[1]].reshape(-1))
             counts.append(w.n_pixels)
         out = self.arm(torch.cat(feats))
         scale = torch.exp2(out[:, 1].clamp(LOG2_SCALE_MIN, LOG2_SCALE_MAX))
         return laplace_bits(torch.cat(values), out[:, 0], scale).sum(), counts
+
+
+def _split(crop: Crop | torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
+    """(grid, origin) of a crop, or of a whole grid (origin 0, 0)."""
+    return crop if isinstance(crop, tuple) else (crop, (0, 0))
+
+
+def _tensor(crop: Crop | torch.Tensor) -> torch.Tensor:
+    return _split(crop)[0]

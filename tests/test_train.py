@@ -1,0 +1,66 @@
+"""Encoder-side checks: crops compute what the whole image computes, the rate
+estimate matches the coded rate, and rate control lands on the target."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from inrcodec.format.architecture import Architecture
+from inrcodec.format.bitstream import read_sections, write_coco
+from inrcodec.train.encoder import EncodeOptions, encode_array
+from inrcodec.train.model import CocoNet, Window
+from inrcodec.train.quantize import quantize_model
+
+ARCH = Architecture(7, (16, 16), (16, 16))
+
+
+def _random_model(height: int, width: int, spread: float = 3.0) -> CocoNet:
+    torch.manual_seed(0)
+    model = CocoNet(height, width, ARCH)
+    with torch.no_grad():
+        for grid in model.latents:
+            grid.normal_(0, spread)
+    return model
+
+
+@pytest.mark.parametrize("size", [(77, 53), (64, 64), (130, 200)])
+def test_crop_equals_whole_image(size: tuple[int, int]) -> None:
+    height, width = size
+    model = _random_model(height, width)
+    full = model.quantized_latents("round")
+    for win in (Window(0, height, 0, width), Window(5, 40, 7, 33), Window(height - 20, height, 0, 17),
+                Window(1, 2, width - 1, width)):
+        crops = model.crop_latents(win, "round")
+        torch.testing.assert_close(model.synthesize(crops, win), model.synthesize(full, win))
+        torch.testing.assert_close(model.latent_bits(crops, win)[0], model.latent_bits(full, win)[0])
+
+
+def test_rate_estimate_matches_coded_latents() -> None:
+    model = _random_model(96, 80, spread=2.0)
+    image = torch.rand(96, 80, 3)
+    with torch.no_grad():
+        estimate = float(model.latent_bits(model.quantized_latents("round"), model.full_window())[0])
+    qm = quantize_model(model, image, lmbda=1e-3)
+    _, _, payloads, _ = read_sections(write_coco(qm.header, qm.synthesis, qm.arm, qm.latents))
+    coded = len(payloads[b"LATS"]) * 8
+    # The context model is quantized for coding, so allow a few percent.
+    assert abs(coded / estimate - 1) < 0.05
+
+
+def _test_image(height: int, width: int) -> np.ndarray:
+    y, x = np.mgrid[0:height, 0:width]
+    rng = np.random.default_rng(1)
+    img = np.stack([x * 255 / width, y * 255 / height, 128 + 60 * np.sin(x / 5.0) * np.cos(y / 7.0)], axis=-1)
+    img += rng.normal(0, 12, img.shape)
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+@pytest.mark.slow
+def test_rate_control_lands_within_five_percent() -> None:
+    pixels = _test_image(96, 128)
+    target = 3.0
+    result = encode_array(pixels, EncodeOptions(bpp=target, iterations=120, device="cpu"))
+    assert abs(result.bpp / target - 1) <= 0.05, result.bpp
+    assert result.psnr > 20
