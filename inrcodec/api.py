@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import math
+import numbers
 import re
 from dataclasses import dataclass
 
@@ -24,6 +25,7 @@ from .train.encoder import EncodeOptions, EncodeResult, Effort, encode_array
 from .train.fit import ProgressFn
 
 MIN_BPP, MAX_BPP = 0.02, 8.0
+MAX_SIDE_PARSED = 1e12  # sizes are clipped here before round(); all are over the limit
 EFFORTS = ("fast", "default", "max")
 
 
@@ -79,28 +81,38 @@ def encode(image: ImageLike, *, bpp: float | None = 0.5, lmbda: float | None = N
 
 def parse_size(size: str | tuple[int, int] | None, scale: float | None,
                native: tuple[int, int]) -> tuple[int, int]:
-    """Output (width, height) from 'WxH', 'Wx', 'xH', a tuple, or a scale factor."""
+    """Output (width, height) from 'WxH', 'Wx', 'xH', a (width, height) pair, or a scale factor.
+
+    Raises:
+        UsageError: malformed, or outside the render limits (`check_render_size`).
+    """
     width, height = native
     if size is not None and scale is not None:
         raise UsageError("give either a size or a scale, not both")
     if scale is not None:
-        if not (math.isfinite(scale) and scale > 0):
-            raise UsageError(f"scale {scale} must be a positive number")
-        w, h = round(width * scale), round(height * scale)
+        if isinstance(scale, bool) or not isinstance(scale, numbers.Real) or not (math.isfinite(scale) and scale > 0):
+            raise UsageError(f"scale {scale!r} must be a positive number")
+        # Huge factors would overflow round(); anything past the limit is refused below.
+        w, h = (round(min(n * scale, MAX_SIDE_PARSED)) for n in native)
     elif size is None:
         return native
-    elif isinstance(size, tuple):
+    elif isinstance(size, (tuple, list)):
+        if len(size) != 2 or not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in size):
+            raise UsageError(f"size {size!r} must be a (width, height) pair of integers")
         w, h = size
-    else:
-        m = re.fullmatch(r"\s*(\d*)\s*[xX]\s*(\d*)\s*", size)
+    elif isinstance(size, str):
+        m = re.fullmatch(r"\s*([0-9]{0,12})\s*[xX]\s*([0-9]{0,12})\s*", size)
         if not m or not (m.group(1) or m.group(2)):
-            raise UsageError(f"size {size!r} is not WxH, Wx or xH")
-        w = int(m.group(1)) if m.group(1) else None
-        h = int(m.group(2)) if m.group(2) else None
-        if w is None:
+            shown = size if len(size) <= 40 else size[:37] + "..."
+            raise UsageError(f"size {shown!r} is not WxH, Wx or xH")
+        w = int(m.group(1)) if m.group(1) else -1
+        h = int(m.group(2)) if m.group(2) else -1
+        if w < 0:
             w = max(1, round(width * h / height)) if h else width
-        if h is None:
+        if h < 0:
             h = max(1, round(height * w / width))
+    else:
+        raise UsageError(f"size must be a 'WxH' string or a (width, height) pair, not {type(size).__name__}")
     check_render_size(int(w), int(h))
     return int(w), int(h)
 

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import functools
 import json
+import signal
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -25,11 +27,22 @@ F = TypeVar("F", bound=Callable[..., Any])
 DEFAULT_BPP = 0.5
 
 
+def _terminate(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
 def friendly_errors(fn: F) -> F:
-    """Turn our exceptions into `error: ...` + exit 2, Ctrl-C into exit 130."""
+    """Turn our exceptions into `error: ...` + exit 2, Ctrl-C into exit 130.
+
+    SIGTERM (`kill`, `timeout`) becomes SystemExit(143) while the command runs,
+    so the same clean-up as for Ctrl-C runs (no temporary file left behind).
+    """
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        previous = None
+        if threading.current_thread() is threading.main_thread():
+            previous = signal.signal(signal.SIGTERM, _terminate)
         try:
             return fn(*args, **kwargs)
         except InrcodecError as exc:
@@ -41,21 +54,32 @@ def friendly_errors(fn: F) -> F:
         except MemoryError:
             click.echo("error: out of memory", err=True)
             sys.exit(2)
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGTERM, previous)
 
     return wrapper  # type: ignore[return-value]
 
 
 def read_coco_file(path: Path) -> bytes:
-    """Read a `.coco` file, refusing directories and absurdly large files."""
+    """Read a `.coco` file, refusing directories and absurdly large files.
+
+    At most MAX_FILE_SIZE + 1 bytes are read, so a pipe or a device such as
+    /dev/zero (whose stat size says nothing) cannot exhaust memory.
+    """
     if path.is_dir():
         raise UsageError(f"{path} is a directory")
     try:
         size = path.stat().st_size
         if size > MAX_FILE_SIZE:
             raise UsageError(f"{path} is {size} bytes, over the {MAX_FILE_SIZE}-byte .coco limit")
-        return path.read_bytes()
+        with path.open("rb") as fh:
+            data = fh.read(MAX_FILE_SIZE + 1)
     except OSError as exc:
         raise UsageError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    if len(data) > MAX_FILE_SIZE:
+        raise UsageError(f"{path} is over the {MAX_FILE_SIZE}-byte .coco limit")
+    return data
 
 
 class ProgressBar:

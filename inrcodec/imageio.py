@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import struct
 import tempfile
 import warnings
 from collections.abc import Iterator
@@ -49,15 +48,30 @@ def _to_rgb(im: Image.Image, notes: list[str]) -> np.ndarray:
     if im.mode == "P":
         im = im.convert("RGBA" if "transparency" in im.info else "RGB")
     if im.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
-        alpha = np.asarray(im.getchannel("A"))
+        alpha = np.asarray(im.getchannel(len(im.getbands()) - 1))  # "A", or "a" when premultiplied
         if alpha.min(initial=255) < 255:
             raise ImageInputError("image has transparent pixels; inrcodec stores opaque RGB only (flatten it first)")
         notes.append("fully opaque alpha channel dropped")
+        if im.mode == "La":  # Pillow has no La -> RGB path; with opaque alpha La equals LA
+            im = im.convert("LA")
     if im.mode == "CMYK":
         notes.append("CMYK converted to RGB without a colour profile")
     if im.mode != "RGB":
         im = im.convert("RGB")
     return np.ascontiguousarray(np.asarray(im, dtype=np.uint8))
+
+
+def _from_pil(im: Image.Image, notes: list[str]) -> np.ndarray:
+    """Size check (before decoding), load, EXIF orientation, then mode conversion."""
+    _check_size(*im.size)
+    im.load()
+    if getattr(im, "n_frames", 1) > 1:
+        notes.append("only the first frame of a multi-frame image is encoded")
+    if im.getexif().get(EXIF_ORIENTATION, 1) in range(2, 9):
+        notes.append("EXIF orientation applied")
+    oriented = ImageOps.exif_transpose(im)
+    _check_size(*oriented.size)
+    return _to_rgb(oriented, notes)
 
 
 def load_image(source: ImageLike) -> tuple[np.ndarray, list[str]]:
@@ -76,32 +90,42 @@ def load_image(source: ImageLike) -> tuple[np.ndarray, list[str]]:
     if isinstance(source, np.ndarray):
         return _array_to_rgb(source), notes
     if isinstance(source, Image.Image):
-        _check_size(*source.size)
-        return _to_rgb(ImageOps.exif_transpose(source), notes), notes
+        with _pillow_errors("image"):
+            return _from_pil(source, notes), notes
     path = Path(source)
     if path.is_dir():
         raise ImageInputError(f"{path} is a directory, not an image")
+    if path.exists() and not path.is_file():
+        raise ImageInputError(f"{path} is not a regular file")
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as im:
-                _check_size(*im.size)  # before any pixel is decoded
-                im.load()
-                if getattr(im, "n_frames", 1) > 1:
-                    notes.append("only the first frame of a multi-frame image is encoded")
-                if im.getexif().get(EXIF_ORIENTATION, 1) != 1:
-                    notes.append("EXIF orientation applied")
-                oriented = ImageOps.exif_transpose(im)
-                _check_size(*oriented.size)
-                return _to_rgb(oriented, notes), notes
+        with _pillow_errors(str(path)), Image.open(path) as im:
+            return _from_pil(im, notes), notes
     except FileNotFoundError as exc:
         raise ImageInputError(f"{path}: no such file") from exc
-    except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise ImageInputError(f"{path}: not a readable image ({exc.__class__.__name__})") from exc
-    except ImageInputError:
-        raise
-    except (OSError, ValueError, SyntaxError, struct.error, EOFError, MemoryError) as exc:
-        raise ImageInputError(f"{path}: corrupt or truncated image ({exc})") from exc
+
+
+@contextlib.contextmanager
+def _pillow_errors(name: str) -> Iterator[None]:
+    """Turn whatever Pillow raises on a hostile file into one ImageInputError.
+
+    Pillow's decoders raise many types on corrupt input (OSError, ValueError,
+    SyntaxError, struct.error, EOFError, TypeError, KeyError, IndexError, ...);
+    a decompression-bomb warning is an error here.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        try:
+            yield
+        except (ImageInputError, FileNotFoundError):
+            raise
+        except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+            raise ImageInputError(f"{name}: not a readable image ({exc.__class__.__name__})") from exc
+        except PermissionError as exc:
+            raise ImageInputError(f"{name}: {exc.strerror}") from exc
+        except MemoryError as exc:
+            raise ImageInputError(f"{name}: out of memory while decoding the image") from exc
+        except Exception as exc:  # any decoder failure on untrusted bytes
+            raise ImageInputError(f"{name}: corrupt or truncated image ({exc.__class__.__name__}: {exc})") from exc
 
 
 def _array_to_rgb(arr: np.ndarray) -> np.ndarray:
@@ -120,10 +144,12 @@ def _array_to_rgb(arr: np.ndarray) -> np.ndarray:
 
 
 def check_output_path(path: Path, *inputs: Path) -> None:
-    """Refuse output paths that are directories or that are one of the inputs."""
+    """Refuse output paths that are directories, special files or one of the inputs."""
     if path.is_dir():
         raise UsageError(f"output path {path} is a directory")
-    if not path.parent.exists():
+    if path.exists() and not path.is_file():
+        raise UsageError(f"output path {path} exists and is not a regular file")
+    if not path.parent.is_dir():
         raise UsageError(f"output folder {path.parent} does not exist")
     for source in inputs:
         if path.exists() and source.exists() and os.path.samefile(path, source):
@@ -136,20 +162,29 @@ def atomic_output(path: Path) -> Iterator[IO[bytes]]:
 
     An exception, a full disk or Ctrl-C leaves no partial file and leaves any
     existing file at `path` untouched.
+
+    Raises:
+        UsageError: the file cannot be created or written (permissions, full
+            disk, ...); the OSError is chained.
     """
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    except OSError as exc:
+        raise UsageError(f"cannot write {path}: {exc.strerror or exc}") from exc
     umask = os.umask(0)
     os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the usual mode
     try:
         with os.fdopen(fd, "wb") as fh:
+            os.fchmod(fh.fileno(), 0o666 & ~umask)  # mkstemp creates 0600; give the usual mode
             yield fh
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        if isinstance(exc, OSError):
+            raise UsageError(f"cannot write {path}: {exc.strerror or exc}") from exc
         raise
 
 

@@ -44,65 +44,112 @@ def bytes_to_words(data: bytes) -> np.ndarray:
     return np.frombuffer(data, dtype="<u4").astype(np.uint32)
 
 
-def laplace_parameters(arm: list[IntLinear], grid: torch.Tensor, parent: torch.Tensor | None,
-                       cells: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Exact Laplace mean and scale of some cells of one level.
+CHUNK_CELLS = 1 << 16  # latent cells per context-model batch: bounds decoder memory
+
+
+def laplace_parameters(arm: list[IntLinear], feats: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    """Exact Laplace mean and scale from context features.
 
     Args:
         arm: the integer context model.
-        grid: [H, W] float64 integer latents (anchors decoded, others anything).
-        parent: the decoded next-coarser level, or None.
-        cells: boolean [H * W] mask of the cells wanted, raster order.
+        feats: [N, 14] float64 context features (integer latents and flags).
 
     Returns:
-        (mu, scale): float64 arrays, one value per selected cell.
+        (mu, scale): float64 arrays [N].
     """
-    feats = context_features(grid, parent)[torch.from_numpy(cells)] * ACT_ONE
-    out = run_int_mlp(feats, arm)
+    out = run_int_mlp(feats * ACT_ONE, arm)
     mu = quantize_mu(out[:, 0]).numpy()
     scale = scale_from_index(scale_index_from_log2(out[:, 1]).numpy().astype(np.int64))
     return mu, scale
 
 
-def _coding_steps(sizes: list[tuple[int, int]]) -> Iterator[tuple[int, np.ndarray]]:
-    """(level, flat mask of the cells coded now) in decoding order."""
+def band_features(grid: torch.Tensor, parent: torch.Tensor | None, r0: int, r1: int) -> torch.Tensor:
+    """`context_features` of rows r0..r1-1 of `grid`, from sub-grids around them.
+
+    Identical to those rows of the whole level's features, without building
+    (or zero-padding) the whole level: the sub-grids reach one row beyond the
+    band (one parent row beyond its parents), as `context_features` requires.
+    """
+    g0, g1 = max(0, r0 - 1), min(grid.shape[0], r1 + 1)
+    window = (r0, r1, 0, grid.shape[1])
+    if parent is None:
+        return context_features(grid[g0:g1], None, window, grid_origin=(g0, 0))
+    p0, p1 = max(0, (r0 >> 1) - 1), min(parent.shape[0], ((r1 - 1) >> 1) + 2)
+    return context_features(grid[g0:g1], parent[p0:p1], window, grid_origin=(g0, 0), parent_origin=(p0, 0))
+
+
+def _coding_steps(sizes: list[tuple[int, int]]) -> Iterator[tuple[int, int, int, np.ndarray]]:
+    """(level, r0, r1, flat mask of the cells of rows r0..r1-1 coded now) in decoding order.
+
+    Each level is coded in two steps (anchors, then the others); each step
+    goes over bands of rows of about CHUNK_CELLS cells. The range coder is a
+    stream, so splitting a step into bands changes neither the bits nor the
+    symbols: the cells still go through the coder in raster order.
+    """
     for level in reversed(range(len(sizes))):
-        odd = non_anchor_mask(*sizes[level]).reshape(-1).numpy()
-        yield level, ~odd
-        yield level, odd
+        height, width = sizes[level]
+        rows = max(1, CHUNK_CELLS // width)
+        for odd in (False, True):
+            for r0 in range(0, height, rows):
+                r1 = min(height, r0 + rows)
+                mask = non_anchor_mask(r1 - r0, width).numpy()
+                if r0 % 2:
+                    mask = ~mask
+                yield level, r0, r1, (mask if odd else ~mask).reshape(-1)
 
 
 def encode_latents(latents: list[np.ndarray], arm: list[IntLinear]) -> bytes:
     """Range-code integer latent grids (finest first in the list) into bytes."""
     grids = [torch.as_tensor(g, dtype=torch.float64) for g in latents]
     encoder = constriction.stream.queue.RangeEncoder()
-    for level, cells in _coding_steps([tuple(g.shape) for g in grids]):
+    for level, r0, r1, cells in _coding_steps([tuple(g.shape) for g in grids]):
         parent = grids[level + 1] if level + 1 < len(grids) else None
-        symbols = grids[level].reshape(-1).numpy()[cells].astype(np.int32)
+        symbols = grids[level][r0:r1].reshape(-1).numpy()[cells].astype(np.int32)
         if symbols.size:
-            mu, scale = laplace_parameters(arm, grids[level], parent, cells)
+            feats = band_features(grids[level], parent, r0, r1)[torch.from_numpy(cells)]
+            mu, scale = laplace_parameters(arm, feats)
             encoder.encode(symbols, _LATENT_MODEL, mu, scale)
     return words_to_bytes(encoder.get_compressed())
 
 
 def decode_latents(data: bytes, height: int, width: int, n_levels: int,
                    arm: list[IntLinear]) -> list[torch.Tensor]:
-    """Inverse of `encode_latents`: float64 integer grids, finest first."""
+    """Inverse of `encode_latents`: float64 integer grids, finest first.
+
+    Memory: the grids themselves plus one band of CHUNK_CELLS cells at a time.
+    """
     sizes = grid_sizes(height, width, n_levels)
     grids = [torch.zeros(h, w, dtype=torch.float64) for h, w in sizes]
     decoder = constriction.stream.queue.RangeDecoder(bytes_to_words(data))
-    try:
-        for level, cells in _coding_steps(sizes):
-            if not cells.any():
-                continue
-            parent = grids[level + 1] if level + 1 < len(grids) else None
-            mu, scale = laplace_parameters(arm, grids[level], parent, cells)
-            symbols = decoder.decode(_LATENT_MODEL, mu, scale)
-            flat = grids[level].view(-1)
-            flat[torch.from_numpy(cells)] = torch.from_numpy(symbols.astype(np.float64))
-    except (ValueError, KeyError, RuntimeError, OverflowError) as exc:
-        raise CocoFormatError(f"latent stream is corrupt: {exc}") from exc
+    for level, r0, r1, cells in _coding_steps(sizes):
+        if not cells.any():
+            continue
+        parent = grids[level + 1] if level + 1 < len(grids) else None
+        mask = torch.from_numpy(cells)
+        mu, scale = laplace_parameters(arm, band_features(grids[level], parent, r0, r1)[mask])
+        symbols = _decode_symbols(decoder, _LATENT_MODEL, mu, scale, "latent")
+        grids[level][r0:r1].view(-1)[mask] = torch.from_numpy(symbols.astype(np.float64))
     return grids
+
+
+def _decode_symbols(decoder: constriction.stream.queue.RangeDecoder, model: object, mu: np.ndarray,
+                    scale: np.ndarray, what: str) -> np.ndarray:
+    """One constriction decode call; any failure of the coder is a corrupt stream.
+
+    constriction reports data that cannot come from the model with an
+    AssertionError (0.5.0), parameter problems with ValueError, and a Rust
+    panic as pyo3's PanicException, which derives from BaseException.
+    """
+    try:
+        return decoder.decode(model, mu, scale)
+    except MemoryError:
+        raise
+    except Exception as exc:
+        raise CocoFormatError(f"{what} stream is corrupt: {exc}") from exc
+    except BaseException as exc:
+        if type(exc).__name__ != "PanicException":
+            raise
+        raise CocoFormatError(f"{what} stream is corrupt: {exc}") from exc
 
 
 def encode_weights(tensors: list[np.ndarray], scale_indices: list[int]) -> bytes:
@@ -120,12 +167,9 @@ def decode_weights(data: bytes, shapes: list[tuple[int, ...]], scale_indices: li
     """Inverse of `encode_weights`: int64 arrays of the given shapes."""
     decoder = constriction.stream.queue.RangeDecoder(bytes_to_words(data))
     out = []
-    try:
-        for shape, k in zip(shapes, scale_indices):
-            n = int(np.prod(shape))
-            scale = np.full(n, scale_from_index(np.int64(k)))
-            values = decoder.decode(_WEIGHT_MODEL, np.zeros(n), scale)
-            out.append(values.astype(np.int64).reshape(shape))
-    except (ValueError, KeyError, RuntimeError, OverflowError) as exc:
-        raise CocoFormatError(f"network weight stream is corrupt: {exc}") from exc
+    for shape, k in zip(shapes, scale_indices):
+        n = int(np.prod(shape))
+        scale = np.full(n, scale_from_index(np.int64(k)))
+        values = _decode_symbols(decoder, _WEIGHT_MODEL, np.zeros(n), scale, "network weight")
+        out.append(values.astype(np.int64).reshape(shape))
     return out

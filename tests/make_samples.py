@@ -1,0 +1,96 @@
+"""Regenerate the committed `.coco` samples and their pinned decoder output.
+
+    INRCODEC_REGENERATE=1 python tests/make_samples.py                  # new files + hashes
+    INRCODEC_REGENERATE=1 python tests/make_samples.py --expected-only  # hashes only
+
+The samples pin the *decoder*: `test_samples.py` checks that decoding the
+committed bytes gives the md5s in `tests/expected/samples.json`. Encoder output
+is not reproducible across machines, so re-encoding gives different files;
+only regenerate when the format version changes (and say so in CHANGELOG.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import sys
+from importlib.metadata import version
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from helper import DATA, EXPECTED, pixel_md5, synthetic_image
+
+import inrcodec
+
+# name -> (width, height, encoder keyword arguments). The network alone is
+# about 400 bytes, so tiny images need high rates for a sensible picture.
+SAMPLES: dict[str, tuple[int, int, dict[str, float]]] = {
+    "gradient-48x32.coco": (48, 32, {"bpp": 5.0}),
+    "gradient-64x48.coco": (64, 48, {"bpp": 3.0}),
+    "odd-5x3.coco": (5, 3, {"lmbda": 0.01}),
+}
+OTHER_SIZE = "97x61"
+ITERATIONS = 300
+
+
+def encode_samples() -> None:
+    """Encode the synthetic image at each sample's size into tests/data/."""
+    DATA.mkdir(exist_ok=True)
+    for name, (width, height, kwargs) in SAMPLES.items():
+        result, _ = inrcodec.encode_with_report(synthetic_image(width, height), iterations=ITERATIONS,
+                                                device="cpu", seed=0, **kwargs)
+        (DATA / name).write_bytes(result.data)
+        print(f"{name}: {len(result.data)} bytes, {result.bpp:.3f} bpp, PSNR {result.psnr:.2f} dB")
+
+
+def expected_hashes() -> dict[str, object]:
+    """md5 of every sample file and of its decoded pixels at two sizes."""
+    out: dict[str, object] = {}
+    for name, (width, height, kwargs) in SAMPLES.items():
+        data = (DATA / name).read_bytes()
+        out[name] = {
+            "width": width,
+            "height": height,
+            "encoded_with": {**kwargs, "iterations": ITERATIONS, "seed": 0},
+            "file_md5": hashlib.md5(data).hexdigest(),
+            "pixels_md5": {
+                "native": pixel_md5(inrcodec.decode_array(data)),
+                OTHER_SIZE: pixel_md5(inrcodec.decode_array(data, size=OTHER_SIZE)),
+            },
+        }
+    return out
+
+
+def write_expected() -> None:
+    EXPECTED.parent.mkdir(exist_ok=True)
+    doc = {
+        "about": "md5 of the decoder's uint8 RGB output for the committed samples; see tests/make_samples.py",
+        "versions": {"inrcodec": inrcodec.__version__, "torch": torch.__version__,
+                     "constriction": version("constriction"), "numpy": np.__version__},
+        "samples": expected_hashes(),
+    }
+    EXPECTED.write_text(json.dumps(doc, indent=2) + "\n")
+    print(f"wrote {EXPECTED}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--expected-only", action="store_true", help="keep the .coco files, recompute the md5s")
+    args = parser.parse_args(argv)
+    if os.environ.get("INRCODEC_REGENERATE") != "1":
+        parser.error("refusing to overwrite the pinned samples; set INRCODEC_REGENERATE=1")
+    torch.set_num_threads(1)
+    if not args.expected_only:
+        encode_samples()
+    write_expected()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,106 @@
+"""The entropy-coded sections: banded (bounded-memory) latent coding and coder failures."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from helper import DATA, SAMPLE_NAMES, head_of, replace_section, with_head
+
+import inrcodec
+from inrcodec import CocoFormatError
+from inrcodec.format import entropy
+from inrcodec.format.bitstream import read_coco, read_sections
+from inrcodec.format.context import N_CONTEXT, context_features
+from inrcodec.format.entropy import band_features, decode_latents, encode_latents
+
+
+@pytest.mark.parametrize(("height", "width"), [(1, 1), (1, 6), (2, 3), (7, 5), (16, 9), (33, 4)])
+def test_band_features_equal_the_whole_level(height: int, width: int) -> None:
+    rng = np.random.default_rng(height * 100 + width)
+    grid = torch.from_numpy(rng.integers(-256, 256, (height, width)).astype(np.float64))
+    parent = torch.from_numpy(rng.integers(-256, 256, (-(-height // 2), -(-width // 2))).astype(np.float64))
+    for p in (parent, None):
+        whole = context_features(grid, p).reshape(height, width, N_CONTEXT)
+        for r0 in range(height):
+            for r1 in range(r0 + 1, height + 1):
+                assert torch.equal(band_features(grid, p, r0, r1), whole[r0:r1].reshape(-1, N_CONTEXT)), (r0, r1)
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 100])
+def test_banded_latent_decoding_is_exact(chunk: int, expected: dict, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Any band height gives the pinned pixels (the range coder is a stream)."""
+    from helper import pixel_md5
+
+    monkeypatch.setattr(entropy, "CHUNK_CELLS", chunk)
+    name = "gradient-64x48.coco"
+    pixels = inrcodec.decode_array((DATA / name).read_bytes())
+    assert pixel_md5(pixels) == expected[name]["pixels_md5"]["native"]
+
+
+@pytest.mark.parametrize("name", SAMPLE_NAMES)
+@pytest.mark.parametrize("chunk", [entropy.CHUNK_CELLS, 5])
+def test_reencoding_decoded_latents_gives_the_same_stream(name: str, chunk: int,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """encode_latents is the exact inverse of decode_latents, banded or not."""
+    monkeypatch.setattr(entropy, "CHUNK_CELLS", chunk)
+    data = (DATA / name).read_bytes()
+    stream = read_coco(data)
+    _, _, payloads, _ = read_sections(data)
+    latents = [g.numpy().astype(np.int64) for g in stream.latents]
+    assert encode_latents(latents, stream.arm) == payloads[b"LATS"]
+
+
+def test_latent_decoding_memory_is_banded(sample: bytes, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A crafted header with a big size: features are never built for more than a band of cells.
+
+    An empty LATS decodes (to garbage) without an error, so every cell is visited.
+    """
+    seen: list[tuple[int, int, int]] = []
+
+    def spy(grid: torch.Tensor, parent: torch.Tensor | None, *args: object, **kwargs: object) -> torch.Tensor:
+        out = context_features(grid, parent, *args, **kwargs)
+        seen.append((grid.shape[0], grid.shape[1], out.shape[0]))
+        return out
+
+    monkeypatch.setattr(entropy, "CHUNK_CELLS", 1000)
+    monkeypatch.setattr(entropy, "context_features", spy)
+    head = head_of(sample)
+    head.width, head.height = 300, 200
+    stream = read_coco(replace_section(with_head(sample, head), b"LATS", b""))
+    assert [tuple(g.shape) for g in stream.latents][:2] == [(200, 300), (100, 150)]
+    assert max(cells for _, _, cells in seen) <= 1000
+    assert all(rows <= 1000 // width + 2 for rows, width, _ in seen)  # the band plus one row each side
+
+
+@pytest.mark.parametrize("words", [b"\xff" * 8, b"\x01\x00\x00\x00", bytes(range(64))])
+def test_undecodable_stream_raises_only_format_errors(sample: bytes, words: bytes) -> None:
+    """constriction 0.5 raises AssertionError on data no encoder could produce; garbage may also decode."""
+    stream = read_coco(sample)
+    try:
+        decode_latents(words, 32, 48, 7, stream.arm)
+    except CocoFormatError as exc:
+        assert "latent stream is corrupt" in str(exc)
+
+
+class PanicException(BaseException):  # how pyo3 reports a Rust panic
+    pass
+
+
+@pytest.mark.parametrize(("raised", "expected"), [
+    (AssertionError("invalid"), CocoFormatError), (ValueError("x"), CocoFormatError), (KeyError(1), CocoFormatError),
+    (RuntimeError("x"), CocoFormatError), (PanicException("rust panic"), CocoFormatError),
+    (MemoryError(), MemoryError), (KeyboardInterrupt(), KeyboardInterrupt),
+])
+def test_coder_failures_are_wrapped(raised: BaseException, expected: type[BaseException]) -> None:
+    class Decoder:
+        def decode(self, *args: object) -> np.ndarray:
+            raise raised
+
+    with pytest.raises(expected):
+        entropy._decode_symbols(Decoder(), None, np.zeros(1), np.ones(1), "test")  # type: ignore[arg-type]
+
+
+def test_entropy_section_not_whole_words(sample: bytes) -> None:
+    with pytest.raises(CocoFormatError, match="multiple of 4"):
+        inrcodec.decode_array(replace_section(sample, b"NETW", b"\0" * 5))
