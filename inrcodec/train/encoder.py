@@ -22,9 +22,9 @@ Effort = Literal["fast", "default", "max"]
 
 ARCHITECTURE = Architecture(n_levels=7, synth_hidden=(16, 16), arm_hidden=(16, 16))
 SCHEDULES: dict[str, Schedule] = {
-    "fast": Schedule(iterations=250),
-    "default": Schedule(iterations=1000),
-    "max": Schedule(iterations=10000, crop=384),
+    "fast": Schedule(iterations=300),
+    "default": Schedule(iterations=1200),
+    "max": Schedule(iterations=8000, crop=384),
 }
 RATE_TOLERANCE = 0.035  # refit when the file is further than this from the target
 MAX_REFITS = 3

@@ -43,7 +43,7 @@ class Schedule:
     iterations: int
     crop: int = 256
     lr_latent: float = 0.05
-    lr_network: float = 0.01
+    lr_network: float = 0.02
     ste_fraction: float = 0.15
     control_gain: float = 0.01
 
