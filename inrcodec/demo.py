@@ -10,7 +10,7 @@ import numpy as np
 
 from .api import decode_array, encode_with_report
 from .cli import ProgressBar
-from .imageio import load_image, save_png
+from .imageio import atomic_output, load_image, save_png
 
 SAMPLE = Path(__file__).resolve().parent.parent / "samples" / "kodim03.png"
 
@@ -27,7 +27,8 @@ def run_demo(image: Path | None, bpp: float, effort: str, out_dir: Path,
     finally:
         bar.close()
     coco = out_dir / (source.stem + ".coco")
-    coco.write_bytes(result.data)
+    with atomic_output(coco) as fh:
+        fh.write(result.data)
     t0 = time.monotonic()
     native = decode_array(result.data)
     t_native = time.monotonic() - t0

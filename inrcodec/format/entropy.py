@@ -4,7 +4,10 @@ Probabilities are never computed in floating point on our side: the context
 model runs in exact integer arithmetic (`fixedpoint.run_int_mlp`), its outputs
 are rounded to a 1/16 grid (mean) and to a table of exactly representable
 scales, and constriction (pinned, see formats/coco.md) turns those identical
-float64 values into identical fixed-point CDFs on every machine.
+float64 values into fixed-point CDFs. One caveat remains (formats/coco.md,
+"Entropy coding"): constriction's Laplace CDF calls the platform's binary64
+exp(), so a libm that is not correctly rounded could, in rare cases, shift one
+CDF entry by one unit; tabulating the CDFs ourselves would close that gap.
 """
 
 from __future__ import annotations

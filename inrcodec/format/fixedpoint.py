@@ -24,7 +24,8 @@ import torch
 ACT_FRAC_BITS = 12
 ACT_ONE = 1 << ACT_FRAC_BITS
 # Activations saturate at +-256.0; with |W| < 2**15 and at most 64 inputs a dot
-# product stays below 2**41, far from the 2**53 exactness limit of float64.
+# product stays below 2**41, and the aligned bias below 2**43: far from the
+# 2**53 exactness limit of float64.
 ACT_LIMIT = 1 << 20
 WEIGHT_LIMIT = 1 << 15
 MAX_WEIGHT_EXP = 16
@@ -35,7 +36,8 @@ LATENT_MAX = 255
 
 # Laplace scales live on a log grid: scale_k = 2**(k/8). The eight mantissas
 # 2**(r/8) are fixed integers (round(2**(r/8) * 2**32)) so no machine's pow()
-# or exp() ever enters the decoder.
+# or exp() enters the scales (constriction's CDF still calls exp(); see
+# formats/coco.md).
 SCALE_STEPS_PER_OCTAVE = 8
 SCALE_MANTISSAS = (
     4294967296, 4683695048, 5107605667, 5569883475,

@@ -100,6 +100,8 @@ def encode_array(pixels: np.ndarray, opts: EncodeOptions, progress: ProgressFn |
         actual = len(data) * 8 / n_pixels
         if abs(actual / opts.bpp - 1) <= RATE_TOLERANCE:
             break
+        if opts.time_limit and time.monotonic() - start > 0.9 * opts.time_limit:
+            break  # the time limit wins over the last percent of rate
         # The file missed: re-aim the latent estimate by the observed ratio and
         # run a short straight-through phase under the controller.
         wanted_latent = opts.bpp * n_pixels - (len(data) * 8 - _latent_bits_in(data))

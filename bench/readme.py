@@ -1,0 +1,77 @@
+"""Refresh the README's results block from a committed results folder.
+
+    python -m bench.readme bench/results/kodak-2026-11-22
+
+Rewrites the text between `<!-- results:start -->` and `<!-- results:end -->`
+in README.md from the folder's `bd.csv`, `fixed_rate.csv` and `rd.csv`, so no
+number in the README is typed by hand.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import math
+from pathlib import Path
+
+START, END = "<!-- results:start -->", "<!-- results:end -->"
+
+
+def _read(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def _fmt(value: str, pattern: str) -> str:
+    number = float(value)
+    return "–" if math.isnan(number) else pattern.format(number)
+
+
+def results_block(results: Path, readme_dir: Path) -> str:
+    """Markdown: headline PSNR table, BD-rates vs JPEG 4:2:0, the plot, provenance."""
+    bd = [r for r in _read(results / "bd.csv") if r["anchor"] == "jpeg420" and r["metric"] == "psnr"]
+    fixed = [r for r in _read(results / "fixed_rate.csv") if r["metric"] == "psnr"]
+    rows = _read(results / "rd.csv")
+    rates = sorted({float(r["bpp"]) for r in fixed})
+    codecs = list(dict.fromkeys(r["codec"] for r in fixed))
+    bd_by_codec = {r["codec"]: r for r in bd}
+    lines = ["| codec | " + " | ".join(f"PSNR @ {b:g} bpp" for b in rates) + " | BD-rate vs JPEG 4:2:0 | images |",
+             "|---" * (len(rates) + 3) + "|"]
+    for codec in codecs:
+        cells = [_fmt(next(r["value"] for r in fixed if r["codec"] == codec and float(r["bpp"]) == b), "{:.2f}")
+                 for b in rates]
+        bd_row = bd_by_codec.get(codec)
+        bd_cell = _fmt(bd_row["bd_rate"], "{:+.1f} %") if bd_row else "–"
+        n = bd_row["n_images"] if bd_row else next(r["n_images"] for r in fixed if r["codec"] == codec)
+        lines.append(f"| {codec} | " + " | ".join(cells) + f" | {bd_cell} | {n} |")
+    learned = [r for r in rows if r["codec"] == "inrcodec"]
+    machine = learned[0]["machine"] if learned else rows[0]["machine"]
+    dates = sorted(r["date"][:10] for r in rows)
+    rel = results.resolve().relative_to(readme_dir.resolve())
+    return "\n".join([
+        f"Kodak kodim01–12, RGB PSNR; PSNR at fixed rates is the mean of per-image values (pchip over log-bpp);"
+        f" BD-rate on the dataset-mean curves (pchip, `bjontegaard`). Machine: {machine}; runs dated "
+        f"{dates[0]} to {dates[-1]}. Full report: [{rel}/report.md]({rel}/report.md).",
+        "",
+        *lines,
+        "",
+        f"![PSNR vs bpp]({rel}/rd_psnr.png)",
+    ])
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("results", type=Path)
+    parser.add_argument("--readme", type=Path, default=Path("README.md"))
+    args = parser.parse_args(argv)
+    text = args.readme.read_text()
+    if START not in text or END not in text:
+        raise SystemExit(f"{args.readme} has no {START} ... {END} block")
+    head, rest = text.split(START, 1)
+    _, tail = rest.split(END, 1)
+    block = results_block(args.results, args.readme.parent)
+    args.readme.write_text(f"{head}{START}\n{block}\n{END}{tail}")
+
+
+if __name__ == "__main__":
+    main()
