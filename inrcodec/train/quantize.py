@@ -96,16 +96,21 @@ def _run(x: torch.Tensor, layers: list[tuple[torch.Tensor, torch.Tensor]]) -> to
     return x
 
 
+def _dequantized(linears: list[torch.nn.Linear], exps: list) -> list[tuple[torch.Tensor, torch.Tensor]]:  # noqa: ANN001
+    """(weight, bias) as the decoder will see them after rounding to 2**-exp steps."""
+    return [
+        (torch.from_numpy(to_int(lin.weight, we)).double() * 2.0**-we,
+         torch.from_numpy(to_int(lin.bias, be)).double() * 2.0**-be)
+        for lin, (we, be) in zip(linears, exps)
+    ]
+
+
 def _choose_exponents(linears: list[torch.nn.Linear], cost) -> list[tuple[int, int]]:  # noqa: ANN001
     """Greedy per-tensor choice of (weight_exp, bias_exp) minimising `cost`."""
     exps = [[DEFAULT_EXP, DEFAULT_EXP] for _ in linears]
 
     def dequantized() -> list[tuple[torch.Tensor, torch.Tensor]]:
-        return [
-            (torch.from_numpy(to_int(lin.weight, we)).double() * 2.0**-we,
-             torch.from_numpy(to_int(lin.bias, be)).double() * 2.0**-be)
-            for lin, (we, be) in zip(linears, exps)
-        ]
+        return _dequantized(linears, exps)
 
     def bits() -> float:
         return sum(tensor_bits(to_int(lin.weight, we)) + tensor_bits(to_int(lin.bias, be))
@@ -147,9 +152,7 @@ def quantize_model(model: CocoNet, image: torch.Tensor, lmbda: float, seed: int 
         lat_bits = scorer.latent_bits(arm_float)
         synth_exps = _choose_exponents(
             synth, lambda layers, b: scorer.distortion(layers) + lmbda * (b + lat_bits) / n)
-        base_d = scorer.distortion([(torch.from_numpy(to_int(m.weight, we)).double() * 2.0**-we,
-                                     torch.from_numpy(to_int(m.bias, be)).double() * 2.0**-be)
-                                    for m, (we, be) in zip(synth, synth_exps)])
+        base_d = scorer.distortion(_dequantized(synth, synth_exps))
         arm_exps = _choose_exponents(
             arm, lambda layers, b: base_d + lmbda * (b + scorer.latent_bits(layers)) / n)
     int_layers, codings = [], []
