@@ -62,23 +62,22 @@ def context_features(grid: torch.Tensor, parent: torch.Tensor | None,
     y = torch.arange(r0, r1, device=grid.device)[:, None]
     x = torch.arange(c0, c1, device=grid.device)[None, :]
     mask = ((x + y) % 2 == 1).to(grid.dtype)
-    feats = []
     if parent is None:
-        feats.extend([torch.zeros_like(mask)] * 9)
+        feats = [torch.zeros((9, r1 - r0, c1 - c0), dtype=grid.dtype, device=grid.device)]
     else:
-        # Parent of cell (y, x) is (y >> 1, x >> 1); take the parent rows and
-        # columns under the window, upsample by repetition, then align.
+        # Parent of cell (y, x) is (y >> 1, x >> 1): gather the 3x3
+        # neighbourhoods of the parent cells under the window in one unfold,
+        # upsample by repetition, then align to the window.
         pr0, pr1 = r0 >> 1, ((r1 - 1) >> 1) + 1
         pc0, pc1 = c0 >> 1, ((c1 - 1) >> 1) + 1
-        padded = F.pad(parent[None, None], (1, 1, 1, 1))[0, 0]
+        padded = F.pad(parent[None, None], (1, 1, 1, 1))
         oy, ox = r0 - 2 * pr0, c0 - 2 * pc0
         pr0, pr1 = pr0 - parent_origin[0], pr1 - parent_origin[0]
         pc0, pc1 = pc0 - parent_origin[1], pc1 - parent_origin[1]
-        for dy in range(3):
-            for dx in range(3):
-                block = padded[pr0 + dy : pr1 + dy, pc0 + dx : pc1 + dx]
-                up = block.repeat_interleave(2, 0).repeat_interleave(2, 1)
-                feats.append(up[oy : oy + r1 - r0, ox : ox + c1 - c0])
+        block = padded[:, :, pr0 : pr1 + 2, pc0 : pc1 + 2]
+        hood = F.unfold(block, 3).reshape(9, pr1 - pr0, pc1 - pc0)  # row-major 3x3
+        up = hood.repeat_interleave(2, 1).repeat_interleave(2, 2)
+        feats = [up[:, oy : oy + r1 - r0, ox : ox + c1 - c0]]
     padded = F.pad(grid[None, None], (1, 1, 1, 1))[0, 0]
     r0, r1, c0, c1 = r0 - gy, r1 - gy, c0 - gx, c1 - gx
     neighbours = (
@@ -87,6 +86,5 @@ def context_features(grid: torch.Tensor, parent: torch.Tensor | None,
         padded[r0 + 1 : r1 + 1, c0 : c1],
         padded[r0 + 1 : r1 + 1, c0 + 2 : c1 + 2],
     )
-    feats.extend(n * mask for n in neighbours)
-    feats.append(mask)
-    return torch.stack(feats, dim=-1).reshape(-1, N_CONTEXT)
+    feats.append(torch.stack([n * mask for n in neighbours] + [mask]))
+    return torch.cat(feats).reshape(N_CONTEXT, -1).T

@@ -25,7 +25,8 @@ from torch import nn
 from ..format.architecture import Architecture
 from ..format.context import context_features, grid_sizes
 from ..format.fixedpoint import LATENT_MAX, LATENT_MIN, LATENT_SCALE_K_MAX, SCALE_K_MIN
-from ..format.sampling import pixel_taps, sample_float
+from ..format.fixedpoint import ACT_ONE
+from ..format.sampling import AxisTaps, pixel_taps
 
 QuantMode = Literal["noise", "ste", "round"]
 Crop = tuple[torch.Tensor, tuple[int, int]]  # sub-grid and its level coordinates
@@ -83,16 +84,26 @@ class CocoNet(nn.Module):
         self.latents = nn.ParameterList(nn.Parameter(torch.zeros(h, w)) for h, w in self.sizes)
         self.synthesis = make_mlp(arch.synth_widths())
         self.arm = make_mlp(arch.arm_widths())
-        self._taps: dict[str, list] = {}
+        self._taps: dict[str, list[tuple[torch.Tensor, torch.Tensor] | None]] = {}
         with torch.no_grad():  # start from mid-grey and a broad rate model
             self.synthesis[-1].bias.fill_(0.5)
             self.arm[-1].bias.copy_(torch.tensor([0.0, 1.0]))
 
-    def taps(self, device: torch.device) -> list:
-        """Bicubic taps at native size on `device` (built once per device)."""
+    def taps(self, device: torch.device) -> list[tuple[torch.Tensor, torch.Tensor] | None]:
+        """Per level, the bicubic taps at native size as dense matrices.
+
+        Row matrix [H, h] and column matrix [W, w] hold the decoder's Q12 taps
+        / 4096, so a crop is sampled as R[rows] @ grid @ C[cols].T: two small
+        matrix products whose backward is two more, ~3x faster on a CPU than
+        gathering four taps per axis (whose backward is a scatter-add).
+        None for level 0, which is sampled at its own cells.
+        """
         key = str(device)
         if key not in self._taps:
-            self._taps[key] = pixel_taps(self.height, self.width, self.sizes, device)
+            self._taps[key] = [None if rows.identity and cols.identity
+                               else (_dense(rows, h, device), _dense(cols, w, device))
+                               for (rows, cols), (h, w) in zip(pixel_taps(self.height, self.width, self.sizes),
+                                                               self.sizes)]
         return self._taps[key]
 
     def full_window(self) -> Window:
@@ -131,12 +142,23 @@ class CocoNet(nn.Module):
 
     def synthesize(self, crops: list[Crop] | list[torch.Tensor], win: Window) -> torch.Tensor:
         """RGB of the pixels in `win`, raster order: [N, 3], nominally [0, 1]."""
+        return self.synthesis(self.sample(crops, win))
+
+    def sample(self, crops: list[Crop] | list[torch.Tensor], win: Window) -> torch.Tensor:
+        """Latent features of the pixels in `win`, raster order: [N, levels]."""
         taps = self.taps(_tensor(crops[0]).device)
         cols = []
-        for crop, (rows, cols_) in zip(crops, taps):
-            grid, origin = _split(crop)
-            cols.append(sample_float(grid, rows, cols_, win.r0, win.r1, win.c0, win.c1, origin).reshape(-1))
-        return self.synthesis(torch.stack(cols, dim=1))
+        for crop, level_taps in zip(crops, taps):
+            grid, (gy, gx) = _split(crop)
+            if level_taps is None:
+                sampled = grid[win.r0 - gy : win.r1 - gy, win.c0 - gx : win.c1 - gx]
+            else:
+                rows_m, cols_m = level_taps
+                rows_m = rows_m[win.r0 : win.r1, gy : gy + grid.shape[0]]
+                cols_m = cols_m[win.c0 : win.c1, gx : gx + grid.shape[1]]
+                sampled = rows_m @ grid @ cols_m.T
+            cols.append(sampled.reshape(-1))
+        return torch.stack(cols, dim=1)
 
     def latent_bits(self, crops: list[Crop] | list[torch.Tensor], win: Window) -> tuple[torch.Tensor, list[int]]:
         """Estimated bits of the latent cells under `win`, and their count per level."""
@@ -151,6 +173,14 @@ class CocoNet(nn.Module):
         out = self.arm(torch.cat(feats))
         scale = torch.exp2(out[:, 1].clamp(LOG2_SCALE_MIN, LOG2_SCALE_MAX))
         return laplace_bits(torch.cat(values), out[:, 0], scale).sum(), counts
+
+
+def _dense(taps: AxisTaps, n_in: int, device: torch.device) -> torch.Tensor:
+    """Taps of one axis as a dense [n_out, n_in] float32 matrix."""
+    n_out = taps.index.shape[0]
+    dense = torch.zeros(n_out, n_in, dtype=torch.float64)
+    dense.scatter_add_(1, taps.index.cpu(), taps.weight_q12.cpu() / ACT_ONE)
+    return dense.to(device=device, dtype=torch.float32)
 
 
 def _split(crop: Crop | torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:

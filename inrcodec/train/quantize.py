@@ -16,8 +16,7 @@ import torch
 from ..format.context import N_CONTEXT, context_features
 from ..format.fixedpoint import ACT_FRAC_BITS, WEIGHT_LIMIT, IntLinear, nearest_scale_index, scale_from_index
 from ..format.header import Header, LayerCoding
-from ..format.sampling import sample_float
-from .model import LOG2_SCALE_MAX, LOG2_SCALE_MIN, CocoNet, Window, laplace_bits
+from .model import LOG2_SCALE_MAX, LOG2_SCALE_MIN, CocoNet, laplace_bits
 
 EXP_CANDIDATES = range(3, 15)
 DEFAULT_EXP = 10
@@ -62,8 +61,7 @@ class _Scorer:
             q = model.quantized_latents("round")
             win = model.full_window()
             idx = torch.randperm(self.n_pixels, generator=gen)[:SUBSET]
-            feats = torch.stack([
-                _sample_flat(model, g, i, win) for i, g in enumerate(q)], dim=1)
+            feats = model.sample(q, win)
             self.feats = feats[idx].double()
             self.target = image.reshape(-1, 3)[idx].double()
             ctx = torch.cat([context_features(g, q[i + 1] if i + 1 < len(q) else None) for i, g in enumerate(q)])
@@ -81,11 +79,6 @@ class _Scorer:
         scale = torch.exp2(out[:, 1].clamp(LOG2_SCALE_MIN, LOG2_SCALE_MAX))
         mu = torch.round(out[:, 0] * 16) / 16
         return float(laplace_bits(self.vals, mu, scale).sum()) * self.cell_factor
-
-
-def _sample_flat(model: CocoNet, grid: torch.Tensor, level: int, win: Window) -> torch.Tensor:
-    rows, cols = model.taps(grid.device)[level]
-    return sample_float(grid, rows, cols, win.r0, win.r1, win.c0, win.c1).reshape(-1)
 
 
 def _run(x: torch.Tensor, layers: list[tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
