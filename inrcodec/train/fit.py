@@ -27,6 +27,7 @@ ProgressFn = Callable[[int, int, dict[str, float]], None]
 LAMBDA_SPAN = math.log(30.0)
 CONTROL_EVERY = 20  # steps between whole-image rate measurements
 MEASURE_ROWS = 128  # image rows per band of a rate measurement
+CONTROL_START = 0.1  # fraction of the schedule before lambda moves: the first steps only grow the latents
 
 
 @dataclass(frozen=True)
@@ -113,7 +114,13 @@ class Fitter:
         # Clipped border windows are smaller: weigh by area so every pixel
         # counts the same whatever window it falls in.
         weight = win.n_pixels / (min(schedule.crop, self.model.height) * min(schedule.crop, self.model.width))
-        bits, _ = model.latent_bits(q, win)
+        # Mixed quantization in the final phase: the decoder sees rounded
+        # latents, but the rate is charged on noisy ones. Rounding has no rate
+        # gradient inside a bin, so under pure straight-through a latent at
+        # 0.3 drifts freely to 0.6 and the real rate creeps up while lambda
+        # climbs to stop it; noise keeps pricing the magnitude continuously.
+        q_rate = q if mode == "noise" else model.crop_latents(win, "noise")
+        bits, _ = model.latent_bits(q_rate, win)
         loss = weight * (mse + self.lmbda * bits / win.n_pixels)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -165,7 +172,7 @@ class Fitter:
             frac = it / total
             lr_scale = lr_peak * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * frac)))
             mode = "noise" if frac < 1 - schedule.ste_fraction else "ste"
-            stats = self.step(schedule, lr_scale, mode, control=frac > 0.1 or phase != "fit")
+            stats = self.step(schedule, lr_scale, mode, control=frac > CONTROL_START or phase != "fit")
             it += 1
             if deadline is not None and it == 10:
                 per_step = (time.monotonic() - start) / it
