@@ -23,7 +23,7 @@ Effort = Literal["fast", "default", "max"]
 ARCHITECTURE = Architecture(n_levels=7, synth_hidden=(16, 16), arm_hidden=(16, 16))
 SCHEDULES: dict[str, Schedule] = {
     "fast": Schedule(iterations=300),
-    "default": Schedule(iterations=1200),
+    "default": Schedule(iterations=1600),
     "max": Schedule(iterations=8000, crop=384),
 }
 RATE_TOLERANCE = 0.035  # refit when the file is further than this from the target
