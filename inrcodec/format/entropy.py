@@ -132,7 +132,18 @@ def decode_latents(data: bytes, height: int, width: int, n_levels: int,
         mu, scale = laplace_parameters(arm, band_features(grids[level], parent, r0, r1)[mask])
         symbols = _decode_symbols(decoder, _LATENT_MODEL, mu, scale, "latent")
         grids[level][r0:r1].view(-1)[mask] = torch.from_numpy(symbols.astype(np.float64))
+    _check_consumed(decoder, "latent")
     return grids
+
+
+def _check_consumed(decoder: constriction.stream.queue.RangeDecoder, what: str) -> None:
+    """A stream the encoder wrote is used up exactly by its last symbol.
+
+    Data left over means the payload does not belong to this header (or was
+    damaged in a way that still decoded): refuse rather than guess.
+    """
+    if not decoder.maybe_exhausted():
+        raise CocoFormatError(f"{what} stream holds data beyond its last symbol")
 
 
 def _decode_symbols(decoder: constriction.stream.queue.RangeDecoder, model: object, mu: np.ndarray,
@@ -175,4 +186,5 @@ def decode_weights(data: bytes, shapes: list[tuple[int, ...]], scale_indices: li
         scale = np.full(n, scale_from_index(np.int64(k)))
         values = _decode_symbols(decoder, _WEIGHT_MODEL, np.zeros(n), scale, "network weight")
         out.append(values.astype(np.int64).reshape(shape))
+    _check_consumed(decoder, "network weight")
     return out
