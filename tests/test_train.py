@@ -9,8 +9,9 @@ import torch
 
 from inrcodec.format.architecture import Architecture
 from inrcodec.format.bitstream import read_sections, write_coco
-from inrcodec.train.encoder import EncodeOptions, encode_array
-from inrcodec.train.model import CocoNet, Window
+from inrcodec.train.encoder import EncodeOptions, _latent_bits_in, _quantize_and_write, _shrink_to, encode_array
+from inrcodec.train.fit import Fitter, RateTarget
+from inrcodec.train.model import CocoNet, Window, round_latents
 from inrcodec.train.quantize import quantize_model
 
 ARCH = Architecture(7, (16, 16), (16, 16))
@@ -64,3 +65,31 @@ def test_rate_control_lands_within_five_percent() -> None:
     result = encode_array(pixels, EncodeOptions(bpp=target, iterations=120, device="cpu"))
     assert abs(result.bpp / target - 1) <= 0.05, result.bpp
     assert result.psnr > 20
+
+
+def test_dead_zone_rounds_towards_zero_only_near_the_half() -> None:
+    values = torch.tensor([-2.7, -1.55, -0.6, -0.2, 0.0, 0.3, 0.58, 1.5, 1.62, 2.4])
+    assert torch.equal(round_latents(values), torch.round(values))
+    assert round_latents(values, 0.1).tolist() == [-3.0, -1.0, -1.0, 0.0, 0.0, 0.0, 0.0, 1.0, 2.0, 2.0]
+    # Wider dead zones never increase a magnitude: the rate can only fall.
+    previous = round_latents(values).abs()
+    for dead_zone in (0.05, 0.2, 0.45):
+        current = round_latents(values, dead_zone).abs()
+        assert bool((current <= previous).all())
+        previous = current
+
+
+def test_dead_zone_shrinks_a_file_onto_its_target() -> None:
+    model = _random_model(96, 80, spread=2.0)
+    fitter = Fitter(torch.rand(96, 80, 3), model, RateTarget(None, 1e-3), seed=0)
+    data = _quantize_and_write(model, fitter.image, 1e-3, 0)
+    # An untrained context model prices every value broadly, so the dead zone
+    # saves only ~8 % of these latent bits at most: aim within that.
+    target = len(data) * 8 - 0.04 * _latent_bits_in(data)
+    shrunk = _shrink_to(fitter, data, target)
+    assert shrunk is not None and 0 < model.dead_zone < 0.45
+    assert abs(len(shrunk) * 8 / target - 1) < 0.01
+    # A target the dead zone cannot reach is refused, and nothing changes.
+    model.dead_zone = 0.0
+    assert _shrink_to(fitter, data, 0.05 * len(data) * 8) is None
+    assert model.dead_zone == 0.0

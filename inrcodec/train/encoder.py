@@ -26,8 +26,14 @@ SCHEDULES: dict[str, Schedule] = {
     "default": Schedule(iterations=1600),
     "max": Schedule(iterations=8000, crop=384),
 }
-RATE_TOLERANCE = 0.035  # refit when the file is further than this from the target
+RATE_TOLERANCE = 0.02  # the file may miss the requested size by this fraction
 MAX_REFITS = 3
+# Training aims this far above the requested rate: the rounding dead zone
+# (`_shrink_to`) can only take bits away, and does so precisely and in about a
+# second, while a refit that adds bits costs minutes.
+AIM_ABOVE = 0.04
+MAX_DEAD_ZONE = 0.45
+DEAD_ZONE_BISECTIONS = 10
 CONTAINER_BYTES = 100  # signature, framing and HEAD, close enough to steer by
 
 
@@ -91,26 +97,14 @@ def encode_array(pixels: np.ndarray, opts: EncodeOptions, progress: ProgressFn |
         assert opts.bpp is not None
         overhead = CONTAINER_BYTES * 8 + _weight_bits_guess(ARCHITECTURE)
         latent_bpp = max(opts.bpp * n_pixels - overhead, 0.02 * opts.bpp * n_pixels) / n_pixels
-        target = RateTarget(latent_bpp, initial_lambda(opts.bpp))
+        target = RateTarget(latent_bpp * (1 + AIM_ABOVE), initial_lambda(opts.bpp))
     fitter = Fitter(image, model, target, opts.seed)
     deadline = start + 0.85 * opts.time_limit if opts.time_limit else None
     steps = fitter.run(schedule, progress, deadline)
     data = _quantize_and_write(model, image, fitter.lmbda, opts.seed)
-    for _ in range(MAX_REFITS if opts.bpp is not None else 0):
-        actual = len(data) * 8 / n_pixels
-        if abs(actual / opts.bpp - 1) <= RATE_TOLERANCE:
-            break
-        if opts.time_limit and time.monotonic() - start > 0.9 * opts.time_limit:
-            break  # the time limit wins over the last percent of rate
-        # The file missed: re-aim the latent estimate by the observed ratio and
-        # run a short straight-through phase under the controller.
-        wanted_latent = opts.bpp * n_pixels - (len(data) * 8 - _latent_bits_in(data))
-        ratio = max(wanted_latent, 1.0) / max(_latent_bits_in(data), 1.0)
-        fitter.target = RateTarget(fitter.latent_bpp() * ratio, fitter.lmbda)
-        fix = replace(schedule, iterations=max(60, schedule.iterations // 6), ste_fraction=1.0,
-                      control_gain=schedule.control_gain * 2)
-        steps += fitter.run(fix, progress, phase="refit", lr_peak=0.3)
-        data = _quantize_and_write(model, image, fitter.lmbda, opts.seed)
+    if opts.bpp is not None:
+        data, steps = _land_rate(fitter, data, opts.bpp * n_pixels, schedule, progress, steps,
+                                 start + 0.9 * opts.time_limit if opts.time_limit else None)
     decoded = render(read_coco(data))
     return EncodeResult(
         data=data,
@@ -122,6 +116,70 @@ def encode_array(pixels: np.ndarray, opts: EncodeOptions, progress: ProgressFn |
         width=width,
         height=height,
     )
+
+
+def _land_rate(fitter: Fitter, data: bytes, target_bits: float, schedule: Schedule,
+               progress: ProgressFn | None, steps: int, deadline: float | None) -> tuple[bytes, int]:
+    """Bring a trained file within RATE_TOLERANCE of `target_bits`.
+
+    Too large: widen the rounding dead zone until the exact whole-image rate
+    estimate says the file fits (no training). Too small: a short
+    straight-through refit aimed above the target, then the dead zone again.
+    Returns the file and the total training steps.
+    """
+    model = fitter.model
+    for attempt in range(MAX_REFITS + 1):
+        bits = len(data) * 8
+        if abs(bits / target_bits - 1) <= RATE_TOLERANCE:
+            break
+        if bits > target_bits:
+            shrunk = _shrink_to(fitter, data, target_bits)
+            if shrunk is not None:
+                data = shrunk
+                continue
+        if attempt == MAX_REFITS or (deadline is not None and time.monotonic() > deadline):
+            break  # the time limit wins over the last percent of rate
+        # Too small, or too large for the dead zone alone: re-aim the latent
+        # rate by the observed ratio and refit with straight-through rounding.
+        model.dead_zone = 0.0
+        latent_bits = _latent_bits_in(data)
+        aim = target_bits * (1 + AIM_ABOVE) if bits < target_bits else target_bits
+        ratio = max(aim - (bits - latent_bits), 1.0) / max(latent_bits, 1.0)
+        fitter.target = RateTarget(fitter.latent_bpp() * ratio, fitter.lmbda)
+        fix = replace(schedule, iterations=max(60, schedule.iterations // 6), ste_fraction=1.0,
+                      control_gain=schedule.control_gain * 2)
+        steps += fitter.run(fix, progress, phase="refit", lr_peak=0.3)
+        data = _quantize_and_write(model, fitter.image, fitter.lmbda, fitter.seed)
+    return data, steps
+
+
+def _shrink_to(fitter: Fitter, data: bytes, target_bits: float) -> bytes | None:
+    """Re-quantize with the dead zone that makes the file about `target_bits`.
+
+    The estimate `fitter.latent_bpp` tracks the coded LATS section to ~1 %;
+    it is calibrated on the current file, then bisected over the dead zone.
+    None when even the widest dead zone leaves the file too large (the
+    network bits dominate, or the fit is far off): that needs a refit, and a
+    dead zone that wide would wreck the picture for nothing.
+    """
+    model = fitter.model
+    n_pixels = model.height * model.width
+    latent_bits = _latent_bits_in(data)
+    calibration = latent_bits / max(fitter.latent_bpp() * n_pixels, 1.0)
+    wanted = (target_bits - (len(data) * 8 - latent_bits)) / calibration / n_pixels
+    lo, hi = model.dead_zone, MAX_DEAD_ZONE
+    model.dead_zone = hi
+    if fitter.latent_bpp() > wanted:
+        model.dead_zone = lo
+        return None
+    for _ in range(DEAD_ZONE_BISECTIONS):
+        model.dead_zone = (lo + hi) / 2
+        if fitter.latent_bpp() > wanted:
+            lo = model.dead_zone
+        else:
+            hi = model.dead_zone
+    model.dead_zone = hi
+    return _quantize_and_write(model, fitter.image, fitter.lmbda, fitter.seed)
 
 
 def _quantize_and_write(model: CocoNet, image: torch.Tensor, lmbda: float, seed: int) -> bytes:

@@ -85,6 +85,9 @@ class CocoNet(nn.Module):
         self.synthesis = make_mlp(arch.synth_widths())
         self.arm = make_mlp(arch.arm_widths())
         self._taps: dict[str, list[tuple[torch.Tensor, torch.Tensor] | None]] = {}
+        # Rounding dead zone (encoder-only, see `round_latents`): the rate
+        # controller's last, exact knob. 0 is plain rounding.
+        self.dead_zone = 0.0
         with torch.no_grad():  # start from mid-grey and a broad rate model
             self.synthesis[-1].bias.fill_(0.5)
             self.arm[-1].bias.copy_(torch.tensor([0.0, 1.0]))
@@ -123,7 +126,7 @@ class CocoNet(nn.Module):
 
         noise: additive U(-0.5, 0.5) (training, Balle et al. 2017);
         ste: hard rounding with the identity gradient (final phase, as in C3);
-        round: hard rounding (evaluation).
+        round: hard rounding (evaluation), with `self.dead_zone`.
         """
         out = []
         for i, grid in enumerate(self.latents):
@@ -136,7 +139,7 @@ class CocoNet(nn.Module):
             elif mode == "ste":
                 g = g + (torch.round(g) - g).detach()
             else:
-                g = torch.round(g)
+                g = round_latents(g, self.dead_zone)
             out.append((g, (a, c)))
         return out
 
@@ -173,6 +176,21 @@ class CocoNet(nn.Module):
         out = self.arm(torch.cat(feats))
         scale = torch.exp2(out[:, 1].clamp(LOG2_SCALE_MIN, LOG2_SCALE_MAX))
         return laplace_bits(torch.cat(values), out[:, 0], scale).sum(), counts
+
+
+def round_latents(values: torch.Tensor, dead_zone: float = 0.0) -> torch.Tensor:
+    """Round to integers, widening the bins towards zero by `dead_zone`.
+
+    With dead_zone d in [0, 0.5), a value is rounded down in magnitude unless
+    its fractional part reaches 0.5 + d: latents that barely earned the next
+    integer (and its bits) give it up. The rate falls monotonically as d grows,
+    which makes d a precise post-training rate knob (`encoder._land_rate`);
+    like rate-distortion-optimised quantization, it drops the values whose
+    bits buy least.
+    """
+    if dead_zone == 0.0:
+        return torch.round(values)
+    return torch.sign(values) * torch.floor(values.abs() + (0.5 - dead_zone))
 
 
 def _dense(taps: AxisTaps, n_in: int, device: torch.device) -> torch.Tensor:
