@@ -118,25 +118,36 @@ def parse_size(size: str | tuple[int, int] | None, scale: float | None,
 
 
 def decode_array(data: bytes, size: str | tuple[int, int] | None = None, scale: float | None = None,
-                 device: str = "cpu") -> np.ndarray:
+                 device: str = "cpu", max_pixels: int | None = None) -> np.ndarray:
     """Decode `.coco` bytes to uint8 RGB [H, W, 3] at any size.
+
+    Args:
+        max_pixels: refuse files whose encoded image has more pixels than this
+            (checked from the header, before any entropy decoding). Decoding
+            time grows with the encoded area whatever the file size, so a
+            service decoding untrusted files should set it, as with Pillow's
+            `Image.MAX_IMAGE_PIXELS`. None: the format's own limit (32 Mpx).
 
     Raises:
         CocoFormatError: the bytes are not a valid `.coco` file.
-        UsageError: the requested size is outside the limits.
+        UsageError: the requested size is outside the limits, or the encoded
+            image is larger than `max_pixels`.
     """
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise TypeError("decode expects the bytes of a .coco file")
     _, header, _, _ = read_sections(bytes(data))  # cheap checks first
+    if max_pixels is not None and header.width * header.height > max_pixels:
+        raise UsageError(f"the file holds a {header.width}x{header.height} image, "
+                         f"over the limit of {max_pixels} pixels (max_pixels)")
     width, height = parse_size(size, scale, (header.width, header.height))
     stream = read_coco(bytes(data))
     return render(stream, width, height, resolve_device(device))
 
 
 def decode(data: bytes, size: str | tuple[int, int] | None = None, scale: float | None = None,
-           device: str = "cpu") -> Image.Image:
+           device: str = "cpu", max_pixels: int | None = None) -> Image.Image:
     """Decode `.coco` bytes to a PIL RGB image (see `decode_array`)."""
-    return Image.fromarray(decode_array(data, size, scale, device), "RGB")
+    return Image.fromarray(decode_array(data, size, scale, device, max_pixels), "RGB")
 
 
 @dataclass

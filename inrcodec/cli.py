@@ -166,8 +166,11 @@ def encode(source: Path, output: Path | None, bpp: float | None, lmbda: float | 
 @click.option("--size", default=None, help="Output size WxH, Wx or xH (aspect kept when one is missing).")
 @click.option("--scale", type=float, default=None, help="Output size as a multiple of the encoded size.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="cpu", show_default=True)
+@click.option("--max-pixels", type=click.IntRange(min=1), default=None,
+              help="Refuse files whose encoded image has more pixels (decoding time grows with it).")
 @friendly_errors
-def decode(source: Path, output: Path | None, size: str | None, scale: float | None, device: str) -> None:
+def decode(source: Path, output: Path | None, size: str | None, scale: float | None, device: str,
+           max_pixels: int | None) -> None:
     """Decode a .coco file to PNG, at the encoded size or any other."""
     from .api import decode_array
     from .imageio import check_output_path, save_png
@@ -176,7 +179,7 @@ def decode(source: Path, output: Path | None, size: str | None, scale: float | N
     check_output_path(output, source)
     data = read_coco_file(source)
     start = time.monotonic()
-    pixels = decode_array(data, size=size, scale=scale, device=device)
+    pixels = decode_array(data, size=size, scale=scale, device=device, max_pixels=max_pixels)
     save_png(pixels, output)
     click.echo(f"{output}: {pixels.shape[1]}x{pixels.shape[0]}, {time.monotonic() - start:.2f} s")
 

@@ -108,6 +108,13 @@ def test_decode(folder: Path, options: list[str], size: tuple[int, int]) -> None
     assert result.stdout.startswith(f"{folder / 'sample.png'}: {size[0]}x{size[1]}")
 
 
+def test_decode_max_pixels(folder: Path) -> None:
+    assert_ok(run("decode", folder / "sample.coco", "--max-pixels", str(48 * 32)))
+    (folder / "sample.png").unlink()
+    assert_error(run("decode", folder / "sample.coco", "--max-pixels", str(48 * 32 - 1)), "over the limit of 1535 pixels")
+    assert listing(folder) == ["out.png", "sample.coco", "tiny.png"]
+
+
 def test_decode_overwrites_existing_output(folder: Path) -> None:
     assert_ok(run("decode", folder / "sample.coco", "-o", folder / "out.png"))
     with Image.open(folder / "out.png") as im:
