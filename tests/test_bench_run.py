@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helper import synthetic_image
 from PIL import Image
 
 from bench.__main__ import main
@@ -120,3 +121,20 @@ def test_summary_and_plot_commands(images: Path, tmp_path: Path) -> None:
     with Image.open(out / "visual.png") as sheet:
         assert sheet.height > 64
     assert main(["summary", str(tmp_path / "nothing")]) == 2
+
+
+def test_quality_vs_time_rows_and_summary(tmp_path: Path) -> None:
+    from bench import quality_vs_time
+
+    images = tmp_path / "images"
+    images.mkdir()
+    Image.fromarray(synthetic_image(40, 32)).save(images / "tiny.png")
+    out = tmp_path / "out"
+    argv = ["--images", str(images), "--seconds", "0.5,1", "--bpp", "4", "--threads", "1", "--out", str(out)]
+    quality_vs_time.main(argv)
+    rows = (out / quality_vs_time.CSV_NAME).read_text().splitlines()
+    assert len(rows) == 3  # header + one row per time limit
+    quality_vs_time.main(argv)  # resumable: nothing new
+    assert (out / quality_vs_time.CSV_NAME).read_text().splitlines() == rows
+    summary = (out / "quality_vs_time.md").read_text()
+    assert "| 0.5 | 1 |" in summary and "| 1 | 1 |" in summary
