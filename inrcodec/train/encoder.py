@@ -146,6 +146,7 @@ def _land_rate(fitter: Fitter, data: bytes, target_bits: float, schedule: Schedu
         aim = target_bits * (1 + AIM_ABOVE) if bits < target_bits else target_bits
         ratio = max(aim - (bits - latent_bits), 1.0) / max(latent_bits, 1.0)
         fitter.target = RateTarget(fitter.latent_bpp() * ratio, fitter.lmbda)
+        fitter.recentre_lambda_range()
         fix = replace(schedule, iterations=max(60, schedule.iterations // 6), ste_fraction=1.0,
                       control_gain=schedule.control_gain * 2)
         steps += fitter.run(fix, progress, phase="refit", lr_peak=0.3)
