@@ -54,7 +54,8 @@ def test_reencoding_decoded_latents_gives_the_same_stream(name: str, chunk: int,
 def test_latent_decoding_memory_is_banded(sample: bytes, monkeypatch: pytest.MonkeyPatch) -> None:
     """A crafted header with a big size: features are never built for more than a band of cells.
 
-    An empty LATS decodes (to garbage) without an error, so every cell is visited.
+    An empty LATS decodes (to garbage) and, with the information check off,
+    every cell is visited.
     """
     seen: list[tuple[int, int, int]] = []
 
@@ -64,6 +65,7 @@ def test_latent_decoding_memory_is_banded(sample: bytes, monkeypatch: pytest.Mon
         return out
 
     monkeypatch.setattr(entropy, "CHUNK_CELLS", 1000)
+    monkeypatch.setattr(entropy, "INFORMATION_SLACK_BITS", float("inf"))
     monkeypatch.setattr(entropy, "context_features", spy)
     head = head_of(sample)
     head.width, head.height = 300, 200
@@ -71,6 +73,38 @@ def test_latent_decoding_memory_is_banded(sample: bytes, monkeypatch: pytest.Mon
     assert [tuple(g.shape) for g in stream.latents][:2] == [(200, 300), (100, 150)]
     assert max(cells for _, _, cells in seen) <= 1000
     assert all(rows <= 1000 // width + 2 for rows, width, _ in seen)  # the band plus one row each side
+
+
+@pytest.mark.parametrize("spread", [0.01, 1.0, 4.0])
+def test_symbol_bits_is_what_the_coder_spends(spread: float) -> None:
+    """The coder never writes fewer bits than `symbol_bits` (and not many more): the check is safe."""
+    rng = np.random.default_rng(int(spread * 100))
+    n = 20000
+    mu = np.clip(np.round(rng.normal(0, 30, n) * 16) / 16, -256, 255)
+    scale = entropy.scale_from_index(rng.integers(-32, 81, n))
+    symbols = np.clip(np.round(mu + spread * scale * rng.laplace(size=n)), -256, 255).astype(np.int32)
+    encoder = entropy.constriction.stream.queue.RangeEncoder()
+    encoder.encode(symbols, entropy._LATENT_MODEL, mu, scale)
+    written = 32 * encoder.get_compressed().size
+    bits = entropy.symbol_bits(symbols, mu, scale)
+    assert bits <= written < bits + 64
+
+
+@pytest.mark.parametrize("lats", [b"", b"\x01\x00\x00\x00", None])
+def test_huge_header_over_a_short_stream_fails_fast(sample: bytes, lats: bytes | None,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """A forged size over a small stream is refused within a few bands, not after every cell."""
+    bands: list[int] = []
+    real = entropy.band_features
+    monkeypatch.setattr(entropy, "band_features", lambda *a: bands.append(1) or real(*a))
+    head = head_of(sample)
+    head.width, head.height = 8192, 4096
+    forged = with_head(sample, head)
+    if lats is not None:
+        forged = replace_section(forged, b"LATS", lats)
+    with pytest.raises(CocoFormatError, match="latent stream"):
+        read_coco(forged)
+    assert len(bands) <= 4  # of about 700 bands at this size
 
 
 @pytest.mark.parametrize("words", [b"\xff" * 8, b"\x01\x00\x00\x00", bytes(range(64))])

@@ -115,15 +115,51 @@ def encode_latents(latents: list[np.ndarray], arm: list[IntLinear]) -> bytes:
     return words_to_bytes(encoder.get_compressed())
 
 
+PRECISION_BITS = 24  # constriction's QuantizedLaplace: probabilities are multiples of 2**-24
+# Slack for the information check: the coder's 64-bit state, plus room for
+# floating-point error in our (not normative) estimate of each symbol's cost.
+INFORMATION_SLACK_BITS = 96
+
+
+def symbol_bits(symbols: np.ndarray, mu: np.ndarray, scale: np.ndarray) -> float:
+    """Bits the range coder spends on `symbols` under QuantizedLaplace(mu, scale).
+
+    Follows formats/coco.md ("Entropy coding"): the width of each symbol's
+    slice of the 2**24 range. Only used for the plausibility check in
+    `decode_latents`, never for coding, so floating point is fine here.
+    """
+    n = LATENT_MAX - LATENT_MIN + 1
+    free = float((1 << PRECISION_BITS) - n)
+    s = symbols.astype(np.float64)
+
+    def cdf(x: np.ndarray) -> np.ndarray:
+        z = (x - mu) / scale
+        return np.where(z <= 0, 0.5 * np.exp(np.minimum(z, 0)), 1 - 0.5 * np.exp(-np.maximum(z, 0)))
+
+    offset = s - LATENT_MIN
+    left = np.where(s == LATENT_MIN, 0, np.trunc(free * cdf(s - 0.5)) + offset)
+    right = np.where(s == LATENT_MAX, 1 << PRECISION_BITS, np.trunc(free * cdf(s + 0.5)) + offset + 1)
+    return float(np.sum(PRECISION_BITS - np.log2(np.maximum(right - left, 1))))
+
+
 def decode_latents(data: bytes, height: int, width: int, n_levels: int,
                    arm: list[IntLinear]) -> list[torch.Tensor]:
     """Inverse of `encode_latents`: float64 integer grids, finest first.
 
     Memory: the grids themselves plus one band of CHUNK_CELLS cells at a time.
+
+    Time: a damaged or forged stream is refused as soon as the symbols
+    decoded so far carry more information than the payload can hold (a range
+    coder never writes fewer bits than that), so garbage under a header that
+    declares a huge image fails within a band or two instead of decoding
+    tens of millions of cells.
     """
     sizes = grid_sizes(height, width, n_levels)
     grids = [torch.zeros(h, w, dtype=torch.float64) for h, w in sizes]
-    decoder = constriction.stream.queue.RangeDecoder(bytes_to_words(data))
+    words = bytes_to_words(data)
+    budget_bits = 32.0 * words.size + INFORMATION_SLACK_BITS
+    spent_bits = 0.0
+    decoder = constriction.stream.queue.RangeDecoder(words)
     for level, r0, r1, cells in _coding_steps(sizes):
         if not cells.any():
             continue
@@ -131,6 +167,10 @@ def decode_latents(data: bytes, height: int, width: int, n_levels: int,
         mask = torch.from_numpy(cells)
         mu, scale = laplace_parameters(arm, band_features(grids[level], parent, r0, r1)[mask])
         symbols = _decode_symbols(decoder, _LATENT_MODEL, mu, scale, "latent")
+        spent_bits += symbol_bits(symbols, mu, scale)
+        if spent_bits > budget_bits:
+            raise CocoFormatError(f"latent stream is too short for its symbols ({words.size * 4} bytes hold at most "
+                                  f"{budget_bits:.0f} bits; exceeded by level {level}): truncated or corrupt")
         grids[level][r0:r1].view(-1)[mask] = torch.from_numpy(symbols.astype(np.float64))
     _check_consumed(decoder, "latent")
     return grids
