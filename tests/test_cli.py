@@ -321,3 +321,31 @@ def test_interrupted_decode_leaves_no_file(folder: Path, sig: signal.Signals, co
     assert message in stderr and "Traceback" not in stderr
     assert listing(folder) == before
     assert (folder / "out.png").read_bytes() == PRECIOUS
+
+
+@pytest.mark.parametrize("existing", [False, True])
+def test_interrupted_encode_leaves_no_file(folder: Path, existing: bool) -> None:
+    """Ctrl-C while fitting: no .coco (not even a temporary), an existing output untouched."""
+    target = folder / "tiny.coco"
+    if existing:
+        target.write_bytes(PRECIOUS)
+    before = listing(folder)
+    child = subprocess.Popen([sys.executable, "-c", CHILD, "encode", str(folder / "tiny.png"), str(target),
+                              "--effort", "max", "--device", "cpu", "--quiet"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        ready, _, _ = select.select([child.stdout], [], [], 120)
+        assert ready and child.stdout.readline().strip() == "ready"
+        time.sleep(1.5)  # fitting now: max effort on 48x32 runs for well over a minute
+        assert child.poll() is None
+        child.send_signal(signal.SIGINT)
+        _, stderr = child.communicate(timeout=60)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+    assert child.returncode == 130, stderr
+    assert "interrupted" in stderr and "Traceback" not in stderr
+    assert listing(folder) == before
+    if existing:
+        assert target.read_bytes() == PRECIOUS
