@@ -3,6 +3,8 @@ estimate matches the coded rate, and rate control lands on the target."""
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -93,3 +95,46 @@ def test_dead_zone_shrinks_a_file_onto_its_target() -> None:
     model.dead_zone = 0.0
     assert _shrink_to(fitter, data, 0.05 * len(data) * 8) is None
     assert model.dead_zone == 0.0
+
+
+def _fitter(latent_bpp: float | None, lmbda: float = 1e-2) -> Fitter:
+    model = _random_model(32, 48, spread=2.0)
+    return Fitter(torch.rand(32, 48, 3), model, RateTarget(latent_bpp, lmbda), seed=0)
+
+
+def test_lambda_jump_follows_the_measured_rate() -> None:
+    from inrcodec.train import fit
+
+    probe = _fitter(1.0)
+    rate = probe.latent_bpp()
+    for ratio in (0.5, 2.0, 100.0):  # the last is beyond the cap
+        fitter = _fitter(rate / ratio)
+        before = fitter.log_lambda
+        fitter.jump_lambda()
+        want = max(-fit.MAX_LOG_JUMP, min(fit.MAX_LOG_JUMP, math.log(ratio) / fit.ELASTICITY))
+        assert fitter.log_lambda - before == pytest.approx(want)
+        lo, hi = fitter.log_lambda_range
+        assert lo < fitter.log_lambda < hi  # the controller's range moves with it
+    fixed = _fitter(None)
+    fixed.jump_lambda()
+    assert fixed.log_lambda == math.log(1e-2)
+
+
+def test_a_collapsed_fit_starts_again_without_the_jump(monkeypatch: pytest.MonkeyPatch) -> None:
+    from inrcodec.train import encoder
+
+    made: list[bool] = []
+    real = encoder.Fitter
+
+    def spy(*args: object, **kwargs: object) -> Fitter:
+        made.append(bool(kwargs.get("jump", True)))
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(encoder, "Fitter", spy)
+    monkeypatch.setattr(encoder, "COLLAPSED", 1e9)  # every fit counts as collapsed
+    encode_array(_test_image(32, 48), EncodeOptions(bpp=1.0, iterations=20, device="cpu"))
+    assert made == [True, False]
+    made.clear()
+    monkeypatch.setattr(encoder, "COLLAPSED", 0.0)
+    encode_array(_test_image(32, 48), EncodeOptions(bpp=1.0, iterations=20, device="cpu"))
+    assert made == [True]

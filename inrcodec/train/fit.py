@@ -8,7 +8,9 @@ rate estimate and the reconstruction match what the decoder will see.
 Rate control: instead of asking the user for lambda we steer it. A smoothed
 estimate of the whole-image latent rate is compared with the target (the
 requested bits minus the header and network bits) and log(lambda) moves in
-proportion to the log of their ratio every step.
+proportion to the log of their ratio every step. Before that, at JUMP_AT, lambda
+jumps once by what the measured rate says, so the controller starts near the
+image's own lambda instead of a generic one.
 """
 
 from __future__ import annotations
