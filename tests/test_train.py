@@ -131,10 +131,10 @@ def test_a_collapsed_fit_starts_again_without_the_jump(monkeypatch: pytest.Monke
         return real(*args, **kwargs)  # type: ignore[arg-type]
 
     monkeypatch.setattr(encoder, "Fitter", spy)
-    monkeypatch.setattr(encoder, "COLLAPSED", 1e9)  # every fit counts as collapsed
+    monkeypatch.setattr(encoder, "MISSED", -1.0)  # every file counts as missed
     encode_array(_test_image(32, 48), EncodeOptions(bpp=1.0, iterations=20, device="cpu"))
     assert made == [True, False]
     made.clear()
-    monkeypatch.setattr(encoder, "COLLAPSED", 0.0)
+    monkeypatch.setattr(encoder, "MISSED", float("inf"))
     encode_array(_test_image(32, 48), EncodeOptions(bpp=1.0, iterations=20, device="cpu"))
     assert made == [True]

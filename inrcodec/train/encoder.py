@@ -23,7 +23,7 @@ Effort = Literal["fast", "default", "max"]
 ARCHITECTURE = Architecture(n_levels=7, synth_hidden=(16, 16), arm_hidden=(16, 16))
 SCHEDULES: dict[str, Schedule] = {
     "fast": Schedule(iterations=300),
-    "default": Schedule(iterations=1600),
+    "default": Schedule(iterations=2400),
     "max": Schedule(iterations=8000, crop=384),
 }
 RATE_TOLERANCE = 0.02  # the file may miss the requested size by this fraction
@@ -33,9 +33,9 @@ MAX_REFITS = 3
 # second, while a refit that adds bits costs minutes.
 AIM_ABOVE = 0.04
 MAX_DEAD_ZONE = 0.45
-# A fit that ends below this fraction of the requested size has collapsed
-# (see `encode_array`); kodim03 at 0.25 bpp ended at 0.11 after the jump.
-COLLAPSED = 0.6
+# A file this far off the request after the refits means the fit collapsed
+# (see `encode_array`); kodim03 at 0.25 bpp ended at 0.11 bpp after the jump.
+MISSED = 0.05
 DEAD_ZONE_BISECTIONS = 10
 CONTAINER_BYTES = 100  # signature, framing and HEAD, close enough to steer by
 
@@ -101,20 +101,23 @@ def encode_array(pixels: np.ndarray, opts: EncodeOptions, progress: ProgressFn |
         latent_bpp = max(opts.bpp * n_pixels - overhead, 0.02 * opts.bpp * n_pixels) / n_pixels
         target = RateTarget(latent_bpp * (1 + AIM_ABOVE), initial_lambda(opts.bpp))
     deadline = start + 0.85 * opts.time_limit if opts.time_limit else None
+    land_deadline = start + 0.9 * opts.time_limit if opts.time_limit else None
     fitter = Fitter(image, CocoNet(height, width, ARCHITECTURE).to(device), replace(target), opts.seed)
     steps = fitter.run(schedule, progress, deadline)
     data = _quantize_and_write(fitter.model, image, fitter.lmbda, opts.seed)
-    if opts.bpp is not None and len(data) * 8 < COLLAPSED * opts.bpp * n_pixels and deadline is None:
-        # The lambda jump overshot and the latents collapsed to zero, which
-        # no refit undoes: start again without it (the slow, safe controller).
-        torch.manual_seed(opts.seed)
-        fitter = Fitter(image, CocoNet(height, width, ARCHITECTURE).to(device), replace(target), opts.seed,
-                        jump=False)
-        steps += fitter.run(schedule, progress, deadline)
-        data = _quantize_and_write(fitter.model, image, fitter.lmbda, opts.seed)
     if opts.bpp is not None:
-        data, steps = _land_rate(fitter, data, opts.bpp * n_pixels, schedule, progress, steps,
-                                 start + 0.9 * opts.time_limit if opts.time_limit else None)
+        target_bits = opts.bpp * n_pixels
+        data, steps = _land_rate(fitter, data, target_bits, schedule, progress, steps, land_deadline)
+        if abs(len(data) * 8 / target_bits - 1) > MISSED and deadline is None:
+            # The lambda jump overshot and the latents collapsed to zero,
+            # which the refits could not undo: start again without the jump
+            # (the slow, safe controller).
+            torch.manual_seed(opts.seed)
+            fitter = Fitter(image, CocoNet(height, width, ARCHITECTURE).to(device), replace(target), opts.seed,
+                            jump=False)
+            steps += fitter.run(schedule, progress, deadline)
+            data = _quantize_and_write(fitter.model, image, fitter.lmbda, opts.seed)
+            data, steps = _land_rate(fitter, data, target_bits, schedule, progress, steps, land_deadline)
     decoded = render(read_coco(data))
     return EncodeResult(
         data=data,
