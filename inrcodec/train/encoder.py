@@ -85,7 +85,6 @@ def encode_array(pixels: np.ndarray, opts: EncodeOptions, progress: ProgressFn |
     percent of bpp * H * W bits; with `opts.lmbda` lambda is fixed instead.
     """
     start = time.monotonic()
-    torch.manual_seed(opts.seed)
     height, width, _ = pixels.shape
     n_pixels = height * width
     device = torch.device(opts.device)
@@ -102,22 +101,24 @@ def encode_array(pixels: np.ndarray, opts: EncodeOptions, progress: ProgressFn |
         target = RateTarget(latent_bpp * (1 + AIM_ABOVE), initial_lambda(opts.bpp))
     deadline = start + 0.85 * opts.time_limit if opts.time_limit else None
     land_deadline = start + 0.9 * opts.time_limit if opts.time_limit else None
-    fitter = Fitter(image, CocoNet(height, width, ARCHITECTURE).to(device), replace(target), opts.seed)
-    steps = fitter.run(schedule, progress, deadline)
-    data = _quantize_and_write(fitter.model, image, fitter.lmbda, opts.seed)
-    if opts.bpp is not None:
-        target_bits = opts.bpp * n_pixels
-        data, steps = _land_rate(fitter, data, target_bits, schedule, progress, steps, land_deadline)
-        if abs(len(data) * 8 / target_bits - 1) > MISSED and deadline is None:
-            # The lambda jump overshot and the latents collapsed to zero,
-            # which the refits could not undo: start again without the jump
-            # (the slow, safe controller).
-            torch.manual_seed(opts.seed)
-            fitter = Fitter(image, CocoNet(height, width, ARCHITECTURE).to(device), replace(target), opts.seed,
-                            jump=False)
-            steps += fitter.run(schedule, progress, deadline)
-            data = _quantize_and_write(fitter.model, image, fitter.lmbda, opts.seed)
-            data, steps = _land_rate(fitter, data, target_bits, schedule, progress, steps, land_deadline)
+
+    def fit(jump: bool) -> tuple[Fitter, bytes, int]:
+        torch.manual_seed(opts.seed)
+        fitter = Fitter(image, CocoNet(height, width, ARCHITECTURE).to(device), target, opts.seed, jump=jump)
+        steps = fitter.run(schedule, progress, deadline)
+        data = _quantize_and_write(fitter.model, image, fitter.lmbda, opts.seed)
+        if opts.bpp is not None:
+            data, steps = _land_rate(fitter, data, opts.bpp * n_pixels, schedule, progress, steps, land_deadline)
+        return fitter, data, steps
+
+    fitter, data, steps = fit(jump=True)
+    if opts.bpp is not None and abs(len(data) * 8 / (opts.bpp * n_pixels) - 1) > MISSED and deadline is None:
+        # The lambda jump overshot and the latents collapsed to zero, which
+        # the refits could not undo: start again without the jump (the slow,
+        # safe controller).
+        first_steps = steps
+        fitter, data, steps = fit(jump=False)
+        steps += first_steps
     decoded = render(read_coco(data))
     return EncodeResult(
         data=data,
