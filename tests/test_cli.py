@@ -299,17 +299,14 @@ CHILD = textwrap.dedent("""
 """)
 
 
-@pytest.mark.parametrize(("sig", "code", "message"), [(signal.SIGINT, 130, "interrupted"), (signal.SIGTERM, 143, "")])
-def test_interrupted_decode_leaves_no_file(folder: Path, sig: signal.Signals, code: int, message: str) -> None:
-    """Stop a long decode (8192x8192 output) mid-way: nothing new in the folder, the old output intact."""
-    before = listing(folder)
-    child = subprocess.Popen([sys.executable, "-c", CHILD, "decode", str(folder / "sample.coco"),
-                              "-o", str(folder / "out.png"), "--size", "8192x8192"],
+def interrupt_child(args: list[str], after: float, sig: signal.Signals = signal.SIGINT) -> tuple[int, str]:
+    """Run the CLI in a child, send `sig` `after` seconds into the command; (exit status, stderr)."""
+    child = subprocess.Popen([sys.executable, "-c", CHILD, *args],
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         ready, _, _ = select.select([child.stdout], [], [], 120)
         assert ready and child.stdout.readline().strip() == "ready"
-        time.sleep(1.0)  # inside the command now; rendering 64 Mpx takes far longer
+        time.sleep(after)
         assert child.poll() is None
         child.send_signal(sig)
         _, stderr = child.communicate(timeout=60)
@@ -317,7 +314,17 @@ def test_interrupted_decode_leaves_no_file(folder: Path, sig: signal.Signals, co
         if child.poll() is None:
             child.kill()
             child.wait()
-    assert child.returncode == code, stderr
+    return child.returncode, stderr
+
+
+@pytest.mark.parametrize(("sig", "code", "message"), [(signal.SIGINT, 130, "interrupted"), (signal.SIGTERM, 143, "")])
+def test_interrupted_decode_leaves_no_file(folder: Path, sig: signal.Signals, code: int, message: str) -> None:
+    """Stop a long decode (8192x8192 output) mid-way: nothing new in the folder, the old output intact."""
+    before = listing(folder)
+    # 1 s: inside the command now; rendering 64 Mpx takes far longer
+    returncode, stderr = interrupt_child(["decode", str(folder / "sample.coco"), "-o", str(folder / "out.png"),
+                                          "--size", "8192x8192"], after=1.0, sig=sig)
+    assert returncode == code, stderr
     assert message in stderr and "Traceback" not in stderr
     assert listing(folder) == before
     assert (folder / "out.png").read_bytes() == PRECIOUS
@@ -330,21 +337,10 @@ def test_interrupted_encode_leaves_no_file(folder: Path, existing: bool) -> None
     if existing:
         target.write_bytes(PRECIOUS)
     before = listing(folder)
-    child = subprocess.Popen([sys.executable, "-c", CHILD, "encode", str(folder / "tiny.png"), str(target),
-                              "--effort", "max", "--device", "cpu", "--quiet"],
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        ready, _, _ = select.select([child.stdout], [], [], 120)
-        assert ready and child.stdout.readline().strip() == "ready"
-        time.sleep(1.5)  # fitting now: max effort on 48x32 runs for well over a minute
-        assert child.poll() is None
-        child.send_signal(signal.SIGINT)
-        _, stderr = child.communicate(timeout=60)
-    finally:
-        if child.poll() is None:
-            child.kill()
-            child.wait()
-    assert child.returncode == 130, stderr
+    # 1.5 s: fitting now; max effort on 48x32 runs for well over a minute
+    returncode, stderr = interrupt_child(["encode", str(folder / "tiny.png"), str(target), "--effort", "max",
+                                          "--device", "cpu", "--quiet"], after=1.5)
+    assert returncode == 130, stderr
     assert "interrupted" in stderr and "Traceback" not in stderr
     assert listing(folder) == before
     if existing:

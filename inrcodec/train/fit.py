@@ -101,7 +101,7 @@ class Fitter:
         # Anti-windup: early in training the rate cannot follow lambda (the
         # latents are still growing), so keep lambda within a factor of the
         # empirical start instead of letting the integrator run away.
-        self.log_lambda_range = (self.log_lambda - LAMBDA_SPAN_DOWN, self.log_lambda + LAMBDA_SPAN_UP)
+        self._centre_lambda_range(LAMBDA_SPAN_UP)
         self.rate: float | None = None
         self.mse_ema: float | None = None
         self.steps = 0
@@ -119,11 +119,14 @@ class Fitter:
         error = math.log(max(self.rate, 1e-6) / self.target.latent_bpp)
         jump = max(-MAX_LOG_JUMP, min(MAX_LOG_JUMP, error / ELASTICITY))
         self.log_lambda += jump
-        self.log_lambda_range = (self.log_lambda - LAMBDA_SPAN_DOWN, self.log_lambda + LAMBDA_SPAN_UP)
+        self._centre_lambda_range(LAMBDA_SPAN_UP)
 
     def recentre_lambda_range(self) -> None:
         """Before a refit: let lambda move the refit span around its current value."""
-        self.log_lambda_range = (self.log_lambda - LAMBDA_SPAN_DOWN, self.log_lambda + REFIT_LAMBDA_SPAN_UP)
+        self._centre_lambda_range(REFIT_LAMBDA_SPAN_UP)
+
+    def _centre_lambda_range(self, span_up: float) -> None:
+        self.log_lambda_range = (self.log_lambda - LAMBDA_SPAN_DOWN, self.log_lambda + span_up)
 
     @property
     def lmbda(self) -> float:
