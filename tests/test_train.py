@@ -102,39 +102,79 @@ def _fitter(latent_bpp: float | None, lmbda: float = 1e-2) -> Fitter:
     return Fitter(torch.rand(32, 48, 3), model, RateTarget(latent_bpp, lmbda), seed=0)
 
 
-def test_lambda_jump_follows_the_measured_rate() -> None:
+def test_lambda_is_aimed_by_the_rate_model_within_its_clamp() -> None:
     from inrcodec.train import fit
 
     probe = _fitter(1.0)
     rate = probe.latent_bpp()
-    for ratio in (0.5, 2.0, 100.0):  # the last is beyond the cap
-        fitter = _fitter(rate / ratio)
-        before = fitter.log_lambda
-        fitter.jump_lambda()
-        want = max(-fit.MAX_LOG_JUMP, min(fit.MAX_LOG_JUMP, math.log(ratio) / fit.ELASTICITY))
-        assert fitter.log_lambda - before == pytest.approx(want)
+    for target in (rate, rate / 4, rate * 4, rate / 1e4):  # the last is far outside the calibration
+        fitter = _fitter(target)
+        start = fitter.log_lambda
+        fitter.aim_lambda()
+        want = fit.predicted_log_lambda(rate, target)
+        want = min(start + fit.MAX_LOG_CORRECTION, max(start - fit.MAX_LOG_CORRECTION, want))
+        assert fitter.log_lambda == pytest.approx(want)
         lo, hi = fitter.log_lambda_range
-        assert lo < fitter.log_lambda < hi  # the controller's range moves with it
+        assert lo < fitter.log_lambda < hi  # refits steer around the aimed value
+    # Higher early rates and lower targets both ask for more lambda.
+    assert fit.predicted_log_lambda(2.0, 0.5) > fit.predicted_log_lambda(1.0, 0.5)
+    assert fit.predicted_log_lambda(1.0, 0.25) > fit.predicted_log_lambda(1.0, 0.5)
+    short = _fitter(rate / 4)
+    start = short.log_lambda
+    short.aim_lambda(confidence=0.25)  # a short fit moves a quarter of the way
+    want = min(fit.MAX_LOG_CORRECTION, max(-fit.MAX_LOG_CORRECTION, fit.predicted_log_lambda(rate, rate / 4) - start))
+    assert short.log_lambda - start == pytest.approx(want / 4)
     fixed = _fitter(None)
-    fixed.jump_lambda()
+    fixed.aim_lambda()
     assert fixed.log_lambda == math.log(1e-2)
 
 
-def test_a_collapsed_fit_starts_again_without_the_jump(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_lambda_is_held_between_the_probe_and_the_end_of_the_fit(monkeypatch: pytest.MonkeyPatch) -> None:
+    from dataclasses import replace
+
     from inrcodec.train import encoder
 
-    made: list[bool] = []
-    real = encoder.Fitter
+    seen: list[float] = []
+    fitter = _fitter(0.5, lmbda=1e-3)
+    schedule = replace(encoder.SCHEDULES["fast"], iterations=60, crop=32)
+    fitter.run(schedule, progress=lambda it, total, stats: seen.append(stats["lambda"]))
+    probe = int(60 / 6)
+    assert len(set(seen[: probe - 1])) == 1 and seen[0] == pytest.approx(1e-3)
+    assert len(set(seen[probe:])) == 1  # aimed once, then held
 
-    def spy(*args: object, **kwargs: object) -> Fitter:
-        made.append(bool(kwargs.get("jump", True)))
-        return real(*args, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(encoder, "Fitter", spy)
-    monkeypatch.setattr(encoder, "MISSED", -1.0)  # every file counts as missed
-    encode_array(_test_image(32, 48), EncodeOptions(bpp=1.0, iterations=20, device="cpu"))
-    assert made == [True, False]
-    made.clear()
-    monkeypatch.setattr(encoder, "MISSED", float("inf"))
-    encode_array(_test_image(32, 48), EncodeOptions(bpp=1.0, iterations=20, device="cpu"))
-    assert made == [True]
+def test_high_lambda_drops_the_finest_level_for_the_rest_of_the_fit() -> None:
+    from inrcodec.train import fit
+
+    low = _fitter(None, lmbda=fit.DROP_FINEST_ABOVE / 2)
+    low.probe()
+    assert low.model.first_level == 0
+    high = _fitter(None, lmbda=fit.DROP_FINEST_ABOVE * 2)
+    assert bool((high.model.latents[0] != 0).any())  # _random_model fills every level
+    high.probe()
+    assert high.model.first_level == 1
+    win = high.model.full_window()
+    for mode in ("noise", "ste", "round"):
+        crops = high.model.crop_latents(win, mode)
+        assert not bool(crops[0][0].any()) and bool(crops[1][0].any())
+    # Training leaves the dropped level at zero, so the file carries zeros there.
+    from dataclasses import replace
+
+    from inrcodec.train import encoder
+
+    high.run(replace(encoder.SCHEDULES["fast"], iterations=10, crop=32), phase="refit")
+    assert not bool(high.model.latents[0].any())
+    from inrcodec.format.bitstream import read_coco
+
+    decoded = read_coco(_quantize_and_write(high.model, high.image, high.lmbda, 0)).latents
+    assert not np.asarray(decoded[0]).any() and np.asarray(decoded[1]).any()
+
+
+def test_dropping_the_finest_level_lowers_an_aimed_lambda(monkeypatch: pytest.MonkeyPatch) -> None:
+    from inrcodec.train import fit
+
+    monkeypatch.setattr(fit, "RATE_MODEL", (math.log(0.05), 0.0, 0.0))  # predicts 0.05 whatever the rate
+    fitter = _fitter(0.5, lmbda=1e-2)
+    fitter.probe()
+    assert fitter.model.first_level == 1
+    assert fitter.lmbda == pytest.approx(0.05 * fit.DROP_LAMBDA_FACTOR)

@@ -5,12 +5,13 @@ Schedule (after C3): Adam with a cosine-decayed learning rate; uniform noise
 on the latents for most of training, then straight-through rounding so the
 rate estimate and the reconstruction match what the decoder will see.
 
-Rate control: instead of asking the user for lambda we steer it. A smoothed
-estimate of the whole-image latent rate is compared with the target (the
-requested bits minus the header and network bits) and log(lambda) moves in
-proportion to the log of their ratio every step. Before that, at JUMP_AT, lambda
-jumps once by what the measured rate says, so the controller starts near the
-image's own lambda instead of a generic one.
+Rate control: instead of asking the user for lambda we predict it. The fit
+starts at a generic lambda for the requested rate; at PROBE_AT of the schedule
+the whole-image latent rate is measured and lambda is set once from it by an
+empirical rate model (`predicted_log_lambda`), then held: a steady lambda is
+what rate-distortion training needs, and lambda moved late in the fit costs
+quality (see there). The encoder then lands the file on the exact size with a
+rounding dead zone, or short refits (which do steer lambda) when it fell short.
 """
 
 from __future__ import annotations
@@ -26,34 +27,45 @@ import torch
 from .model import CocoNet, Window
 
 ProgressFn = Callable[[int, int, dict[str, float]], None]
-# During the main fit lambda stays within [initial / 10, initial * 3]: the
-# empirical start is within ~3x of the right value on most Kodak images, and
-# allowed to climb to 30x, the controller overshoots and the latents collapse
-# (kodim03 at 0.25 bpp ended at 0.12 bpp). A busy image (kodim08) needs ~10x
-# more at 0.25 bpp, though: refits, which run only when the file missed,
-# re-centre the range on the current lambda with the wider upward span.
+# Refits (`encoder._land_rate`) steer lambda by integral control: within
+# [now / 10, now * 3] of where they start, so a refit cannot run lambda up until
+# the latents collapse (kodim08 at 0.5 bpp reached lambda 0.6 and 16.6 dB,
+# bench/results/kodak-2026-11-24d).
 LAMBDA_SPAN_DOWN = math.log(10.0)
 LAMBDA_SPAN_UP = math.log(3.0)
-REFIT_LAMBDA_SPAN_UP = math.log(30.0)
-CONTROL_EVERY = 20  # steps between whole-image rate measurements
+CONTROL_EVERY = 20  # steps between whole-image rate measurements while lambda is steered
+DISPLAY_EVERY = 100  # ... and while it is held (only the progress display reads them)
 MEASURE_ROWS = 128  # image rows per band of a rate measurement
 MAX_LOG_LAMBDA_STEP = 0.1  # per control step: lambda moves at most 10 % per 20 steps
-CONTROL_START = 0.35  # fraction of the schedule before lambda moves: early rates overshoot the final one up to 5x
-# Once, early in the fit, lambda jumps by what the measured rate says: the
-# empirical start is image-blind and off by up to ~5x on Kodak (busy images
-# need far more lambda), and the slew-limited controller alone then either
-# hits its clamp (kodim05 at 1 bpp: the dead zone had to cut 25 % of the
-# rate, -2 dB) or crawls. By ~15 % of the schedule the rate at fixed lambda
-# has stopped growing. Rate goes roughly as lambda**-0.45..0.8 (measured on
-# Kodak), but the rate measured this early still overstates the final one by
-# up to ~2x on smooth images. So the jump is half the log correction (as if
-# the elasticity were 2) and at most 4x: it errs short, which the controller
-# then finishes, rather than long, which collapses the latents (the full
-# correction, 8x at most, collapsed all 12 fits at 0.25 bpp and 2 at 0.5:
-# bench/results/kodak-2026-11-24c).
-JUMP_AT = 0.15
-ELASTICITY = 2.0
-MAX_LOG_JUMP = math.log(4.0)
+# The rate model. At a fixed lambda the rate keeps falling through the fit
+# (the context model learns, the rate term prunes latents): the rate at 1/6 of
+# the schedule is 1.2x (busy images) to 3x (smooth ones) the final one, so it
+# cannot simply be compared with the target. Across images, though, it
+# predicts the lambda that lands: fitted on kodim01/03/05/08/12 at 0.25 and
+# 0.5 bpp (2400 steps at lambda = initial_lambda, then the lambda that
+# reached the target at a fixed value; ad-hoc runs, 2026-11-24),
+#     ln lambda = -7.27 + 2.7 ln(rate at 1/6) - 2.15 ln(target latent bpp),
+# within ~1.4x on those images. The slope 2.7 says what the controller could
+# not see: images whose early rate is high need far more lambda (kodim05 at
+# 0.5 bpp: 6x the generic start; kodim12: 1/3). Holding the predicted lambda
+# gained 1.6 dB on kodim03 at 0.5 bpp over steering it (the controller had
+# driven lambda up 2x, then down 16x as the rate fell late).
+PROBE_AT = 1 / 6
+# The model was fitted on 2400-step fits. A shorter fit is probed earlier in
+# its training, when the rate says less: its correction is scaled down by the
+# ratio of the lengths (`--effort fast`, 300 steps, keeps 1/8 of it) and the
+# refits do the rest.
+RATE_MODEL_STEPS = 2400
+RATE_MODEL = (-7.27, 2.7, -2.15)  # intercept, ln(probe rate), ln(target)
+MAX_LOG_CORRECTION = math.log(8.0)  # outside the calibration, move at most this far
+# Above this lambda the fit goes on without the full-resolution latents
+# (`CocoNet.drop_finest_level`): ad-hoc runs gained 0.2..1.8 dB at lambda
+# 2.5e-2 and lost 0.2..0.8 dB at 2.8e-3, so only lambdas well above the latter.
+DROP_FINEST_ABOVE = 1e-2
+# Without that level the rate falls faster and further than the model (fitted
+# with every level) expects: kodim05 and kodim08 at 0.5 bpp ended at 0.32 and
+# 0.37 bpp and their refits lowered lambda ~4x. Halve it when dropping.
+DROP_LAMBDA_FACTOR = 0.5
 
 
 @dataclass(frozen=True)
@@ -85,23 +97,24 @@ class RateTarget:
 
 
 def initial_lambda(bpp: float) -> float:
-    """A starting lambda for a target rate (empirical fit on Kodak; steered later)."""
+    """A starting lambda for a target rate (empirical fit on Kodak; re-aimed later)."""
     return 1e-3 * bpp**-1.5
+
+
+def predicted_log_lambda(probe_rate: float, target_latent_bpp: float) -> float:
+    """ln(lambda) that should land on the target, from the rate at PROBE_AT (see RATE_MODEL)."""
+    intercept, per_rate, per_target = RATE_MODEL
+    return intercept + per_rate * math.log(max(probe_rate, 1e-6)) + per_target * math.log(target_latent_bpp)
 
 
 class Fitter:
     """Owns the model, optimizer and controller state across fit and refit."""
 
-    def __init__(self, image: torch.Tensor, model: CocoNet, target: RateTarget, seed: int,
-                 jump: bool = True) -> None:
+    def __init__(self, image: torch.Tensor, model: CocoNet, target: RateTarget, seed: int) -> None:
         self.image, self.model, self.target, self.seed = image, model, target, seed
-        self.jump = jump  # re-aim lambda once at JUMP_AT (see there)
         self.gen = np.random.default_rng(seed)
         self.log_lambda = math.log(target.lmbda)
-        # Anti-windup: early in training the rate cannot follow lambda (the
-        # latents are still growing), so keep lambda within a factor of the
-        # empirical start instead of letting the integrator run away.
-        self._centre_lambda_range(LAMBDA_SPAN_UP)
+        self.recentre_lambda_range()
         self.rate: float | None = None
         self.mse_ema: float | None = None
         self.steps = 0
@@ -111,22 +124,36 @@ class Fitter:
             {"params": net_params, "lr": 0.0},
         ])
 
-    def jump_lambda(self) -> None:
-        """Re-aim lambda from the measured whole-image rate, once (see JUMP_AT)."""
+    def probe(self, confidence: float = 1.0) -> None:
+        """At PROBE_AT: aim lambda (with a rate target), then drop the finest level if lambda is high."""
+        self.aim_lambda(confidence)
+        if self.lmbda > DROP_FINEST_ABOVE:
+            self.model.drop_finest_level()
+            if self.target.latent_bpp:
+                self.log_lambda += math.log(DROP_LAMBDA_FACTOR)
+                self.recentre_lambda_range()
+
+    def aim_lambda(self, confidence: float = 1.0) -> None:
+        """Set lambda from the rate measured now (see RATE_MODEL), once per fit.
+
+        `confidence` in (0, 1] scales the log correction (see RATE_MODEL_STEPS).
+        """
         if not self.target.latent_bpp:
             return
         self.rate = self.latent_bpp()
-        error = math.log(max(self.rate, 1e-6) / self.target.latent_bpp)
-        jump = max(-MAX_LOG_JUMP, min(MAX_LOG_JUMP, error / ELASTICITY))
-        self.log_lambda += jump
-        self._centre_lambda_range(LAMBDA_SPAN_UP)
+        start = math.log(self.target.lmbda)
+        correction = confidence * (predicted_log_lambda(self.rate, self.target.latent_bpp) - start)
+        self.log_lambda = start + min(MAX_LOG_CORRECTION, max(-MAX_LOG_CORRECTION, correction))
+        self.recentre_lambda_range()
+
+    def move_lambda(self, log_step: float) -> None:
+        """Change lambda by exp(log_step), within the current range."""
+        lo, hi = self.log_lambda_range
+        self.log_lambda = min(hi, max(lo, self.log_lambda + log_step))
 
     def recentre_lambda_range(self) -> None:
-        """Before a refit: let lambda move the refit span around its current value."""
-        self._centre_lambda_range(REFIT_LAMBDA_SPAN_UP)
-
-    def _centre_lambda_range(self, span_up: float) -> None:
-        self.log_lambda_range = (self.log_lambda - LAMBDA_SPAN_DOWN, self.log_lambda + span_up)
+        """Before a refit: the range lambda may move in, around its current value."""
+        self.log_lambda_range = (self.log_lambda - LAMBDA_SPAN_DOWN, self.log_lambda + LAMBDA_SPAN_UP)
 
     @property
     def lmbda(self) -> float:
@@ -171,17 +198,15 @@ class Fitter:
         loss.backward()
         self.opt.step()
         self.steps += 1
-        if self.rate is None or self.steps % CONTROL_EVERY == 0:
+        if self.rate is None or self.steps % (CONTROL_EVERY if control else DISPLAY_EVERY) == 0:
             self.rate = self.latent_bpp()
             if control and self.target.latent_bpp:
                 # Integral control of log(lambda) on the log rate error.
                 error = math.log(max(self.rate, 1e-6) / self.target.latent_bpp)
-                lo, hi = self.log_lambda_range
                 # Slew limit: the rate answers lambda with a lag of ~100 steps;
                 # faster moves overshoot and swing.
                 step = schedule.control_gain * CONTROL_EVERY * error
-                step = max(-MAX_LOG_LAMBDA_STEP, min(MAX_LOG_LAMBDA_STEP, step))
-                self.log_lambda = min(hi, max(lo, self.log_lambda + step))
+                self.move_lambda(max(-MAX_LOG_LAMBDA_STEP, min(MAX_LOG_LAMBDA_STEP, step)))
         mse_value = float(mse.detach())
         self.mse_ema = mse_value if self.mse_ema is None else 0.9 * self.mse_ema + 0.1 * mse_value
         return {"psnr": -10 * math.log10(max(self.mse_ema, 1e-10)), "bpp": self.rate, "lambda": self.lmbda}
@@ -220,9 +245,9 @@ class Fitter:
             frac = it / total
             lr_scale = lr_peak * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * frac)))
             mode = "noise" if frac < 1 - schedule.ste_fraction else "ste"
-            if phase == "fit" and self.jump and it == int(JUMP_AT * total) and it > 0:
-                self.jump_lambda()
-            stats = self.step(schedule, lr_scale, mode, control=frac > CONTROL_START or phase != "fit")
+            if phase == "fit" and it == int(PROBE_AT * total) and it > 0:
+                self.probe(confidence=min(1.0, total / RATE_MODEL_STEPS))
+            stats = self.step(schedule, lr_scale, mode, control=phase != "fit")
             it += 1
             if deadline is not None and it == 10:
                 per_step = (time.monotonic() - start) / it

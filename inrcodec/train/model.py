@@ -88,6 +88,8 @@ class CocoNet(nn.Module):
         # Rounding dead zone (encoder-only, see `round_latents`): the rate
         # controller's last, exact knob. 0 is plain rounding.
         self.dead_zone = 0.0
+        # Levels below this one are held at zero (see `drop_finest_level`).
+        self.first_level = 0
         with torch.no_grad():  # start from mid-grey and a broad rate model
             self.synthesis[-1].bias.fill_(0.5)
             self.arm[-1].bias.copy_(torch.tensor([0.0, 1.0]))
@@ -108,6 +110,20 @@ class CocoNet(nn.Module):
                                for (rows, cols), (h, w) in zip(pixel_taps(self.height, self.width, self.sizes),
                                                                self.sizes)]
         return self._taps[key]
+
+    def drop_finest_level(self) -> None:
+        """Hold the full-resolution latents at zero for the rest of the fit.
+
+        At high lambda (low rates on busy images) the one-latent-per-pixel
+        level buys too little distortion for its bits, yet the rate term
+        prunes it only late and slowly: the rate keeps falling until the last
+        steps and the file misses. Without it, kodim05 at lambda 2.5e-2 coded
+        at half the rate for -0.2 dB (ad-hoc runs, 2026-11-24). The zeros
+        still go into the file (format 1.0 has every level), at ~0.015 bpp.
+        """
+        self.first_level = 1
+        with torch.no_grad():
+            self.latents[0].zero_()
 
     def full_window(self) -> Window:
         return Window(0, self.height, 0, self.width)
@@ -134,7 +150,9 @@ class CocoNet(nn.Module):
             a, b = max(0, (win.r0 >> i) - CROP_MARGIN), min(h, ((win.r1 - 1) >> i) + 1 + CROP_MARGIN)
             c, d = max(0, (win.c0 >> i) - CROP_MARGIN), min(w, ((win.c1 - 1) >> i) + 1 + CROP_MARGIN)
             g = grid[a:b, c:d].clamp(LATENT_MIN, LATENT_MAX)
-            if mode == "noise":
+            if i < self.first_level:
+                g = torch.zeros_like(g)
+            elif mode == "noise":
                 g = g + torch.empty_like(g).uniform_(-0.5, 0.5)
             elif mode == "ste":
                 g = g + (torch.round(g) - g).detach()
