@@ -25,6 +25,7 @@ from .train.encoder import EncodeOptions, EncodeResult, Effort, encode_array
 from .train.fit import ProgressFn
 
 MIN_BPP, MAX_BPP = 0.02, 8.0
+RATE_MISS_NOTE = 0.05  # a file further than this from the requested rate gets a note saying why
 MAX_SIDE_PARSED = 1e12  # sizes are clipped here before round(); all are over the limit
 EFFORTS = ("fast", "default", "max")
 
@@ -58,7 +59,24 @@ def encode_with_report(image: ImageLike, *, bpp: float | None = 0.5, lmbda: floa
     pixels, notes = load_image(image)
     opts = EncodeOptions(bpp=bpp, lmbda=lmbda, effort=effort, device=resolve_device(device),
                          seed=seed, time_limit=time_limit, iterations=iterations)
-    return encode_array(pixels, opts, progress), notes
+    result = encode_array(pixels, opts, progress)
+    if bpp is not None:
+        notes += _rate_miss_notes(result, bpp)
+    return result, notes
+
+
+def _rate_miss_notes(result: EncodeResult, bpp: float) -> list[str]:
+    """A note when the file missed the requested rate by more than RATE_MISS_NOTE, and why."""
+    miss = result.bpp / bpp - 1
+    if abs(miss) <= RATE_MISS_NOTE:
+        return []
+    _, _, payloads, _ = read_sections(result.data)
+    fixed_bpp = (len(result.data) - len(payloads[b"LATS"])) * 8 / (result.width * result.height)
+    if miss > 0 and fixed_bpp > 0.5 * bpp:
+        why = f"the network and header alone take {fixed_bpp:.2f} bpp of an image this small"
+    else:
+        why = "the encoder could not land closer (time limit, few iterations or an unusual image)"
+    return [f"the file is {result.bpp:.3f} bpp, {miss:+.0%} from the requested {bpp:g}: {why}"]
 
 
 def encode(image: ImageLike, *, bpp: float | None = 0.5, lmbda: float | None = None,

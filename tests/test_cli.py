@@ -75,7 +75,8 @@ def test_encode_default_output_name(folder: Path, fast_encoder: None) -> None:
     data = (folder / "tiny.coco").read_bytes()
     assert data.startswith(b"\x89COCO")
     assert f"{folder / 'tiny.coco'}: {len(data)} bytes" in result.stdout
-    assert result.stderr == ""
+    # Eight steps and no refits cannot land the rate, and the user is told so.
+    assert result.stderr.startswith("note: the file is ") and "from the requested 3" in result.stderr
 
 
 def test_encode_json(folder: Path, fast_encoder: None) -> None:
@@ -345,3 +346,10 @@ def test_interrupted_encode_leaves_no_file(folder: Path, existing: bool) -> None
     assert listing(folder) == before
     if existing:
         assert target.read_bytes() == PRECIOUS
+
+
+def test_a_rate_the_network_alone_exceeds_is_explained(folder: Path) -> None:
+    # 48x32 pixels: the network's ~1 KB is several bits per pixel by itself.
+    result = run("encode", folder / "tiny.png", "--bpp", "0.5", "--effort", "fast", "--device", "cpu", "--quiet")
+    assert_ok(result)
+    assert "the network and header alone take" in result.stderr
