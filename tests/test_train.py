@@ -178,3 +178,19 @@ def test_dropping_the_finest_level_lowers_an_aimed_lambda(monkeypatch: pytest.Mo
     fitter.probe()
     assert fitter.model.first_level == 1
     assert fitter.lmbda == pytest.approx(0.05 * fit.DROP_LAMBDA_FACTOR)
+
+
+def test_a_file_too_large_for_the_dead_zone_drops_the_finest_level_before_refitting() -> None:
+    from dataclasses import replace
+
+    from inrcodec.train import encoder
+
+    model = _random_model(64, 64, spread=3.0)
+    fitter = Fitter(torch.rand(64, 64, 3), model, RateTarget(None, 1e-3), seed=0)
+    data = _quantize_and_write(model, fitter.image, 1e-3, 0)
+    target = 0.3 * len(data) * 8  # far beyond what the dead zone can take away
+    assert _shrink_to(fitter, data, target) is None
+    schedule = replace(encoder.SCHEDULES["fast"], iterations=60, crop=32)
+    landed, steps = encoder._land_rate(fitter, data, target, schedule, None, 0, None)
+    assert model.first_level == 1 and steps > 0
+    assert len(landed) < len(data)
