@@ -20,7 +20,8 @@ from inrcodec.train.encoder import psnr_uint8
 
 def test_round_trip_native(tiny_encoded, tiny_image: np.ndarray) -> None:
     result, notes = tiny_encoded
-    assert notes == []
+    # A clean RGB PNG gets no notes about its input (30 steps may still miss the rate, which is noted).
+    assert [note for note in notes if not note.startswith("the file is ")] == []
     assert (result.width, result.height) == (48, 32)
     assert result.bpp == len(result.data) * 8 / (48 * 32)
     assert result.iterations >= TINY_ITERATIONS

@@ -157,6 +157,7 @@ def _land_rate(fitter: Fitter, data: bytes, target_bits: float, schedule: Schedu
         aim = target_bits * (1 + AIM_ABOVE) if bits < target_bits else target_bits
         ratio = max(aim - (bits - latent_bits), 1.0) / max(latent_bits, 1.0)
         fitter.target = RateTarget(fitter.latent_bpp() * ratio, fitter.lmbda)
+        fitter.lower_lambda_floor()
         # The fit is over, so the rate no longer drifts: move lambda at once by
         # what the miss says, and let the refit's controller finish the job.
         fitter.move_lambda(-math.log(ratio) / REFIT_ELASTICITY)

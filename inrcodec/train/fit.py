@@ -155,6 +155,16 @@ class Fitter:
         """Before a refit: the range lambda may move in, around its current value."""
         self.log_lambda_range = (self.log_lambda - LAMBDA_SPAN_DOWN, self.log_lambda + LAMBDA_SPAN_UP)
 
+    def lower_lambda_floor(self) -> None:
+        """Let lambda fall LAMBDA_SPAN_DOWN below where it is now; the ceiling stays.
+
+        Each refit may lower lambda further (an undershooting file only needs
+        more bits, which is safe), but never raise it past the ceiling set when
+        the refits began (which is how latents collapse).
+        """
+        lo, hi = self.log_lambda_range
+        self.log_lambda_range = (min(lo, self.log_lambda - LAMBDA_SPAN_DOWN), hi)
+
     @property
     def lmbda(self) -> float:
         return math.exp(self.log_lambda)
