@@ -130,7 +130,7 @@ def _land_rate(fitter: Fitter, data: bytes, target_bits: float, schedule: Schedu
     Returns the file and the total training steps.
     """
     model = fitter.model
-    fitter.recentre_lambda_range()  # all refits together stay within the span around today's lambda
+    fitter.recentre_lambda_range()  # refits never raise lambda past 3x today's (see fit.LAMBDA_SPAN_UP)
     for attempt in range(MAX_REFITS + 1):
         bits = len(data) * 8
         if abs(bits / target_bits - 1) <= RATE_TOLERANCE:

@@ -27,10 +27,10 @@ import torch
 from .model import CocoNet, Window
 
 ProgressFn = Callable[[int, int, dict[str, float]], None]
-# Refits (`encoder._land_rate`) steer lambda by integral control: within
-# [now / 10, now * 3] of where they start, so a refit cannot run lambda up until
-# the latents collapse (kodim08 at 0.5 bpp reached lambda 0.6 and 16.6 dB,
-# bench/results/kodak-2026-11-24d).
+# Refits (`encoder._land_rate`) steer lambda by integral control, never above
+# 3x where the landing began (each refit may lower it another 10x), so refits
+# cannot run lambda up until the latents collapse (kodim08 at 0.5 bpp reached
+# lambda 0.6 and 16.6 dB, bench/results/kodak-2026-11-24d).
 LAMBDA_SPAN_DOWN = math.log(10.0)
 LAMBDA_SPAN_UP = math.log(3.0)
 CONTROL_EVERY = 20  # steps between whole-image rate measurements while lambda is steered
@@ -59,8 +59,8 @@ RATE_MODEL_STEPS = 2400
 RATE_MODEL = (-7.27, 2.7, -2.15)  # intercept, ln(probe rate), ln(target)
 MAX_LOG_CORRECTION = math.log(8.0)  # outside the calibration, move at most this far
 # Above this lambda the fit goes on without the full-resolution latents
-# (`CocoNet.drop_finest_level`): ad-hoc runs gained 0.2..1.8 dB at lambda
-# 2.5e-2 and lost 0.2..0.8 dB at 2.8e-3, so only lambdas well above the latter.
+# (`CocoNet.drop_finest_level`): ad-hoc runs gained up to 1.8 dB at lambda
+# 2.5e-2 and lost 0.2..1.5 dB at lambda <= 2.8e-3, so only lambdas well above.
 DROP_FINEST_ABOVE = 1e-2
 # Without that level the rate falls faster and further than the model (fitted
 # with every level) expects: kodim05 and kodim08 at 0.5 bpp ended at 0.32 and
@@ -152,7 +152,7 @@ class Fitter:
         self.log_lambda = min(hi, max(lo, self.log_lambda + log_step))
 
     def recentre_lambda_range(self) -> None:
-        """Before a refit: the range lambda may move in, around its current value."""
+        """Centre the range lambda may move in on its current value."""
         self.log_lambda_range = (self.log_lambda - LAMBDA_SPAN_DOWN, self.log_lambda + LAMBDA_SPAN_UP)
 
     def lower_lambda_floor(self) -> None:

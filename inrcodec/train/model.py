@@ -149,10 +149,11 @@ class CocoNet(nn.Module):
             h, w = self.sizes[i]
             a, b = max(0, (win.r0 >> i) - CROP_MARGIN), min(h, ((win.r1 - 1) >> i) + 1 + CROP_MARGIN)
             c, d = max(0, (win.c0 >> i) - CROP_MARGIN), min(w, ((win.c1 - 1) >> i) + 1 + CROP_MARGIN)
-            g = grid[a:b, c:d].clamp(LATENT_MIN, LATENT_MAX)
             if i < self.first_level:
-                g = torch.zeros_like(g)
-            elif mode == "noise":
+                out.append((grid.new_zeros(b - a, d - c), (a, c)))
+                continue
+            g = grid[a:b, c:d].clamp(LATENT_MIN, LATENT_MAX)
+            if mode == "noise":
                 g = g + torch.empty_like(g).uniform_(-0.5, 0.5)
             elif mode == "ste":
                 g = g + (torch.round(g) - g).detach()
