@@ -21,7 +21,7 @@ from .format.bitstream import CocoStream, read_coco, read_sections
 from .format.header import header_rows
 from .format.render import check_render_size, render
 from .imageio import ImageLike, load_image
-from .train.encoder import EncodeOptions, EncodeResult, Effort, encode_array
+from .train.encoder import EncodeOptions, EncodeResult, Effort, encode_array, latent_section_bits
 from .train.fit import ProgressFn
 
 MIN_BPP, MAX_BPP = 0.02, 8.0
@@ -70,8 +70,7 @@ def _rate_miss_notes(result: EncodeResult, bpp: float) -> list[str]:
     miss = result.bpp / bpp - 1
     if abs(miss) <= RATE_MISS_NOTE:
         return []
-    _, _, payloads, _ = read_sections(result.data)
-    fixed_bpp = (len(result.data) - len(payloads[b"LATS"])) * 8 / (result.width * result.height)
+    fixed_bpp = (len(result.data) * 8 - latent_section_bits(result.data)) / (result.width * result.height)
     if miss > 0 and fixed_bpp > 0.5 * bpp:
         why = f"the network and header alone take {fixed_bpp:.2f} bpp of an image this small"
     else:

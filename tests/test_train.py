@@ -4,14 +4,16 @@ estimate matches the coded rate, and rate control lands on the target."""
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
 import torch
 
 from inrcodec.format.architecture import Architecture
-from inrcodec.format.bitstream import read_sections, write_coco
-from inrcodec.train.encoder import EncodeOptions, _latent_bits_in, _quantize_and_write, _shrink_to, encode_array
+from inrcodec.format.bitstream import read_coco, read_sections, write_coco
+from inrcodec.train import encoder, fit
+from inrcodec.train.encoder import EncodeOptions, _quantize_and_write, _shrink_to, encode_array, latent_section_bits
 from inrcodec.train.fit import Fitter, RateTarget
 from inrcodec.train.model import CocoNet, Window, round_latents
 from inrcodec.train.quantize import quantize_model
@@ -87,7 +89,7 @@ def test_dead_zone_shrinks_a_file_onto_its_target() -> None:
     data = _quantize_and_write(model, fitter.image, 1e-3, 0)
     # An untrained context model prices every value broadly, so the dead zone
     # saves only ~8 % of these latent bits at most: aim within that.
-    target = len(data) * 8 - 0.04 * _latent_bits_in(data)
+    target = len(data) * 8 - 0.04 * latent_section_bits(data)
     shrunk = _shrink_to(fitter, data, target)
     assert shrunk is not None and 0 < model.dead_zone < 0.45
     assert abs(len(shrunk) * 8 / target - 1) < 0.01
@@ -103,8 +105,6 @@ def _fitter(latent_bpp: float | None, lmbda: float = 1e-2) -> Fitter:
 
 
 def test_lambda_is_aimed_by_the_rate_model_within_its_clamp() -> None:
-    from inrcodec.train import fit
-
     probe = _fitter(1.0)
     rate = probe.latent_bpp()
     for target in (rate, rate / 4, rate * 4, rate / 1e4):  # the last is far outside the calibration
@@ -129,11 +129,7 @@ def test_lambda_is_aimed_by_the_rate_model_within_its_clamp() -> None:
     assert fixed.log_lambda == math.log(1e-2)
 
 
-def test_lambda_is_held_between_the_probe_and_the_end_of_the_fit(monkeypatch: pytest.MonkeyPatch) -> None:
-    from dataclasses import replace
-
-    from inrcodec.train import encoder
-
+def test_lambda_is_held_between_the_probe_and_the_end_of_the_fit() -> None:
     seen: list[float] = []
     fitter = _fitter(0.5, lmbda=1e-3)
     schedule = replace(encoder.SCHEDULES["fast"], iterations=60, crop=32)
@@ -144,8 +140,6 @@ def test_lambda_is_held_between_the_probe_and_the_end_of_the_fit(monkeypatch: py
 
 
 def test_high_lambda_drops_the_finest_level_for_the_rest_of_the_fit() -> None:
-    from inrcodec.train import fit
-
     low = _fitter(None, lmbda=fit.DROP_FINEST_ABOVE / 2)
     low.probe()
     assert low.model.first_level == 0
@@ -158,21 +152,13 @@ def test_high_lambda_drops_the_finest_level_for_the_rest_of_the_fit() -> None:
         crops = high.model.crop_latents(win, mode)
         assert not bool(crops[0][0].any()) and bool(crops[1][0].any())
     # Training leaves the dropped level at zero, so the file carries zeros there.
-    from dataclasses import replace
-
-    from inrcodec.train import encoder
-
     high.run(replace(encoder.SCHEDULES["fast"], iterations=10, crop=32), phase="refit")
     assert not bool(high.model.latents[0].any())
-    from inrcodec.format.bitstream import read_coco
-
     decoded = read_coco(_quantize_and_write(high.model, high.image, high.lmbda, 0)).latents
     assert not np.asarray(decoded[0]).any() and np.asarray(decoded[1]).any()
 
 
 def test_dropping_the_finest_level_lowers_an_aimed_lambda(monkeypatch: pytest.MonkeyPatch) -> None:
-    from inrcodec.train import fit
-
     monkeypatch.setattr(fit, "RATE_MODEL", (math.log(0.05), 0.0, 0.0))  # predicts 0.05 whatever the rate
     fitter = _fitter(0.5, lmbda=1e-2)
     fitter.probe()
@@ -181,10 +167,6 @@ def test_dropping_the_finest_level_lowers_an_aimed_lambda(monkeypatch: pytest.Mo
 
 
 def test_a_file_too_large_for_the_dead_zone_drops_the_finest_level_before_refitting() -> None:
-    from dataclasses import replace
-
-    from inrcodec.train import encoder
-
     model = _random_model(64, 64, spread=3.0)
     fitter = Fitter(torch.rand(64, 64, 3), model, RateTarget(None, 1e-3), seed=0)
     data = _quantize_and_write(model, fitter.image, 1e-3, 0)

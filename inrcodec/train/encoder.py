@@ -153,7 +153,7 @@ def _land_rate(fitter: Fitter, data: bytes, target_bits: float, schedule: Schedu
             model.drop_finest_level()
             data = _quantize_and_write(model, fitter.image, fitter.lmbda, fitter.seed)
             bits = len(data) * 8
-        latent_bits = _latent_bits_in(data)
+        latent_bits = latent_section_bits(data)
         aim = target_bits * (1 + AIM_ABOVE) if bits < target_bits else target_bits
         ratio = max(aim - (bits - latent_bits), 1.0) / max(latent_bits, 1.0)
         fitter.target = RateTarget(fitter.latent_bpp() * ratio, fitter.lmbda)
@@ -179,7 +179,7 @@ def _shrink_to(fitter: Fitter, data: bytes, target_bits: float) -> bytes | None:
     """
     model = fitter.model
     n_pixels = model.height * model.width
-    latent_bits = _latent_bits_in(data)
+    latent_bits = latent_section_bits(data)
     calibration = latent_bits / max(fitter.latent_bpp() * n_pixels, 1.0)
     wanted = (target_bits - (len(data) * 8 - latent_bits)) / calibration / n_pixels
     lo, hi = model.dead_zone, MAX_DEAD_ZONE
@@ -204,6 +204,7 @@ def _quantize_and_write(model: CocoNet, image: torch.Tensor, lmbda: float, seed:
     return write_coco(qm.header, qm.synthesis, qm.arm, qm.latents)
 
 
-def _latent_bits_in(data: bytes) -> float:
+def latent_section_bits(data: bytes) -> float:
+    """Bits of a file's LATS section (the rest is header and network)."""
     _, _, payloads, _ = read_sections(data)
     return len(payloads[b"LATS"]) * 8.0

@@ -101,6 +101,10 @@ def initial_lambda(bpp: float) -> float:
     return 1e-3 * bpp**-1.5
 
 
+def _clamp(value: float, lo: float, hi: float) -> float:
+    return min(hi, max(lo, value))
+
+
 def predicted_log_lambda(probe_rate: float, target_latent_bpp: float) -> float:
     """ln(lambda) that should land on the target, from the rate at PROBE_AT (see RATE_MODEL)."""
     intercept, per_rate, per_target = RATE_MODEL
@@ -143,13 +147,12 @@ class Fitter:
         self.rate = self.latent_bpp()
         start = math.log(self.target.lmbda)
         correction = confidence * (predicted_log_lambda(self.rate, self.target.latent_bpp) - start)
-        self.log_lambda = start + min(MAX_LOG_CORRECTION, max(-MAX_LOG_CORRECTION, correction))
+        self.log_lambda = start + _clamp(correction, -MAX_LOG_CORRECTION, MAX_LOG_CORRECTION)
         self.recentre_lambda_range()
 
     def move_lambda(self, log_step: float) -> None:
         """Change lambda by exp(log_step), within the current range."""
-        lo, hi = self.log_lambda_range
-        self.log_lambda = min(hi, max(lo, self.log_lambda + log_step))
+        self.log_lambda = _clamp(self.log_lambda + log_step, *self.log_lambda_range)
 
     def recentre_lambda_range(self) -> None:
         """Centre the range lambda may move in on its current value."""
@@ -216,7 +219,7 @@ class Fitter:
                 # Slew limit: the rate answers lambda with a lag of ~100 steps;
                 # faster moves overshoot and swing.
                 step = schedule.control_gain * CONTROL_EVERY * error
-                self.move_lambda(max(-MAX_LOG_LAMBDA_STEP, min(MAX_LOG_LAMBDA_STEP, step)))
+                self.move_lambda(_clamp(step, -MAX_LOG_LAMBDA_STEP, MAX_LOG_LAMBDA_STEP))
         mse_value = float(mse.detach())
         self.mse_ema = mse_value if self.mse_ema is None else 0.9 * self.mse_ema + 0.1 * mse_value
         return {"psnr": -10 * math.log10(max(self.mse_ema, 1e-10)), "bpp": self.rate, "lambda": self.lmbda}
