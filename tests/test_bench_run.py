@@ -138,3 +138,35 @@ def test_quality_vs_time_rows_and_summary(tmp_path: Path) -> None:
     assert (out / quality_vs_time.CSV_NAME).read_text().splitlines() == rows
     summary = (out / "quality_vs_time.md").read_text()
     assert "| 0.5 | 1 |" in summary and "| 1 | 1 |" in summary
+
+
+def test_rate_calibration_fit_recovers_a_known_model() -> None:
+    from bench.calibrate_rate import fit_model
+
+    truth = (-7.0, 2.5, -2.0, 0.7)
+    rows = [{"probe_rate": str(p), "target_latent_bpp": str(t), "probe_mse": str(d),
+             "lambda_needed": str(math.exp(truth[0] + truth[1] * math.log(p) + truth[2] * math.log(t)
+                                           + truth[3] * math.log(d)))}
+            for p, t, d in [(0.5, 0.2, 1e-3), (1.0, 0.4, 3e-3), (2.0, 0.3, 2e-3), (1.5, 1.0, 5e-4), (0.8, 0.9, 4e-3)]]
+    coef, residuals = fit_model(rows)
+    assert coef == pytest.approx(truth, abs=1e-9)
+    assert max(abs(r) for r in residuals) < 1e-9
+
+
+def test_rate_calibration_rows_and_summary(tmp_path: Path) -> None:
+    from bench import calibrate_rate
+
+    images = tmp_path / "images"
+    images.mkdir()
+    for name, size in [("a.png", (40, 32)), ("b.png", (32, 40)), ("c.png", (48, 24))]:
+        Image.fromarray(synthetic_image(*size)).save(images / name)
+    out = tmp_path / "out"
+    argv = ["--images", str(images), "--pick", "a,b,c", "--bpps", "2,4", "--iterations", "12", "--jobs", "1",
+            "--out", str(out)]
+    calibrate_rate.main(argv)
+    rows = (out / calibrate_rate.CSV_NAME).read_text().splitlines()
+    assert len(rows) == 7  # header + 3 images x 2 rates
+    calibrate_rate.main(argv)  # resumable: nothing new
+    assert (out / calibrate_rate.CSV_NAME).read_text().splitlines() == rows
+    summary = (out / "rate_model.md").read_text()
+    assert "RATE_MODEL = (" in summary and summary.count("| a.png |") == 2

@@ -106,24 +106,27 @@ def _fitter(latent_bpp: float | None, lmbda: float = 1e-2) -> Fitter:
 
 def test_lambda_is_aimed_by_the_rate_model_within_its_clamp() -> None:
     probe = _fitter(1.0)
-    rate = probe.latent_bpp()
+    rate, mse = probe.latent_bpp(), probe.image_mse()
     for target in (rate, rate / 4, rate * 4, rate / 1e4):  # the last is far outside the calibration
         fitter = _fitter(target)
         start = fitter.log_lambda
         fitter.aim_lambda()
-        want = fit.predicted_log_lambda(rate, target)
+        assert (fitter.probe_rate, fitter.probe_mse) == (rate, mse)
+        want = fit.predicted_log_lambda(rate, mse, target)
         want = min(start + fit.MAX_LOG_CORRECTION, max(start - fit.MAX_LOG_CORRECTION, want))
         assert fitter.log_lambda == pytest.approx(want)
         lo, hi = fitter.log_lambda_range
         assert lo < fitter.log_lambda < hi  # refits steer around the aimed value
-    # Higher early rates and lower targets both ask for more lambda.
-    assert fit.predicted_log_lambda(2.0, 0.5) > fit.predicted_log_lambda(1.0, 0.5)
-    assert fit.predicted_log_lambda(1.0, 0.25) > fit.predicted_log_lambda(1.0, 0.5)
+    # Higher early rates, higher early distortion and lower targets all ask for more lambda.
+    assert fit.predicted_log_lambda(2.0, 1e-3, 0.5) > fit.predicted_log_lambda(1.0, 1e-3, 0.5)
+    assert fit.predicted_log_lambda(1.0, 4e-3, 0.5) > fit.predicted_log_lambda(1.0, 1e-3, 0.5)
+    assert fit.predicted_log_lambda(1.0, 1e-3, 0.25) > fit.predicted_log_lambda(1.0, 1e-3, 0.5)
     short = _fitter(rate / 4)
     start = short.log_lambda
     short.aim_lambda(confidence=0.25)  # a short fit moves a quarter of the way
-    want = min(fit.MAX_LOG_CORRECTION, max(-fit.MAX_LOG_CORRECTION, fit.predicted_log_lambda(rate, rate / 4) - start))
-    assert short.log_lambda - start == pytest.approx(want / 4)
+    want = (fit.predicted_log_lambda(rate, mse, rate / 4) - start) / 4
+    want = min(fit.MAX_LOG_CORRECTION, max(-fit.MAX_LOG_CORRECTION, want))
+    assert short.log_lambda - start == pytest.approx(want)
     fixed = _fitter(None)
     fixed.aim_lambda()
     assert fixed.log_lambda == math.log(1e-2)
@@ -159,7 +162,7 @@ def test_high_lambda_drops_the_finest_level_for_the_rest_of_the_fit() -> None:
 
 
 def test_dropping_the_finest_level_lowers_an_aimed_lambda(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(fit, "RATE_MODEL", (math.log(0.05), 0.0, 0.0))  # predicts 0.05 whatever the rate
+    monkeypatch.setattr(fit, "RATE_MODEL", (math.log(0.05), 0.0, 0.0, 0.0))  # predicts 0.05 whatever the rate
     fitter = _fitter(0.5, lmbda=1e-2)
     fitter.probe()
     assert fitter.model.first_level == 1

@@ -23,7 +23,7 @@ Effort = Literal["fast", "default", "max"]
 ARCHITECTURE = Architecture(n_levels=7, synth_hidden=(16, 16), arm_hidden=(16, 16))
 SCHEDULES: dict[str, Schedule] = {
     "fast": Schedule(iterations=300),
-    "default": Schedule(iterations=2400),
+    "default": Schedule(iterations=3600),
     "max": Schedule(iterations=8000, crop=384),
 }
 RATE_TOLERANCE = 0.02  # the file may miss the requested size by this fraction
@@ -77,6 +77,13 @@ def _weight_bits_guess(arch: Architecture) -> float:
     return 7.0 * n_params
 
 
+def rate_target(bpp: float, n_pixels: int) -> RateTarget:
+    """What training aims at for a whole-file rate: latent bits per pixel, AIM_ABOVE high."""
+    overhead = CONTAINER_BYTES * 8 + _weight_bits_guess(ARCHITECTURE)
+    latent_bpp = max(bpp * n_pixels - overhead, 0.02 * bpp * n_pixels) / n_pixels
+    return RateTarget(latent_bpp * (1 + AIM_ABOVE), initial_lambda(bpp))
+
+
 def encode_array(pixels: np.ndarray, opts: EncodeOptions, progress: ProgressFn | None = None) -> EncodeResult:
     """Encode a uint8 [H, W, 3] image into `.coco` bytes.
 
@@ -95,9 +102,7 @@ def encode_array(pixels: np.ndarray, opts: EncodeOptions, progress: ProgressFn |
         target = RateTarget(None, opts.lmbda)
     else:
         assert opts.bpp is not None
-        overhead = CONTAINER_BYTES * 8 + _weight_bits_guess(ARCHITECTURE)
-        latent_bpp = max(opts.bpp * n_pixels - overhead, 0.02 * opts.bpp * n_pixels) / n_pixels
-        target = RateTarget(latent_bpp * (1 + AIM_ABOVE), initial_lambda(opts.bpp))
+        target = rate_target(opts.bpp, n_pixels)
     deadline = start + 0.85 * opts.time_limit if opts.time_limit else None
     land_deadline = start + 0.9 * opts.time_limit if opts.time_limit else None
 

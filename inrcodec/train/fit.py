@@ -40,23 +40,27 @@ MAX_LOG_LAMBDA_STEP = 0.1  # per control step: lambda moves at most 10 % per 20 
 # The rate model. At a fixed lambda the rate keeps falling through the fit
 # (the context model learns, the rate term prunes latents): the rate at 1/6 of
 # the schedule is 1.2x (busy images) to 3x (smooth ones) the final one, so it
-# cannot simply be compared with the target. Across images, though, it
-# predicts the lambda that lands: fitted on kodim01/03/05/08/12 at 0.25 and
-# 0.5 bpp (2400 steps at lambda = initial_lambda, then the lambda that
-# reached the target at a fixed value; ad-hoc runs, 2026-11-24),
-#     ln lambda = -7.27 + 2.7 ln(rate at 1/6) - 2.15 ln(target latent bpp),
-# within ~1.4x on those images. The slope 2.7 says what the controller could
-# not see: images whose early rate is high need far more lambda (kodim05 at
-# 0.5 bpp: 6x the generic start; kodim12: 1/3). Holding the predicted lambda
-# gained 1.6 dB on kodim03 at 0.5 bpp over steering it (the controller had
-# driven lambda up 2x, then down 16x as the rate fell late).
+# cannot simply be compared with the target. Across images, though, the rate
+# and the distortion at that point predict the lambda that lands:
+#     ln lambda = a + b ln(rate at 1/6) + c ln(target latent bpp) + d ln(MSE at 1/6).
+# The distortion term is what tells a busy image from a smooth one at the same
+# early rate (kodim01 and kodim03 at 0.25 bpp probe at 0.91 and 0.73 bpp but
+# need lambdas 10x apart; their MSEs differ 2x): at the optimum lambda is the
+# slope -dD/dR, which grows with D. Coefficients from
+# `python -m bench.calibrate_rate` (bench/results/rate-model-2026-11-24b:
+# kodim01/03/05/08/12 at 0.25..1.5 bpp, 3600-step fits); the residual is
+# ~0.43 in ln lambda, ~30 % in rate, which the landing absorbs (without the
+# MSE term: 0.46). The previous model (rate only, fitted at 0.25/0.5 bpp on
+# 2400-step fits) aimed 2..7x too high at 1 bpp. Holding the
+# predicted lambda gained 1.6 dB on kodim03 at 0.5 bpp over steering it (the
+# controller had driven lambda up 2x, then down 16x as the rate fell late).
 PROBE_AT = 1 / 6
-# The model was fitted on 2400-step fits. A shorter fit is probed earlier in
-# its training, when the rate says less: its correction is scaled down by the
-# ratio of the lengths (`--effort fast`, 300 steps, keeps 1/8 of it) and the
-# refits do the rest.
-RATE_MODEL_STEPS = 2400
-RATE_MODEL = (-7.27, 2.7, -2.15)  # intercept, ln(probe rate), ln(target)
+# The model was fitted on fits of this length. A shorter fit is probed earlier
+# in its training, when the rate says less: its correction is scaled down by
+# the ratio of the lengths (`--effort fast`, 300 steps, keeps 1/12 of it) and
+# the refits do the rest.
+RATE_MODEL_STEPS = 3600
+RATE_MODEL = (-2.63, 2.57, -2.15, 0.78)  # a, b, c, d above
 MAX_LOG_CORRECTION = math.log(8.0)  # outside the calibration, move at most this far
 # Above this lambda the fit goes on without the full-resolution latents
 # (`CocoNet.drop_finest_level`): ad-hoc runs gained up to 1.8 dB at lambda
@@ -105,10 +109,11 @@ def _clamp(value: float, lo: float, hi: float) -> float:
     return min(hi, max(lo, value))
 
 
-def predicted_log_lambda(probe_rate: float, target_latent_bpp: float) -> float:
-    """ln(lambda) that should land on the target, from the rate at PROBE_AT (see RATE_MODEL)."""
-    intercept, per_rate, per_target = RATE_MODEL
-    return intercept + per_rate * math.log(max(probe_rate, 1e-6)) + per_target * math.log(target_latent_bpp)
+def predicted_log_lambda(probe_rate: float, probe_mse: float, target_latent_bpp: float) -> float:
+    """ln(lambda) that should land on the target, from the rate and MSE at PROBE_AT (see RATE_MODEL)."""
+    intercept, per_rate, per_target, per_mse = RATE_MODEL
+    return (intercept + per_rate * math.log(max(probe_rate, 1e-6)) + per_target * math.log(target_latent_bpp)
+            + per_mse * math.log(max(probe_mse, 1e-10)))
 
 
 class Fitter:
@@ -120,6 +125,8 @@ class Fitter:
         self.log_lambda = math.log(target.lmbda)
         self.recentre_lambda_range()
         self.rate: float | None = None
+        self.probe_rate: float | None = None  # what the rate model saw (calibration, reports)
+        self.probe_mse: float | None = None
         self.mse_ema: float | None = None
         self.steps = 0
         net_params = list(model.synthesis.parameters()) + list(model.arm.parameters())
@@ -144,9 +151,11 @@ class Fitter:
         """
         if not self.target.latent_bpp:
             return
-        self.rate = self.latent_bpp()
+        self.rate = self.probe_rate = self.latent_bpp()
+        self.probe_mse = self.image_mse()
         start = math.log(self.target.lmbda)
-        correction = confidence * (predicted_log_lambda(self.rate, self.target.latent_bpp) - start)
+        predicted = predicted_log_lambda(self.probe_rate, self.probe_mse, self.target.latent_bpp)
+        correction = confidence * (predicted - start)
         self.log_lambda = start + _clamp(correction, -MAX_LOG_CORRECTION, MAX_LOG_CORRECTION)
         self.recentre_lambda_range()
 
@@ -224,6 +233,27 @@ class Fitter:
         self.mse_ema = mse_value if self.mse_ema is None else 0.9 * self.mse_ema + 0.1 * mse_value
         return {"psnr": -10 * math.log10(max(self.mse_ema, 1e-10)), "bpp": self.rate, "lambda": self.lmbda}
 
+    def _bands(self) -> list[Window]:
+        """Full-width row bands that split every level's cells exactly.
+
+        Row bands keep the tensors cache-sized: one whole-image pass allocates
+        ~0.5 GB and costs more than a training step in page faults.
+        """
+        model = self.model
+        band = 2 ** (model.arch.n_levels - 1)
+        band *= max(1, MEASURE_ROWS // band)
+        return [Window(r0, min(model.height, r0 + band), 0, model.width) for r0 in range(0, model.height, band)]
+
+    @torch.no_grad()
+    def image_mse(self) -> float:
+        """Whole-image mean squared error with rounded latents (float network)."""
+        total = 0.0
+        for win in self._bands():
+            rec = self.model.synthesize(self.model.crop_latents(win, "round"), win).clamp(0, 1)
+            target = self.image[win.r0 : win.r1, win.c0 : win.c1].reshape(-1, 3)
+            total += float(((rec - target) ** 2).sum())
+        return total / (3 * self.model.height * self.model.width)
+
     @torch.no_grad()
     def latent_bpp(self, mode: str = "round") -> float:
         """Whole-image latent rate; with rounded latents, what the file will carry.
@@ -232,13 +262,8 @@ class Fitter:
         border), and the LATS section matches this figure to within ~1 %.
         """
         model = self.model
-        band = 2 ** (model.arch.n_levels - 1)  # bands on this grid split every level's cells exactly
-        band *= max(1, MEASURE_ROWS // band)
         bits = 0.0
-        for r0 in range(0, model.height, band):
-            # Row bands keep the tensors cache-sized: one whole-image pass
-            # allocates ~0.5 GB and costs more than a training step in page faults.
-            win = Window(r0, min(model.height, r0 + band), 0, model.width)
+        for win in self._bands():
             crops = model.crop_latents(win, mode)  # type: ignore[arg-type]
             bits += float(model.latent_bits(crops, win)[0])
         return bits / (model.height * model.width)
