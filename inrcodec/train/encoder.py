@@ -34,6 +34,12 @@ MAX_REFITS = 3
 # (`fit.RATE_MODEL`) misses by ~20 % in rate either way, so aim well above.
 AIM_ABOVE = 0.06
 MAX_DEAD_ZONE = 0.45
+# The dead zone is cheap but blunt: it cuts the latents that barely earned
+# their integer, not those that buy least. Cutting 35 % with it cost kodim03
+# at 0.5 bpp 2.4 dB (30.4 dB, where a fit at the right lambda gave 32.8 dB;
+# bench/results/kodak-2026-11-25, first rows, since replaced). Larger
+# overshoots go to a refit at a higher lambda instead.
+DEAD_ZONE_MAX_OVERSHOOT = 0.10
 DEAD_ZONE_BISECTIONS = 10
 REFIT_ELASTICITY = 0.6  # -d ln(rate) / d ln(lambda) of a trained fit, typical on Kodak
 CONTAINER_BYTES = 100  # signature, framing and HEAD, close enough to steer by
@@ -129,10 +135,11 @@ def _land_rate(fitter: Fitter, data: bytes, target_bits: float, schedule: Schedu
                progress: ProgressFn | None, steps: int, deadline: float | None) -> tuple[bytes, int]:
     """Bring a trained file within RATE_TOLERANCE of `target_bits`.
 
-    Too large: widen the rounding dead zone until the exact whole-image rate
-    estimate says the file fits (no training). Too small: a short
-    straight-through refit aimed above the target, then the dead zone again.
-    Returns the file and the total training steps.
+    Slightly too large: widen the rounding dead zone until the exact
+    whole-image rate estimate says the file fits (no training). Far too large
+    (over DEAD_ZONE_MAX_OVERSHOOT) or too small: a short straight-through
+    refit with lambda moved by the size of the miss, then the dead zone
+    again. Returns the file and the total training steps.
     """
     model = fitter.model
     fitter.recentre_lambda_range()  # refits never raise lambda past 3x today's (see fit.LAMBDA_SPAN_UP)
@@ -140,17 +147,17 @@ def _land_rate(fitter: Fitter, data: bytes, target_bits: float, schedule: Schedu
         bits = len(data) * 8
         if abs(bits / target_bits - 1) <= RATE_TOLERANCE:
             break
-        if bits > target_bits:
-            shrunk = _shrink_to(fitter, data, target_bits)
-            if shrunk is not None:
-                data = shrunk
-                continue
-        if attempt == MAX_REFITS or (deadline is not None and time.monotonic() > deadline):
+        out_of_refits = attempt == MAX_REFITS or (deadline is not None and time.monotonic() > deadline)
+        shrunk = _shrink_to(fitter, data, target_bits) if bits > target_bits else None
+        if shrunk is not None and (bits <= target_bits * (1 + DEAD_ZONE_MAX_OVERSHOOT) or out_of_refits):
+            data = shrunk
+            continue
+        if out_of_refits:
             break  # the time limit wins over the last percent of rate
         # Too small, or too large for the dead zone alone: re-aim the latent
         # rate by the observed ratio and refit with straight-through rounding.
         model.dead_zone = 0.0
-        if bits > target_bits and model.first_level == 0:
+        if bits > target_bits and shrunk is None and model.first_level == 0:
             # Too large even for the dead zone: the full-resolution latents
             # hold bits the rate term prunes only slowly (kodim08 at 0.75 bpp:
             # refits at 3x lambda still ended at 16.9 dB after the dead zone).
