@@ -169,13 +169,18 @@ def test_dropping_the_finest_level_lowers_an_aimed_lambda(monkeypatch: pytest.Mo
     assert fitter.lmbda == pytest.approx(0.05 * fit.DROP_LAMBDA_FACTOR)
 
 
-def test_a_file_too_large_for_the_dead_zone_drops_the_finest_level_before_refitting() -> None:
+@pytest.mark.parametrize(("lmbda", "drops"), [(5e-3, True), (1e-3, False)])
+def test_a_file_too_large_for_the_dead_zone_refits_dropping_the_finest_level_at_high_lambda(
+        lmbda: float, drops: bool) -> None:
+    # 5e-3: a refit may raise lambda 3x, past DROP_FINEST_ABOVE, so the level
+    # goes first; 1e-3: it stays (at low lambda it carries the detail).
+    assert (lmbda * math.exp(fit.LAMBDA_SPAN_UP) > fit.DROP_FINEST_ABOVE) == drops
     model = _random_model(64, 64, spread=3.0)
-    fitter = Fitter(torch.rand(64, 64, 3), model, RateTarget(None, 1e-3), seed=0)
-    data = _quantize_and_write(model, fitter.image, 1e-3, 0)
+    fitter = Fitter(torch.rand(64, 64, 3), model, RateTarget(None, lmbda), seed=0)
+    data = _quantize_and_write(model, fitter.image, lmbda, 0)
     target = 0.3 * len(data) * 8  # far beyond what the dead zone can take away
     assert _shrink_to(fitter, data, target) is None
     schedule = replace(encoder.SCHEDULES["fast"], iterations=60, crop=32)
     landed, steps = encoder._land_rate(fitter, data, target, schedule, None, 0, None)
-    assert model.first_level == 1 and steps > 0
+    assert model.first_level == (1 if drops else 0) and steps > 0
     assert len(landed) < len(data)

@@ -14,7 +14,7 @@ import torch
 from ..format.architecture import Architecture
 from ..format.bitstream import read_coco, read_sections, write_coco
 from ..format.render import render
-from .fit import Fitter, ProgressFn, RateTarget, Schedule, initial_lambda
+from .fit import DROP_FINEST_ABOVE, LAMBDA_SPAN_UP, Fitter, ProgressFn, RateTarget, Schedule, initial_lambda
 from .model import CocoNet
 from .quantize import quantize_model
 
@@ -157,11 +157,15 @@ def _land_rate(fitter: Fitter, data: bytes, target_bits: float, schedule: Schedu
         # Too small, or too large for the dead zone alone: re-aim the latent
         # rate by the observed ratio and refit with straight-through rounding.
         model.dead_zone = 0.0
-        if bits > target_bits and shrunk is None and model.first_level == 0:
-            # Too large even for the dead zone: the full-resolution latents
-            # hold bits the rate term prunes only slowly (kodim08 at 0.75 bpp:
-            # refits at 3x lambda still ended at 16.9 dB after the dead zone).
-            # Drop them first; the refit then re-balances the coarser levels.
+        if (bits > target_bits and shrunk is None and model.first_level == 0
+                and fitter.lmbda * math.exp(LAMBDA_SPAN_UP) > DROP_FINEST_ABOVE):
+            # Too large even for the dead zone, at a lambda the refit may take
+            # into the range where the fit itself drops the full-resolution
+            # latents: they hold bits the rate term prunes only slowly (kodim08
+            # at 0.75 bpp: refits at 3x lambda still ended at 16.9 dB after the
+            # dead zone). Drop them first; the refit then re-balances the
+            # coarser levels. At low lambda they carry the detail: kodim02 at
+            # 1 bpp (lambda 2.7e-4, 32 % over) lost 1.8 dB by the drop.
             model.drop_finest_level()
             data = _quantize_and_write(model, fitter.image, fitter.lmbda, fitter.seed)
             bits = len(data) * 8
