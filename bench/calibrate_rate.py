@@ -12,8 +12,8 @@ it ended at. From the miss it infers the lambda that would have landed:
     lambda_needed = lambda_held * (final rate / target) ** (1 / REFIT_ELASTICITY)
 
 (in the model's terms, i.e. before the halving that comes with dropping the
-finest level), and fits `ln lambda_needed = a + b ln(probe rate) + c ln(target)`
-by least squares. Rows go to calibration.csv (resumable); rate_model.md gives
+finest level), and fits `ln lambda_needed = a + b ln(probe rate) + c ln(target)
++ d ln(probe MSE)` by least squares (without d for rows that lack the MSE). Rows go to calibration.csv (resumable); rate_model.md gives
 the fitted coefficients, their residuals and the landing error each implies.
 The closer the model used for the runs already is, the less the elasticity
 approximation matters: run it again after adopting new coefficients.

@@ -184,3 +184,25 @@ def test_a_file_too_large_for_the_dead_zone_refits_dropping_the_finest_level_at_
     landed, steps = encoder._land_rate(fitter, data, target, schedule, None, 0, None)
     assert model.first_level == (1 if drops else 0) and steps > 0
     assert len(landed) < len(data)
+
+
+def test_the_dead_zone_takes_small_overshoots_only() -> None:
+    limit = 1 + encoder.DEAD_ZONE_MAX_OVERSHOOT
+    assert encoder.dead_zone_may_take(1000 * limit, 1000)
+    assert not encoder.dead_zone_may_take(1000 * limit + 1, 1000)
+
+
+def test_an_overshoot_too_large_for_the_dead_zone_to_take_is_refit(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A random model's dead zone cuts ~6 % at most, so the file is 5 % over
+    # and the limit moves below that instead.
+    monkeypatch.setattr(encoder, "DEAD_ZONE_MAX_OVERSHOOT", 0.02)
+    model = _random_model(64, 64, spread=1.0)
+    fitter = Fitter(torch.rand(64, 64, 3), model, RateTarget(None, 1e-3), seed=0)
+    data = _quantize_and_write(model, fitter.image, 1e-3, 0)
+    target = len(data) * 8 / 1.05
+    assert _shrink_to(fitter, data, target) is not None  # the dead zone alone could have done it
+    model.dead_zone = 0.0
+    schedule = replace(encoder.SCHEDULES["fast"], iterations=60, crop=32)
+    landed, steps = encoder._land_rate(fitter, data, target, schedule, None, 0, None)
+    assert steps > 0
+    assert len(landed) < len(data)
