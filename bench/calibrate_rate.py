@@ -33,7 +33,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from bench.results import machine, utc_now
+from bench.results import append_csv_row, machine, utc_now
 from bench.run import find_images
 
 CSV_NAME = "calibration.csv"
@@ -152,12 +152,7 @@ def main(argv: list[str] | None = None) -> None:
         futures = [pool.submit(_calibration_run, image, bpp, args.iterations) for image, bpp in tasks]
         for future in futures:
             row = future.result()
-            new = not path.exists()
-            with path.open("a", newline="") as f:
-                writer = csv.DictWriter(f, fieldnames=COLUMNS)
-                if new:
-                    writer.writeheader()
-                writer.writerow(row)
+            append_csv_row(path, COLUMNS, row)
             print(f"{row['image']} {row['bpp']} bpp: probe {row['probe_rate']}, lambda {row['lambda_held']} -> "
                   f"{row['final_latent_bpp']} (target {row['target_latent_bpp']}), needed {row['lambda_needed']}",
                   flush=True)

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from bench.results import machine, utc_now
+from bench.results import append_csv_row, machine, utc_now
 from bench.run import find_images
 
 CSV_NAME = "quality_vs_time.csv"
@@ -92,12 +92,7 @@ def main(argv: list[str] | None = None) -> None:
             if (image.name, seconds) in done:
                 continue
             row = _measure(image, seconds, args.bpp)
-            new = not path.exists()
-            with path.open("a", newline="") as f:
-                writer = csv.DictWriter(f, fieldnames=COLUMNS)
-                if new:
-                    writer.writeheader()
-                writer.writerow(row)
+            append_csv_row(path, COLUMNS, row)
             print(f"{image.name} T={seconds:g}s: {row['bpp']} bpp, {row['psnr']} dB, {row['encode_s']} s", flush=True)
     write_summary(args.out)
 

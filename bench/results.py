@@ -113,6 +113,16 @@ class RowWriter:
         self.close()
 
 
+def append_csv_row(path: Path, columns: tuple[str, ...], row: dict[str, Any]) -> None:
+    """Append one row to a small resumable CSV, writing the header when the file is new."""
+    new = not path.exists()
+    with path.open("a", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=columns)
+        if new:
+            writer.writeheader()
+        writer.writerow(row)
+
+
 def append_run(out: Path, run: dict[str, Any]) -> None:
     """Append one invocation's record (command line, times, counts) to ``runs.jsonl``."""
     with (out / RUNS_LOG).open("a") as f:
