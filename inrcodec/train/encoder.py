@@ -148,17 +148,19 @@ def _land_rate(fitter: Fitter, data: bytes, target_bits: float, schedule: Schedu
         if abs(bits / target_bits - 1) <= RATE_TOLERANCE:
             break
         out_of_refits = attempt == MAX_REFITS or (deadline is not None and time.monotonic() > deadline)
-        shrunk = _shrink_to(fitter, data, target_bits) if bits > target_bits else None
-        if shrunk is not None and (dead_zone_may_take(bits, target_bits) or out_of_refits):
-            data = shrunk
-            continue
+        if bits > target_bits and (dead_zone_may_take(bits, target_bits) or out_of_refits):
+            shrunk = _shrink_to(fitter, data, target_bits)
+            if shrunk is not None:
+                data = shrunk
+                continue
         if out_of_refits:
             break  # the time limit wins over the last percent of rate
         # Too small, or too large for the dead zone alone: re-aim the latent
         # rate by the observed ratio and refit with straight-through rounding.
         model.dead_zone = 0.0
-        if (bits > target_bits and shrunk is None and model.first_level == 0
-                and fitter.lmbda * math.exp(LAMBDA_SPAN_UP) > DROP_FINEST_ABOVE):
+        if (bits > target_bits and model.first_level == 0
+                and fitter.lmbda * math.exp(LAMBDA_SPAN_UP) > DROP_FINEST_ABOVE
+                and not _dead_zone_reaches(fitter, _wanted_latent_bpp(fitter, data, target_bits))):
             # Too large even for the dead zone, at a lambda the refit may take
             # into the range where the fit itself drops the full-resolution
             # latents: they hold bits the rate term prunes only slowly (kodim08
@@ -189,25 +191,40 @@ def dead_zone_may_take(bits: float, target_bits: float) -> bool:
     return bits <= target_bits * (1 + DEAD_ZONE_MAX_OVERSHOOT)
 
 
+def _wanted_latent_bpp(fitter: Fitter, data: bytes, target_bits: float) -> float:
+    """The `fitter.latent_bpp` estimate at which the file would be `target_bits`.
+
+    The estimate tracks the coded LATS section to ~1 %; it is calibrated on
+    the current file (header and network bits stay as they are).
+    """
+    n_pixels = fitter.model.height * fitter.model.width
+    latent_bits = latent_section_bits(data)
+    calibration = latent_bits / max(fitter.latent_bpp() * n_pixels, 1.0)
+    return (target_bits - (len(data) * 8 - latent_bits)) / calibration / n_pixels
+
+
+def _dead_zone_reaches(fitter: Fitter, wanted: float) -> bool:
+    """Whether the widest dead zone brings the latent estimate down to `wanted`."""
+    model = fitter.model
+    before, model.dead_zone = model.dead_zone, MAX_DEAD_ZONE
+    reaches = fitter.latent_bpp() <= wanted
+    model.dead_zone = before
+    return reaches
+
+
 def _shrink_to(fitter: Fitter, data: bytes, target_bits: float) -> bytes | None:
     """Re-quantize with the dead zone that makes the file about `target_bits`.
 
-    The estimate `fitter.latent_bpp` tracks the coded LATS section to ~1 %;
-    it is calibrated on the current file, then bisected over the dead zone.
+    The dead zone is bisected on the calibrated estimate (`_wanted_latent_bpp`).
     None when even the widest dead zone leaves the file too large (the
     network bits dominate, or the fit is far off): that needs a refit, and a
     dead zone that wide would wreck the picture for nothing.
     """
     model = fitter.model
-    n_pixels = model.height * model.width
-    latent_bits = latent_section_bits(data)
-    calibration = latent_bits / max(fitter.latent_bpp() * n_pixels, 1.0)
-    wanted = (target_bits - (len(data) * 8 - latent_bits)) / calibration / n_pixels
-    lo, hi = model.dead_zone, MAX_DEAD_ZONE
-    model.dead_zone = hi
-    if fitter.latent_bpp() > wanted:
-        model.dead_zone = lo
+    wanted = _wanted_latent_bpp(fitter, data, target_bits)
+    if not _dead_zone_reaches(fitter, wanted):
         return None
+    lo, hi = model.dead_zone, MAX_DEAD_ZONE
     for _ in range(DEAD_ZONE_BISECTIONS):
         model.dead_zone = (lo + hi) / 2
         if fitter.latent_bpp() > wanted:
