@@ -40,12 +40,12 @@ def main() -> None:
     fitter = Fitter(image, model, RateTarget(None, 4e-3), seed=0)
     schedule = SCHEDULES["default"]
     for _ in range(10):  # warm-up: allocator, taps
-        fitter.step(schedule, 1.0, "noise", control=False)
+        fitter.step(schedule, 1.0, "noise")
     step_ms, measure_ms = [], []
     for _ in range(args.repeats):
         t = time.perf_counter()
         for _ in range(args.steps):
-            fitter.step(schedule, 1.0, "noise", control=False)
+            fitter.step(schedule, 1.0, "noise")
         step_ms.append(1000 * (time.perf_counter() - t) / args.steps)
         t = time.perf_counter()
         fitter.latent_bpp()

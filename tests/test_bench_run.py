@@ -136,8 +136,11 @@ def test_quality_vs_time_rows_and_summary(tmp_path: Path) -> None:
     assert len(rows) == 3  # header + one row per time limit
     quality_vs_time.main(argv)  # resumable: nothing new
     assert (out / quality_vs_time.CSV_NAME).read_text().splitlines() == rows
+    quality_vs_time.main([*argv[:3], "1", *argv[4:], "--effort", "fast"])  # another effort: a new row
+    rows = (out / quality_vs_time.CSV_NAME).read_text().splitlines()
+    assert len(rows) == 4 and rows[-1].startswith("tiny.png,fast,1.0,")
     summary = (out / "quality_vs_time.md").read_text()
-    assert "| 0.5 | 1 |" in summary and "| 1 | 1 |" in summary
+    assert "| 0.5 | default | 1 |" in summary and "| 1 | default | 1 |" in summary and "| 1 | fast | 1 |" in summary
 
 
 def test_rate_calibration_fit_recovers_a_known_model() -> None:

@@ -186,6 +186,25 @@ def test_a_file_too_large_for_the_dead_zone_refits_dropping_the_finest_level_at_
     assert len(landed) < len(data)
 
 
+def test_an_undershoot_refit_lowers_lambda_once_by_the_miss_and_holds_it() -> None:
+    model = _random_model(64, 64, spread=1.0)
+    fitter = Fitter(torch.rand(64, 64, 3), model, RateTarget(None, 1e-2), seed=0)
+    data = _quantize_and_write(model, fitter.image, 1e-2, 0)
+    target = 1.5 * len(data) * 8
+    seen: list[tuple[int, float]] = []
+    schedule = replace(encoder.SCHEDULES["fast"], iterations=60, crop=32)
+    landed, steps = encoder._land_rate(fitter, data, target, schedule,
+                                       lambda it, total, stats: seen.append((it, stats["lambda"])), 0, None)
+    assert steps == len(seen) > 0
+    first_refit = [lmbda for it, lmbda in seen[:60]]
+    assert len(set(first_refit)) == 1  # held through the refit
+    latent_bits = encoder.latent_section_bits(data)
+    aim = target * (1 + encoder.AIM_ABOVE)
+    ratio = (aim - (len(data) * 8 - latent_bits)) / latent_bits
+    assert first_refit[0] == pytest.approx(1e-2 * ratio ** (-1 / encoder.REFIT_ELASTICITY))
+    assert len(landed) > len(data)
+
+
 def test_the_dead_zone_takes_small_overshoots_only() -> None:
     limit = 1 + encoder.DEAD_ZONE_MAX_OVERSHOOT
     assert encoder.dead_zone_may_take(1000 * limit, 1000)

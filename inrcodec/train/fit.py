@@ -11,7 +11,7 @@ the whole-image latent rate is measured and lambda is set once from it by an
 empirical rate model (`predicted_log_lambda`), then held: a steady lambda is
 what rate-distortion training needs, and lambda moved late in the fit costs
 quality (see there). The encoder then lands the file on the exact size with a
-rounding dead zone, or short refits (which do steer lambda) when it fell short.
+rounding dead zone, or short refits at a lambda moved by the size of the miss.
 """
 
 from __future__ import annotations
@@ -27,16 +27,14 @@ import torch
 from .model import CocoNet, Window
 
 ProgressFn = Callable[[int, int, dict[str, float]], None]
-# Refits (`encoder._land_rate`) steer lambda by integral control, never above
-# 3x where the landing began (each refit may lower it another 10x), so refits
-# cannot run lambda up until the latents collapse (kodim08 at 0.5 bpp reached
-# lambda 0.6 and 16.6 dB, bench/results/kodak-2026-11-24d).
+# Refits (`encoder._land_rate`) move lambda, never above 3x where the landing
+# began (each refit may lower it another 10x), so refits cannot run lambda up
+# until the latents collapse (kodim08 at 0.5 bpp reached lambda 0.6 and
+# 16.6 dB, bench/results/kodak-2026-11-24d).
 LAMBDA_SPAN_DOWN = math.log(10.0)
 LAMBDA_SPAN_UP = math.log(3.0)
-CONTROL_EVERY = 20  # steps between whole-image rate measurements while lambda is steered
-DISPLAY_EVERY = 100  # ... and while it is held (only the progress display reads them)
+DISPLAY_EVERY = 100  # steps between whole-image rate measurements (only the progress display reads them)
 MEASURE_ROWS = 128  # image rows per band of a rate measurement
-MAX_LOG_LAMBDA_STEP = 0.1  # per control step: lambda moves at most 10 % per 20 steps
 # The rate model. At a fixed lambda the rate keeps falling through the fit
 # (the context model learns, the rate term prunes latents): the rate at 1/6 of
 # the schedule is 1.2x (busy images) to 3x (smooth ones) the final one, so it
@@ -81,7 +79,6 @@ class Schedule:
         crop: side of the square training window in pixels.
         lr_latent, lr_network: initial Adam learning rates.
         ste_fraction: final fraction of steps with straight-through rounding.
-        control_gain: step of log(lambda) per unit log rate error.
     """
 
     iterations: int
@@ -89,7 +86,6 @@ class Schedule:
     lr_latent: float = 0.1
     lr_network: float = 0.005
     ste_fraction: float = 0.15
-    control_gain: float = 0.005
 
 
 @dataclass
@@ -195,7 +191,7 @@ class Fitter:
         c0 = int(self.gen.integers(1 - crop, w)) if crop < w else 0
         return Window(max(0, r0), min(h, r0 + crop), max(0, c0), min(w, c0 + crop))
 
-    def step(self, schedule: Schedule, lr_scale: float, mode: str, control: bool) -> dict[str, float]:
+    def step(self, schedule: Schedule, lr_scale: float, mode: str) -> dict[str, float]:
         """One optimizer step on a random window; returns its statistics."""
         model = self.model
         self.opt.param_groups[0]["lr"] = schedule.lr_latent * lr_scale
@@ -220,15 +216,8 @@ class Fitter:
         loss.backward()
         self.opt.step()
         self.steps += 1
-        if self.rate is None or self.steps % (CONTROL_EVERY if control else DISPLAY_EVERY) == 0:
+        if self.rate is None or self.steps % DISPLAY_EVERY == 0:
             self.rate = self.latent_bpp()
-            if control and self.target.latent_bpp:
-                # Integral control of log(lambda) on the log rate error.
-                error = math.log(max(self.rate, 1e-6) / self.target.latent_bpp)
-                # Slew limit: the rate answers lambda with a lag of ~100 steps;
-                # faster moves overshoot and swing.
-                step = schedule.control_gain * CONTROL_EVERY * error
-                self.move_lambda(_clamp(step, -MAX_LOG_LAMBDA_STEP, MAX_LOG_LAMBDA_STEP))
         mse_value = float(mse.detach())
         self.mse_ema = mse_value if self.mse_ema is None else 0.9 * self.mse_ema + 0.1 * mse_value
         return {"psnr": -10 * math.log10(max(self.mse_ema, 1e-10)), "bpp": self.rate, "lambda": self.lmbda}
@@ -272,7 +261,8 @@ class Fitter:
             deadline: float | None = None, phase: str = "fit", lr_peak: float = 1.0) -> int:
         """Run a full schedule (noise then STE); returns steps done.
 
-        With a deadline (time.monotonic()), the number of steps is re-planned
+        The "fit" phase aims lambda at PROBE_AT (`probe`); a "refit" keeps
+        lambda as it is. With a deadline (time.monotonic()), the number of steps is re-planned
         from the measured speed after a few steps so the schedule still ends
         with its rounding phase.
         """
@@ -285,7 +275,7 @@ class Fitter:
             mode = "noise" if frac < 1 - schedule.ste_fraction else "ste"
             if phase == "fit" and it == int(PROBE_AT * total) and it > 0:
                 self.probe(confidence=min(1.0, total / RATE_MODEL_STEPS))
-            stats = self.step(schedule, lr_scale, mode, control=phase != "fit")
+            stats = self.step(schedule, lr_scale, mode)
             it += 1
             if deadline is not None and it == 10:
                 per_step = (time.monotonic() - start) / it
