@@ -205,6 +205,19 @@ def test_an_undershoot_refit_lowers_lambda_once_by_the_miss_and_holds_it() -> No
     assert len(landed) > len(data)
 
 
+def test_refit_elasticity_is_the_secant_of_comparable_files() -> None:
+    assert encoder.refit_elasticity([]) == encoder.REFIT_ELASTICITY
+    assert encoder.refit_elasticity([(-5.0, 10.0, 0)]) == encoder.REFIT_ELASTICITY
+    # lambda doubled, rate fell by 2**-0.4: elasticity 0.4
+    two = [(-5.0, 10.0, 0), (-5.0 + math.log(2), 10.0 - 0.4 * math.log(2), 0)]
+    assert encoder.refit_elasticity(two) == pytest.approx(0.4)
+    assert encoder.refit_elasticity([(-6.0, 9.0, 0), *two]) == pytest.approx(0.4)  # the last two count
+    assert encoder.refit_elasticity([two[0], (two[1][0], two[1][1], 1)]) == encoder.REFIT_ELASTICITY  # level dropped
+    assert encoder.refit_elasticity([two[0], (-5.0 + 0.01, 9.0, 0)]) == encoder.REFIT_ELASTICITY  # lambda barely moved
+    assert encoder.refit_elasticity([(-5.0, 10.0, 0), (-4.0, 10.5, 0)]) == encoder.MIN_ELASTICITY  # rate rose
+    assert encoder.refit_elasticity([(-5.0, 10.0, 0), (-4.0, 5.0, 0)]) == encoder.MAX_ELASTICITY
+
+
 def test_the_dead_zone_takes_small_overshoots_only() -> None:
     limit = 1 + encoder.DEAD_ZONE_MAX_OVERSHOOT
     assert encoder.dead_zone_may_take(1000 * limit, 1000)

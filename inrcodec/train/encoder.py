@@ -14,7 +14,7 @@ import torch
 from ..format.architecture import Architecture
 from ..format.bitstream import read_coco, read_sections, write_coco
 from ..format.render import render
-from .fit import DROP_FINEST_ABOVE, LAMBDA_SPAN_UP, Fitter, ProgressFn, RateTarget, Schedule, initial_lambda
+from .fit import DROP_FINEST_ABOVE, DROP_LAMBDA_FACTOR, Fitter, ProgressFn, RateTarget, Schedule, initial_lambda
 from .model import CocoNet
 from .quantize import quantize_model
 
@@ -53,6 +53,8 @@ REFIT_ELASTICITY = 0.6  # -d ln(rate) / d ln(lambda) of a trained fit, typical o
 # kodim10 at 1.0 0.921 / 34.12 -> 0.999 / 35.00; kodim04 at 0.5 0.500 / 31.89
 # -> 0.500 / 31.96; kodim06 at 1.0 0.999 / 30.57 -> 0.985 / 30.87; landing
 # time 45..62 s -> 21..38 s.
+MIN_SECANT_STEP = 0.05  # ln lambda; smaller moves say too little about the slope
+MIN_ELASTICITY, MAX_ELASTICITY = 0.3, 1.5  # a secant outside this is noise, not slope (kodim10 at 1 bpp: 0.2 overshot 9 %)
 REFIT_STE_FRACTION = 0.3
 REFIT_LR_PEAK = 0.5
 CONTAINER_BYTES = 100  # signature, framing and HEAD, close enough to steer by
@@ -156,6 +158,7 @@ def _land_rate(fitter: Fitter, data: bytes, target_bits: float, schedule: Schedu
     """
     model = fitter.model
     fitter.recentre_lambda_range()  # refits never raise lambda past 3x today's (see fit.LAMBDA_SPAN_UP)
+    trained: list[tuple[float, float, int]] = []  # (ln lambda, ln latent bits, first level) per trained file
     for attempt in range(MAX_REFITS + 1):
         bits = len(data) * 8
         if abs(bits / target_bits - 1) <= RATE_TOLERANCE:
@@ -171,30 +174,49 @@ def _land_rate(fitter: Fitter, data: bytes, target_bits: float, schedule: Schedu
         # Too small, or too large for the dead zone alone: re-aim the latent
         # rate by the observed ratio and refit.
         model.dead_zone = 0.0
-        if (bits > target_bits and model.first_level == 0
-                and fitter.lmbda * math.exp(LAMBDA_SPAN_UP) > DROP_FINEST_ABOVE
-                and not _dead_zone_reaches(fitter, _wanted_latent_bpp(fitter, data, target_bits))):
-            # Too large even for the dead zone, at a lambda the refit may take
-            # into the range where the fit itself drops the full-resolution
-            # latents: they hold bits the rate term prunes only slowly (kodim08
-            # at 0.75 bpp: refits at 3x lambda still ended at 16.9 dB after the
-            # dead zone). Drop them first; the refit then re-balances the
-            # coarser levels. At low lambda they carry the detail: kodim02 at
-            # 1 bpp (lambda 2.7e-4, 32 % over) lost 1.8 dB by the drop.
-            model.drop_finest_level()
-            data = _quantize_and_write(model, fitter.image, fitter.lmbda, fitter.seed)
-            bits = len(data) * 8
         latent_bits = latent_section_bits(data)
+        trained.append((fitter.log_lambda, math.log(max(latent_bits, 1.0)), model.first_level))
         aim = target_bits * (1 + AIM_ABOVE) if bits < target_bits else target_bits
         ratio = max(aim - (bits - latent_bits), 1.0) / max(latent_bits, 1.0)
         fitter.lower_lambda_floor()
         # The fit is over, so the rate no longer drifts: move lambda at once by
         # what the miss says and hold it (see REFIT_STE_FRACTION).
-        fitter.move_lambda(-math.log(ratio) / REFIT_ELASTICITY)
+        fitter.move_lambda(-math.log(ratio) / refit_elasticity(trained))
+        if (attempt == 0 and bits > target_bits and model.first_level == 0 and fitter.lmbda > DROP_FINEST_ABOVE
+                and not _dead_zone_reaches(fitter, _wanted_latent_bpp(fitter, data, target_bits))):
+            # Too large even for the dead zone, and the refit's lambda is in
+            # the range where the fit itself drops the full-resolution latents:
+            # they hold bits the rate term prunes only slowly (kodim08 at
+            # 0.75 bpp: refits at 3x lambda still ended at 16.9 dB after the
+            # dead zone). Drop them first, and lower lambda as the fit does
+            # (DROP_LAMBDA_FACTOR). At low lambda they carry the detail:
+            # kodim02 at 1 bpp (lambda 2.7e-4, 32 % over) lost 1.8 dB by the
+            # drop. The decision and the move use the file before the drop:
+            # right after it the context model, trained on the level, codes
+            # its zeros at several bpp (kodim08 at 1 bpp: 4.0 bpp), which
+            # used to send lambda to its ceiling and the refit to 0.55 bpp.
+            model.drop_finest_level()
+            fitter.move_lambda(math.log(DROP_LAMBDA_FACTOR))
         refit = replace(schedule, iterations=max(60, schedule.iterations // 6), ste_fraction=REFIT_STE_FRACTION)
         steps += fitter.run(refit, progress, phase="refit", lr_peak=REFIT_LR_PEAK)
         data = _quantize_and_write(model, fitter.image, fitter.lmbda, fitter.seed)
     return data, steps
+
+
+def refit_elasticity(trained: list[tuple[float, float, int]]) -> float:
+    """-d ln(rate) / d ln(lambda) for the next refit's move.
+
+    The secant through the last two trained files where they share a
+    structure (same first level) and lambda moved; REFIT_ELASTICITY before
+    that. Busy images answer lambda far less than 0.6 in a refit (kodim08 at
+    0.75 bpp: ~0.3), so a fixed elasticity crept towards the target over all
+    the refits and missed by 16 %.
+    """
+    if len(trained) >= 2:
+        (lam0, rate0, level0), (lam1, rate1, level1) = trained[-2:]
+        if level0 == level1 and abs(lam1 - lam0) > MIN_SECANT_STEP:
+            return min(MAX_ELASTICITY, max(MIN_ELASTICITY, -(rate1 - rate0) / (lam1 - lam0)))
+    return REFIT_ELASTICITY
 
 
 def dead_zone_may_take(bits: float, target_bits: float) -> bool:
