@@ -100,7 +100,8 @@ def main(argv: list[str] | None = None) -> None:
                 continue
             row = _measure(image, seconds, args.bpp, args.effort)
             append_csv_row(path, COLUMNS, row)
-            print(f"{image.name} {args.effort} T={seconds:g}s: {row['bpp']} bpp, {row['psnr']} dB, {row['encode_s']} s", flush=True)
+            print(f"{image.name} {args.effort} T={seconds:g}s: {row['bpp']} bpp, {row['psnr']} dB, "
+                  f"{row['encode_s']} s", flush=True)
     write_summary(args.out)
 
 

@@ -52,9 +52,12 @@ REFIT_ELASTICITY = 0.6  # -d ln(rate) / d ln(lambda) of a trained fit, typical o
 # 0.5 bpp 0.413 bpp / 23.06 dB -> 0.500 / 23.88 (one refit, not three);
 # kodim10 at 1.0 0.921 / 34.12 -> 0.999 / 35.00; kodim04 at 0.5 0.500 / 31.89
 # -> 0.500 / 31.96; kodim06 at 1.0 0.999 / 30.57 -> 0.985 / 30.87; landing
-# time 45..62 s -> 21..38 s.
+# time 45..62 s -> 21..38 s. (Those runs moved every refit by 0.6; see
+# `refit_elasticity` for what replaced it.)
 MIN_SECANT_STEP = 0.05  # ln lambda; smaller moves say too little about the slope
-MIN_ELASTICITY, MAX_ELASTICITY = 0.3, 1.5  # a secant outside this is noise, not slope (kodim10 at 1 bpp: 0.2 overshot 9 %)
+# A secant outside this is noise, not slope (kodim10 at 1 bpp: a floor of 0.2
+# overshot 9 % and cost 0.2 dB in the dead zone).
+MIN_ELASTICITY, MAX_ELASTICITY = 0.3, 1.5
 REFIT_STE_FRACTION = 0.3
 REFIT_LR_PEAK = 0.5
 CONTAINER_BYTES = 100  # signature, framing and HEAD, close enough to steer by
