@@ -90,7 +90,7 @@ class Schedule:
 
 @dataclass
 class RateTarget:
-    """What the controller aims at: latent bits per pixel (None: fixed lambda)."""
+    """What the probe aims lambda at: latent bits per pixel (None: fixed lambda)."""
 
     latent_bpp: float | None
     lmbda: float
@@ -113,7 +113,7 @@ def predicted_log_lambda(probe_rate: float, probe_mse: float, target_latent_bpp:
 
 
 class Fitter:
-    """Owns the model, optimizer and controller state across fit and refit."""
+    """Owns the model, optimizer and lambda across fit and refits."""
 
     def __init__(self, image: torch.Tensor, model: CocoNet, target: RateTarget, seed: int) -> None:
         self.image, self.model, self.target, self.seed = image, model, target, seed
@@ -262,9 +262,9 @@ class Fitter:
         """Run a full schedule (noise then STE); returns steps done.
 
         The "fit" phase aims lambda at PROBE_AT (`probe`); a "refit" keeps
-        lambda as it is. With a deadline (time.monotonic()), the number of steps is re-planned
-        from the measured speed after a few steps so the schedule still ends
-        with its rounding phase.
+        lambda as it is. With a deadline (time.monotonic()), the number of
+        steps is re-planned from the measured speed after a few steps so the
+        schedule still ends with its rounding phase.
         """
         total = schedule.iterations
         start = time.monotonic()

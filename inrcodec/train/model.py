@@ -86,7 +86,7 @@ class CocoNet(nn.Module):
         self.arm = make_mlp(arch.arm_widths())
         self._taps: dict[str, list[tuple[torch.Tensor, torch.Tensor] | None]] = {}
         # Rounding dead zone (encoder-only, see `round_latents`): the rate
-        # controller's last, exact knob. 0 is plain rounding.
+        # landing's last, exact knob (`encoder._shrink_to`). 0 is plain rounding.
         self.dead_zone = 0.0
         # Levels below this one are held at zero (see `drop_finest_level`).
         self.first_level = 0
