@@ -16,7 +16,11 @@ rounding dead zone, or short refits at a lambda moved by the size of the miss.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import functools
 import math
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -96,6 +100,30 @@ class RateTarget:
     lmbda: float
 
 
+@functools.cache
+def keep_freed_memory() -> None:
+    """Ask glibc to keep freed memory for reuse instead of handing it back to the OS.
+
+    A training step allocates a few dozen 1..6 MB tensors and frees them all.
+    By default glibc returns such blocks to the OS and the next step takes
+    them back page by page: the page faults cost ~10 % of the encode
+    (whole-process A/B on a 400-step fit of kodim03, 2026-11-25: system time
+    1.5 -> 0.3 s, wall -7 %). Blocks up to 32 MB now come from the heap and the
+    heap is never trimmed, so the process keeps its peak (~0.5 GB) until it
+    exits. A no-op where the C library is not glibc.
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return
+    m_trim_threshold, m_mmap_threshold = -1, -3  # <malloc.h>
+    mallopt(m_mmap_threshold, 32 * 2**20)  # glibc's largest allowed value
+    mallopt(m_trim_threshold, 2**31 - 1)
+
+
 def initial_lambda(bpp: float) -> float:
     """A starting lambda for a target rate (empirical fit on Kodak; re-aimed later)."""
     return 1e-3 * bpp**-1.5
@@ -116,6 +144,7 @@ class Fitter:
     """Owns the model, optimizer and lambda across fit and refits."""
 
     def __init__(self, image: torch.Tensor, model: CocoNet, target: RateTarget, seed: int) -> None:
+        keep_freed_memory()
         self.image, self.model, self.target, self.seed = image, model, target, seed
         self.gen = np.random.default_rng(seed)
         self.log_lambda = math.log(target.lmbda)
