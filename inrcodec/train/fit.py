@@ -7,8 +7,8 @@ rate estimate and the reconstruction match what the decoder will see.
 
 Rate control: instead of asking the user for lambda we predict it. The fit
 starts at a generic lambda for the requested rate; at PROBE_AT of the schedule
-the whole-image latent rate is measured and lambda is set once from it by an
-empirical rate model (`predicted_log_lambda`), then held: a steady lambda is
+(at most step 600, see `probe_step`) the whole-image latent rate is measured
+and lambda is set once from it by an empirical rate model (`predicted_log_lambda`), then held: a steady lambda is
 what rate-distortion training needs, and lambda moved late in the fit costs
 quality (see there). The encoder then lands the file on the exact size with a
 rounding dead zone, or short refits at a lambda moved by the size of the miss.
@@ -57,10 +57,11 @@ MEASURE_ROWS = 128  # image rows per band of a rate measurement
 # predicted lambda gained 1.6 dB on kodim03 at 0.5 bpp over steering it (the
 # controller had driven lambda up 2x, then down 16x as the rate fell late).
 PROBE_AT = 1 / 6
-# The model was fitted on fits of this length. A shorter fit is probed earlier
-# in its training, when the rate says less: its correction is scaled down by
-# the ratio of the lengths (`--effort fast`, 300 steps, keeps 1/12 of it) and
-# the refits do the rest.
+# The model was fitted on fits of this length, probed at step 600. A longer
+# fit is probed at that same step, where the model knows what the rate means
+# (`probe_step`). A shorter fit is probed earlier in its training, when the
+# rate says less: its correction is scaled down by the ratio of the lengths
+# (`--effort fast`, 300 steps, keeps 1/12 of it) and the refits do the rest.
 RATE_MODEL_STEPS = 3600
 RATE_MODEL = (-2.63, 2.57, -2.15, 0.78)  # a, b, c, d above
 MAX_LOG_CORRECTION = math.log(8.0)  # outside the calibration, move at most this far
@@ -131,6 +132,11 @@ def initial_lambda(bpp: float) -> float:
 
 def _clamp(value: float, lo: float, hi: float) -> float:
     return min(hi, max(lo, value))
+
+
+def probe_step(total: int) -> int:
+    """The step at which a fit of `total` steps measures the rate (see RATE_MODEL_STEPS)."""
+    return int(PROBE_AT * min(total, RATE_MODEL_STEPS))
 
 
 def predicted_log_lambda(probe_rate: float, probe_mse: float, target_latent_bpp: float) -> float:
@@ -302,7 +308,7 @@ class Fitter:
             frac = it / total
             lr_scale = lr_peak * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * frac)))
             mode = "noise" if frac < 1 - schedule.ste_fraction else "ste"
-            if phase == "fit" and it == int(PROBE_AT * total) and it > 0:
+            if phase == "fit" and it == probe_step(total) and it > 0:
                 self.probe(confidence=min(1.0, total / RATE_MODEL_STEPS))
             stats = self.step(schedule, lr_scale, mode)
             it += 1
