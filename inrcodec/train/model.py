@@ -244,13 +244,13 @@ def _level_rows(level: int, crops: list[Crop] | list[torch.Tensor], w: Window, f
     padded = F.pad(grid, (1, 2, 1, 2))
     a, b = r0 - gy + 1, c0 - gx + 1
 
-    def shifted(dy: int, dx: int) -> torch.Tensor:
-        """Values of the widened window moved by (dy, dx), as [2, 2, parent rows, parent cols] phases."""
-        block = padded[a + dy : a + dy + 2 * ph, b + dx : b + dx + 2 * pw]
-        return block.reshape(ph, 2, pw, 2).permute(1, 3, 0, 2)
-
     def phases(plane: torch.Tensor) -> torch.Tensor:
+        """A widened-window plane as [2, 2, parent rows, parent cols]: cell (2y + i, 2x + j) at [i, j, y, x]."""
         return plane.reshape(ph, 2, pw, 2).permute(1, 3, 0, 2)
+
+    def shifted(dy: int, dx: int) -> torch.Tensor:
+        """Values of the widened window moved by (dy, dx), as phases."""
+        return phases(padded[a + dy : a + dy + 2 * ph, b + dx : b + dx + 2 * pw])
 
     rows = torch.arange(r0, r1, device=grid.device)
     cols = torch.arange(c0, c1, device=grid.device)
