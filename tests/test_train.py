@@ -181,6 +181,19 @@ def test_lambda_is_held_between_the_probe_and_the_end_of_the_fit() -> None:
     assert len(set(seen[probe:])) == 1  # aimed once, then held
 
 
+def test_a_fit_longer_than_the_calibration_is_probed_where_the_rate_model_was_fitted(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(fit, "RATE_MODEL_STEPS", 60)
+    seen: list[float] = []
+    fitter = _fitter(0.5, lmbda=1e-3)
+    schedule = replace(encoder.SCHEDULES["fast"], iterations=120, crop=32)
+    fitter.run(schedule, progress=lambda it, total, stats: seen.append(stats["lambda"]))
+    # Probed at step 10 (1/6 of the calibrated 60 steps), not 20 (1/6 of 120).
+    assert fit.probe_step(120) == 10 and fit.probe_step(30) == 5
+    assert len(set(seen[:10])) == 1 and seen[10] != seen[9]  # seen[k] is reported after step k
+    assert len(set(seen[10:])) == 1
+
+
 def test_high_lambda_drops_the_finest_level_for_the_rest_of_the_fit() -> None:
     low = _fitter(None, lmbda=fit.DROP_FINEST_ABOVE / 2)
     low.probe()
