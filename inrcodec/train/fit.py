@@ -46,6 +46,10 @@ LAMBDA_SPAN_UP = math.log(3.0)
 # kodim05 +0.27 dB at 6.5 % less, kodim01 +0.14 dB at 2 % less; 0.95 was
 # within noise of 0.99.
 ADAM_BETAS = (0.9, 0.99)
+# The cosine schedule ends at this fraction of the peak learning rate (was
+# 0.1): +0.03 / +0.09 dB at equal or lower rate on kodim03 / kodim05 (ad-hoc
+# fixed-lambda fits, 2026-11-29); the rate was still falling at 0.1.
+LR_FLOOR = 0.01
 DISPLAY_EVERY = 100  # steps between whole-image rate measurements (only the progress display reads them)
 MEASURE_ROWS = 128  # image rows per band of a rate measurement
 # The rate model. At a fixed lambda the rate keeps falling through the fit
@@ -325,7 +329,7 @@ class Fitter:
         it = 0
         while it < total:
             frac = it / total
-            lr_scale = lr_peak * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * frac)))
+            lr_scale = lr_peak * (LR_FLOOR + (1 - LR_FLOOR) * 0.5 * (1 + math.cos(math.pi * frac)))
             mode = "noise" if frac < 1 - schedule.ste_fraction else "ste"
             if phase == "fit" and it == probe_step(total) and it > 0:
                 self.probe(confidence=min(1.0, total / RATE_MODEL_STEPS))
