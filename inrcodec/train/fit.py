@@ -62,11 +62,13 @@ MEASURE_ROWS = 128  # image rows per band of a rate measurement
 # early rate (kodim01 and kodim03 at 0.25 bpp probe at 0.91 and 0.73 bpp but
 # need lambdas 10x apart; their MSEs differ 2x): at the optimum lambda is the
 # slope -dD/dR, which grows with D. Coefficients from
-# `python -m bench.calibrate_rate` (bench/results/rate-model-2026-11-29:
-# kodim01/03/05/08/12 at 0.25..1.5 bpp, 4200-step fits with Adam beta2 0.99
-# and no straight-through phase); the residual is ~0.43 in ln lambda, ~30 %
-# in rate, which the landing absorbs. (Before: rate-model-2026-11-24b, on
-# 3600-step fits with the old optimizer settings, residual 0.43; without the
+# `python -m bench.calibrate_rate` (bench/results/rate-model-2026-11-29b:
+# kodim01/03/05/08/12 at 0.25..1.5 bpp, 4200-step fits of the 24-wide
+# synthesis with Adam beta2 0.99 and no straight-through phase); the residual
+# is ~0.40 in ln lambda, ~27 % in rate, which the landing absorbs. (Before:
+# rate-model-2026-11-29, the same with the 16-wide synthesis, residual 0.43;
+# rate-model-2026-11-24b, on 3600-step fits with the old optimizer settings,
+# residual 0.43; without the
 # MSE term 0.46. The first model, rate only, fitted at 0.25/0.5 bpp on
 # 2400-step fits, aimed 2..7x too high at 1 bpp.) Holding the
 # predicted lambda gained 1.6 dB on kodim03 at 0.5 bpp over steering it (the
@@ -79,7 +81,7 @@ PROBE_AT = 1 / 6
 # rate says less: its correction is scaled down by the ratio of the lengths
 # (`--effort fast`, 300 steps, keeps 1/12 of it) and the refits do the rest.
 RATE_MODEL_STEPS = 3600
-RATE_MODEL = (-5.06, 2.41, -2.45, 0.44)  # a, b, c, d above
+RATE_MODEL = (-5.27, 2.83, -2.52, 0.42)  # a, b, c, d above
 MAX_LOG_CORRECTION = math.log(8.0)  # outside the calibration, move at most this far
 # Above this lambda the fit goes on without the full-resolution latents
 # (`CocoNet.drop_finest_level`): ad-hoc runs gained up to 1.8 dB at lambda
