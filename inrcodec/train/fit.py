@@ -1,10 +1,9 @@
 """Fitting a CocoNet to one image under a rate target.
 
 Loss: MSE + lambda * (estimated latent bits / pixels), images in [0, 1].
-Schedule: Adam (beta2 0.99, see ADAM_BETAS) with a cosine-decayed learning
-rate and uniform noise on the latents throughout; the decoder's rounding is
-applied only when the file is written (see `Schedule.ste_fraction` for why
-there is no straight-through phase any more).
+Schedule (after C3): Adam with a cosine-decayed learning rate; uniform noise
+on the latents for most of training, then straight-through rounding so the
+rate estimate and the reconstruction match what the decoder will see.
 
 Rate control: instead of asking the user for lambda we predict it. The fit
 starts at a generic lambda for the requested rate; at PROBE_AT of the schedule
@@ -38,18 +37,6 @@ ProgressFn = Callable[[int, int, dict[str, float]], None]
 # 16.6 dB, bench/results/kodak-2026-11-24d).
 LAMBDA_SPAN_DOWN = math.log(10.0)
 LAMBDA_SPAN_UP = math.log(3.0)
-# Adam's second-moment decay. Training sees a random crop (~1/6 of a Kodak
-# image) per step, so a latent gets a gradient about one step in six, and the
-# gradients shrink as the fit converges; with the usual 0.999 the step sizes
-# lag them by ~1000 steps. 0.99 was better on every image tried (ad-hoc fixed-
-# lambda fits of 4200 steps, 2026-11-29): kodim03 +0.47 dB at 4 % less rate,
-# kodim05 +0.27 dB at 6.5 % less, kodim01 +0.14 dB at 2 % less; 0.95 was
-# within noise of 0.99.
-ADAM_BETAS = (0.9, 0.99)
-# The cosine schedule ends at this fraction of the peak learning rate (was
-# 0.1): +0.03 / +0.09 dB at equal or lower rate on kodim03 / kodim05 (ad-hoc
-# fixed-lambda fits, 2026-11-29); the rate was still falling at 0.1.
-LR_FLOOR = 0.01
 DISPLAY_EVERY = 100  # steps between whole-image rate measurements (only the progress display reads them)
 MEASURE_ROWS = 128  # image rows per band of a rate measurement
 # The rate model. At a fixed lambda the rate keeps falling through the fit
@@ -62,26 +49,21 @@ MEASURE_ROWS = 128  # image rows per band of a rate measurement
 # early rate (kodim01 and kodim03 at 0.25 bpp probe at 0.91 and 0.73 bpp but
 # need lambdas 10x apart; their MSEs differ 2x): at the optimum lambda is the
 # slope -dD/dR, which grows with D. Coefficients from
-# `python -m bench.calibrate_rate` (bench/results/rate-model-2026-11-29b:
-# kodim01/03/05/08/12 at 0.25..1.5 bpp, 4200-step fits of the 24-wide
-# synthesis with Adam beta2 0.99 and no straight-through phase); the residual
-# is ~0.40 in ln lambda, ~27 % in rate, which the landing absorbs. (Before:
-# rate-model-2026-11-29, the same with the 16-wide synthesis, residual 0.43;
-# rate-model-2026-11-24b, on 3600-step fits with the old optimizer settings,
-# residual 0.43; without the
-# MSE term 0.46. The first model, rate only, fitted at 0.25/0.5 bpp on
-# 2400-step fits, aimed 2..7x too high at 1 bpp.) Holding the
+# `python -m bench.calibrate_rate` (bench/results/rate-model-2026-11-24b:
+# kodim01/03/05/08/12 at 0.25..1.5 bpp, 3600-step fits); the residual is
+# ~0.43 in ln lambda, ~30 % in rate, which the landing absorbs (without the
+# MSE term: 0.46). The previous model (rate only, fitted at 0.25/0.5 bpp on
+# 2400-step fits) aimed 2..7x too high at 1 bpp. Holding the
 # predicted lambda gained 1.6 dB on kodim03 at 0.5 bpp over steering it (the
 # controller had driven lambda up 2x, then down 16x as the rate fell late).
 PROBE_AT = 1 / 6
-# The probe is at step 600 = PROBE_AT * RATE_MODEL_STEPS (the model's
-# calibration fits are 4200 steps long but probed there). A longer
+# The model was fitted on fits of this length, probed at step 600. A longer
 # fit is probed at that same step, where the model knows what the rate means
 # (`probe_step`). A shorter fit is probed earlier in its training, when the
 # rate says less: its correction is scaled down by the ratio of the lengths
 # (`--effort fast`, 300 steps, keeps 1/12 of it) and the refits do the rest.
 RATE_MODEL_STEPS = 3600
-RATE_MODEL = (-5.27, 2.83, -2.52, 0.42)  # a, b, c, d above
+RATE_MODEL = (-2.63, 2.57, -2.15, 0.78)  # a, b, c, d above
 MAX_LOG_CORRECTION = math.log(8.0)  # outside the calibration, move at most this far
 # Above this lambda the fit goes on without the full-resolution latents
 # (`CocoNet.drop_finest_level`): ad-hoc runs gained up to 1.8 dB at lambda
@@ -101,21 +83,14 @@ class Schedule:
         iterations: optimizer steps.
         crop: side of the square training window in pixels.
         lr_latent, lr_network: initial Adam learning rates.
-        ste_fraction: final fraction of steps with straight-through rounding
-            (distortion on rounded latents, rate on noisy ones). 0 by default:
-            the phase made files larger and no better. Ad-hoc fixed-lambda
-            fits of 4200 steps (2026-11-29), 15 % STE -> none: kodim03 at
-            lambda 1e-3 0.614 -> 0.553 bpp, 33.72 -> 33.79 dB; kodim01 at 2e-3
-            1.009 -> 0.922 bpp, 28.55 -> 28.75 dB; kodim05 at 2e-3 1.309 ->
-            1.195 bpp, 28.64 -> 28.62 dB. Under Adam the rounded latents near a
-            half-integer flip back and forth and drift outwards.
+        ste_fraction: final fraction of steps with straight-through rounding.
     """
 
     iterations: int
     crop: int = 256
     lr_latent: float = 0.1
     lr_network: float = 0.005
-    ste_fraction: float = 0.0
+    ste_fraction: float = 0.15
 
 
 @dataclass
@@ -189,7 +164,7 @@ class Fitter:
         self.opt = torch.optim.Adam([
             {"params": list(model.latents.parameters()), "lr": 0.0},
             {"params": net_params, "lr": 0.0},
-        ], betas=ADAM_BETAS)
+        ])
 
     def probe(self, confidence: float = 1.0) -> None:
         """At PROBE_AT: aim lambda (with a rate target), then drop the finest level if lambda is high."""
@@ -331,7 +306,7 @@ class Fitter:
         it = 0
         while it < total:
             frac = it / total
-            lr_scale = lr_peak * (LR_FLOOR + (1 - LR_FLOOR) * 0.5 * (1 + math.cos(math.pi * frac)))
+            lr_scale = lr_peak * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * frac)))
             mode = "noise" if frac < 1 - schedule.ste_fraction else "ste"
             if phase == "fit" and it == probe_step(total) and it > 0:
                 self.probe(confidence=min(1.0, total / RATE_MODEL_STEPS))
