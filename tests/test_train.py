@@ -171,14 +171,33 @@ def test_lambda_is_aimed_by_the_rate_model_within_its_clamp() -> None:
     assert fixed.log_lambda == math.log(1e-2)
 
 
-def test_lambda_is_held_between_the_probe_and_the_end_of_the_fit() -> None:
+def test_lambda_is_held_between_the_probe_the_re_aim_and_the_end_of_the_fit(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(fit, "RATE_MODEL_STEPS", 60)  # full confidence: the re-aim moves lambda
     seen: list[float] = []
     fitter = _fitter(0.5, lmbda=1e-3)
     schedule = replace(encoder.SCHEDULES["fast"], iterations=60, crop=32)
     fitter.run(schedule, progress=lambda it, total, stats: seen.append(stats["lambda"]))
-    probe = int(60 / 6)
-    assert len(set(seen[: probe - 1])) == 1 and seen[0] == pytest.approx(1e-3)
-    assert len(set(seen[probe:])) == 1  # aimed once, then held
+    probe, reaim = fit.probe_step(60), fit.reaim_step(60)
+    assert (probe, reaim) == (10, 24)
+    assert len(set(seen[:probe])) == 1 and seen[0] == pytest.approx(1e-3)
+    assert len(set(seen[probe:reaim])) == 1  # aimed, then held
+    assert len(set(seen[reaim:])) == 1 and seen[reaim] != seen[reaim - 1]  # re-aimed once, then held
+    assert fitter.probe_lambda == pytest.approx(seen[reaim - 1]) and fitter.reaim_rate is not None
+    want = fit.reaim_log_step(fitter.reaim_rate, 0.5)
+    assert math.log(seen[reaim] / seen[reaim - 1]) == pytest.approx(want)
+
+
+def test_the_re_aim_moves_lambda_towards_the_target_within_its_clamp() -> None:
+    target = 0.5
+    on_target = target * math.exp(-fit.REAIM_LOG_DECAY)  # the rate that decays onto the target
+    assert fit.reaim_log_step(on_target, target) == pytest.approx(0.0)
+    assert 0 < fit.reaim_log_step(on_target * 1.3, target) < fit.MAX_REAIM_STEP  # too many bits: more lambda
+    assert -fit.MAX_REAIM_STEP < fit.reaim_log_step(on_target / 1.3, target) < 0
+    assert fit.reaim_log_step(on_target * 100, target) == fit.MAX_REAIM_STEP
+    assert fit.reaim_log_step(on_target / 100, target) == -fit.MAX_REAIM_STEP
+    fixed = _fitter(None)
+    fixed.reaim()
+    assert fixed.log_lambda == math.log(1e-2) and fixed.reaim_rate is None
 
 
 def test_a_fit_longer_than_the_calibration_is_probed_where_the_rate_model_was_fitted(
@@ -191,7 +210,7 @@ def test_a_fit_longer_than_the_calibration_is_probed_where_the_rate_model_was_fi
     # Probed at step 10 (1/6 of the calibrated 60 steps), not 20 (1/6 of 120).
     assert fit.probe_step(120) == 10 and fit.probe_step(30) == 5
     assert len(set(seen[:10])) == 1 and seen[10] != seen[9]  # seen[k] is reported after step k
-    assert len(set(seen[10:])) == 1
+    assert len(set(seen[10:fit.reaim_step(120)])) == 1
 
 
 def test_high_lambda_drops_the_finest_level_for_the_rest_of_the_fit() -> None:
