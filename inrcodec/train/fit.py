@@ -10,10 +10,10 @@ Rate control: instead of asking the user for lambda we predict it. The fit
 starts at a generic lambda for the requested rate; at PROBE_AT of the schedule
 (at most step 600, see `probe_step`) the whole-image latent rate is measured
 and lambda is set from it by an empirical rate model (`predicted_log_lambda`).
-At REAIM_AT the rate is measured again and lambda moved once more by what it
-predicts for the end of the fit (`reaim_log_step`); otherwise lambda is held: a
-steady lambda is what rate-distortion training needs, and lambda moved late
-in the fit costs quality (see RATE_MODEL). The encoder then lands the file on
+From STEER_AT[0] on the rate is measured at a few checkpoints and lambda
+nudged by the miss each predicts for the end of the fit (`steer_log_step`);
+in between lambda is held: a steady lambda is what rate-distortion training
+needs, and large moves late in the fit cost quality (see RATE_MODEL). The encoder then lands the file on
 the exact size with a rounding dead zone, or short refits at a lambda moved
 by the size of the miss.
 """
@@ -86,22 +86,38 @@ PROBE_AT = 1 / 6
 RATE_MODEL_STEPS = 3600
 RATE_MODEL = (-5.27, 2.83, -2.52, 0.42)  # a, b, c, d above
 MAX_LOG_CORRECTION = math.log(8.0)  # outside the calibration, move at most this far
-# The re-aim. The probe's model misses by ~30 % in rate (sd), and a trained
+# Steering. The probe's model misses by ~30 % in rate (sd), and a trained
 # fit that misses by that much cannot be landed well: refits after the fit
 # move the rate only ~0.2 per unit of ln lambda and an overshoot of 40 % cost
 # ~5 dB whatever the landing (kodim01 at 0.75 bpp, ad hoc, 2026-11-29). So
-# the fit measures the whole-image rate once more at REAIM_AT, while most of
-# the training is still ahead, and moves lambda by what that rate says. From
-# there the rate falls by a much steadier factor than from the probe
-# (REAIM_LOG_DECAY: ln(final rate / rate at REAIM_AT) at a held lambda), and
-# the remaining steps still let the latents follow a moved lambda
-# (REAIM_ELASTICITY: -d ln(final rate) / d ln lambda, moved at REAIM_AT).
-# Both from `python -m bench.calibrate_rate` (see REAIM_MODEL_SOURCE).
-REAIM_AT = 0.4
-REAIM_LOG_DECAY = -0.37
-REAIM_ELASTICITY = 0.7
-REAIM_MODEL_SOURCE = "first guess from ad-hoc fixed-lambda trajectories (kodim01/03/05, 2026-11-29)"
-MAX_REAIM_STEP = math.log(4.0)
+# from STEER_AT[0] of the fit on, while the latents can still follow, the
+# whole-image rate is measured at each of STEER_AT and, from the second
+# checkpoint on, lambda is nudged by the miss it predicts for the end of the
+# fit (`predicted_final_log_rate`): the rate now, plus the trend since the
+# last checkpoint carried on with each later interval of STEER_INTERVAL
+# bringing STEER_TREND_DECAY times the change of the one before. The first
+# checkpoint only measures: without a trend the decay still to come is a
+# guess, and one correction at 40 % with a fixed guess (-0.37) was not
+# enough: a raised lambda cut the rate 1.5..3x as much as a lowered one
+# raised it, and the decay still to come ranged from -0.2 to -0.5 in ln rate
+# (bench/results/rate-model-2026-11-29c: 5 of 14 fits missed by over 25 %);
+# with the fixed decay at the first checkpoint the collapsing rates of busy
+# images at high lambda were pushed down further (kodim01 and kodim05 at 0.5
+# bpp: -17 %, where the unsteered fits of rate-model-2026-11-29b ended at
+# +18 % and +11 %; ad hoc). Their rate falls at a nearly steady pace through
+# the middle of the fit (kodim01: -0.13..-0.29 in ln rate per interval from
+# 30 % to 70 %), hence a slowly fading trend: with 0.6 instead of 0.9 they
+# still ended 18 % low, with 0.9 at +4 % and -1 % (ad hoc, 4 fits at 0.5
+# bpp). Smooth images at low lambda barely answer lambda after ~30 % (kodim03
+# and kodim12 at 0.5 bpp ended ~30 % over, steered or not): their lambda has
+# to come right from the probe; the landing does what it can for them.
+# The gain is below one because the rate answers a move over hundreds of
+# steps: the next checkpoint sees part of it and corrects what is left.
+STEER_AT = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
+STEER_INTERVAL = 0.1
+STEER_TREND_DECAY = 0.9
+STEER_GAIN = 0.6  # fraction of the predicted ln miss moved in ln lambda
+MAX_STEER_STEP = math.log(2.0)
 # Above this lambda the fit goes on without the full-resolution latents
 # (`CocoNet.drop_finest_level`): ad-hoc runs gained up to 1.8 dB at lambda
 # 2.5e-2 and lost 0.2..1.5 dB at lambda <= 2.8e-3, so only lambdas well above.
@@ -183,15 +199,24 @@ def probe_step(total: int) -> int:
     return int(PROBE_AT * min(total, RATE_MODEL_STEPS))
 
 
-def reaim_step(total: int) -> int:
-    """The step at which a fit of `total` steps re-aims lambda (see REAIM_AT)."""
-    return max(probe_step(total) + 1, int(REAIM_AT * total))
+def steer_steps(total: int) -> list[int]:
+    """The steps at which a fit of `total` steps steers lambda (see STEER_AT)."""
+    return sorted({max(probe_step(total) + 1, int(at * total)) for at in STEER_AT})
 
 
-def reaim_log_step(rate_now: float, target_latent_bpp: float) -> float:
-    """How far to move ln lambda at REAIM_AT so the fit ends on the target (see REAIM_LOG_DECAY)."""
-    predicted_final = math.log(max(rate_now, 1e-6)) + REAIM_LOG_DECAY
-    return _clamp((predicted_final - math.log(target_latent_bpp)) / REAIM_ELASTICITY, -MAX_REAIM_STEP, MAX_REAIM_STEP)
+def predicted_final_log_rate(fraction_done: float, rate_now: float, previous: tuple[float, float]) -> float:
+    """ln of the rate a fit will end at, from the rate now and the last checkpoint's (fraction, rate)."""
+    log_rate = math.log(max(rate_now, 1e-6))
+    left = max(0.0, 1 - fraction_done)
+    previous_done, previous_rate = previous
+    trend = (log_rate - math.log(max(previous_rate, 1e-6))) * STEER_INTERVAL / (fraction_done - previous_done)
+    intervals = left / STEER_INTERVAL
+    return log_rate + trend * STEER_TREND_DECAY * (1 - STEER_TREND_DECAY**intervals) / (1 - STEER_TREND_DECAY)
+
+
+def steer_log_step(predicted_final_log: float, target_latent_bpp: float) -> float:
+    """How far to move ln lambda at a checkpoint for a predicted final ln rate (see STEER_AT)."""
+    return _clamp(STEER_GAIN * (predicted_final_log - math.log(target_latent_bpp)), -MAX_STEER_STEP, MAX_STEER_STEP)
 
 
 def predicted_log_lambda(probe_rate: float, probe_mse: float, target_latent_bpp: float) -> float:
@@ -213,8 +238,8 @@ class Fitter:
         self.rate: float | None = None
         self.probe_rate: float | None = None  # what the rate model saw (calibration, reports)
         self.probe_mse: float | None = None
-        self.probe_lambda: float | None = None  # lambda held from the probe to the re-aim
-        self.reaim_rate: float | None = None  # what the re-aim saw
+        self.probe_lambda: float | None = None  # lambda held from the probe to the first steering checkpoint
+        self.steer_log: list[tuple[float, float, float]] = []  # (fraction done, rate, lambda before) per checkpoint
         self.mse_ema: float | None = None
         self.steps = 0
         net_params = list(model.synthesis.parameters()) + list(model.arm.parameters())
@@ -247,17 +272,23 @@ class Fitter:
         self.log_lambda = start + _clamp(correction, -MAX_LOG_CORRECTION, MAX_LOG_CORRECTION)
         self.recentre_lambda_range()
 
-    def reaim(self, confidence: float = 1.0) -> None:
-        """At REAIM_AT: move lambda once more by the rate measured now (see REAIM_LOG_DECAY).
+    def steer(self, fraction_done: float, confidence: float = 1.0) -> None:
+        """At a checkpoint of STEER_AT: nudge lambda by the miss the rate measured now predicts.
 
         `confidence` scales the move, as for the probe: the decay was
         measured on fits of the default length.
         """
         if not self.target.latent_bpp:
             return
-        self.probe_lambda = self.lmbda
-        self.rate = self.reaim_rate = self.latent_bpp()
-        self.log_lambda += confidence * reaim_log_step(self.reaim_rate, self.target.latent_bpp)
+        if self.probe_lambda is None:
+            self.probe_lambda = self.lmbda
+        self.rate = self.latent_bpp()
+        previous = (self.steer_log[-1][0], self.steer_log[-1][1]) if self.steer_log else None
+        self.steer_log.append((fraction_done, self.rate, self.lmbda))
+        if previous is None:
+            return  # measure only: no trend yet (see STEER_AT)
+        predicted = predicted_final_log_rate(fraction_done, self.rate, previous)
+        self.log_lambda += confidence * steer_log_step(predicted, self.target.latent_bpp)
         self.recentre_lambda_range()
 
     def move_lambda(self, log_step: float) -> None:
@@ -366,8 +397,8 @@ class Fitter:
             deadline: float | None = None, phase: str = "fit", lr_peak: float = 1.0) -> int:
         """Run a full schedule (noise then STE); returns steps done.
 
-        The "fit" phase aims lambda at PROBE_AT (`probe`) and again at
-        REAIM_AT (`reaim`); a "refit" keeps lambda as it is. With a deadline (time.monotonic()), the number of
+        The "fit" phase aims lambda at PROBE_AT (`probe`) and steers it at
+        STEER_AT (`steer`); a "refit" keeps lambda as it is. With a deadline (time.monotonic()), the number of
         steps is re-planned from the measured speed after a few steps so the
         schedule still ends with its rounding phase.
         """
@@ -380,8 +411,8 @@ class Fitter:
             mode = "noise" if frac < 1 - schedule.ste_fraction else "ste"
             if phase == "fit" and it == probe_step(total) and it > 0:
                 self.probe(confidence=min(1.0, total / RATE_MODEL_STEPS))
-            if phase == "fit" and it == reaim_step(total):
-                self.reaim(confidence=min(1.0, total / RATE_MODEL_STEPS))
+            if phase == "fit" and it in steer_steps(total):
+                self.steer(frac, confidence=min(1.0, total / RATE_MODEL_STEPS))
             stats = self.step(schedule, lr_scale, mode)
             it += 1
             if deadline is not None and it == 10:
