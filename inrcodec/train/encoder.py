@@ -20,12 +20,7 @@ from .quantize import quantize_model
 
 Effort = Literal["fast", "default", "max"]
 
-# Synthesis 7 -> 24 -> 24 -> 3 (928 multiply-adds per pixel with sampling;
-# was 16 -> 16, 528). Ad-hoc fixed-lambda fits of 4200 steps (2026-11-29),
-# 16 -> 24 wide: kodim03 +0.11 dB at 6 % less rate, kodim05 +0.53 dB at 3 %
-# more, for ~12 % more time per step; 32 wide added nothing over 24 for
-# another 14 %.
-ARCHITECTURE = Architecture(n_levels=7, synth_hidden=(24, 24), arm_hidden=(16, 16))
+ARCHITECTURE = Architecture(n_levels=7, synth_hidden=(16, 16), arm_hidden=(16, 16))
 SCHEDULES: dict[str, Schedule] = {
     "fast": Schedule(iterations=300),
     "default": Schedule(iterations=4200),
@@ -48,8 +43,8 @@ DEAD_ZONE_MAX_OVERSHOOT = 0.10
 DEAD_ZONE_BISECTIONS = 10
 REFIT_ELASTICITY = 0.6  # -d ln(rate) / d ln(lambda) of a trained fit, typical on Kodak
 # A refit is a short continuation of the fit at the moved lambda, held: noise
-# throughout (as the fit itself, see `fit.Schedule.ste_fraction`), at half the
-# fit's peak learning rate. Refits used to be all straight-through at 0.3x with lambda
+# for most of it, then straight-through rounding, at half the fit's peak
+# learning rate. Refits used to be all straight-through at 0.3x with lambda
 # steered on the measured rate; they could not add bits (a latent in the zero
 # bin gets no rounding gradient), and the rate they measured rose mid-refit
 # and fell back at the end, so the controller steered the wrong way. Ad-hoc
@@ -63,6 +58,7 @@ MIN_SECANT_STEP = 0.05  # ln lambda; smaller moves say too little about the slop
 # A secant outside this is noise, not slope (kodim10 at 1 bpp: a floor of 0.2
 # overshot 9 % and cost 0.2 dB in the dead zone).
 MIN_ELASTICITY, MAX_ELASTICITY = 0.3, 1.5
+REFIT_STE_FRACTION = 0.3
 REFIT_LR_PEAK = 0.5
 CONTAINER_BYTES = 100  # signature, framing and HEAD, close enough to steer by
 
@@ -187,7 +183,7 @@ def _land_rate(fitter: Fitter, data: bytes, target_bits: float, schedule: Schedu
         ratio = max(aim - (bits - latent_bits), 1.0) / max(latent_bits, 1.0)
         fitter.lower_lambda_floor()
         # The fit is over, so the rate no longer drifts: move lambda at once by
-        # what the miss says and hold it (see REFIT_LR_PEAK).
+        # what the miss says and hold it (see REFIT_STE_FRACTION).
         fitter.move_lambda(-math.log(ratio) / refit_elasticity(trained))
         if (attempt == 0 and bits > target_bits and model.first_level == 0 and fitter.lmbda > DROP_FINEST_ABOVE
                 and not _dead_zone_reaches(fitter, _wanted_latent_bpp(fitter, data, target_bits))):
@@ -204,7 +200,7 @@ def _land_rate(fitter: Fitter, data: bytes, target_bits: float, schedule: Schedu
             # used to send lambda to its ceiling and the refit to 0.55 bpp.
             model.drop_finest_level()
             fitter.move_lambda(math.log(DROP_LAMBDA_FACTOR))
-        refit = replace(schedule, iterations=max(60, schedule.iterations // 6))
+        refit = replace(schedule, iterations=max(60, schedule.iterations // 6), ste_fraction=REFIT_STE_FRACTION)
         steps += fitter.run(refit, progress, phase="refit", lr_peak=REFIT_LR_PEAK)
         data = _quantize_and_write(model, fitter.image, fitter.lmbda, fitter.seed)
     return data, steps

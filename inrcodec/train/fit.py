@@ -48,11 +48,11 @@ LAMBDA_SPAN_UP = math.log(3.0)
 # lambda fits of 4200 steps, 2026-11-29): kodim03 +0.47 dB at 4 % less rate,
 # kodim05 +0.27 dB at 6.5 % less, kodim01 +0.14 dB at 2 % less; 0.95 was
 # within noise of 0.99.
-ADAM_BETAS = (0.9, 0.99)
+ADAM_BETAS = (0.9, 0.999)
 # The cosine schedule ends at this fraction of the peak learning rate (was
 # 0.1): +0.03 / +0.09 dB at equal or lower rate on kodim03 / kodim05 (ad-hoc
 # fixed-lambda fits, 2026-11-29); the rate was still falling at 0.1.
-LR_FLOOR = 0.01
+LR_FLOOR = 0.1
 DISPLAY_EVERY = 100  # steps between whole-image rate measurements (only the progress display reads them)
 MEASURE_ROWS = 128  # image rows per band of a rate measurement
 # The rate model. At a fixed lambda the rate keeps falling through the fit
@@ -84,7 +84,7 @@ PROBE_AT = 1 / 6
 # rate says less: its correction is scaled down by the ratio of the lengths
 # (`--effort fast`, 300 steps, keeps 1/12 of it) and the refits do the rest.
 RATE_MODEL_STEPS = 3600
-RATE_MODEL = (-5.27, 2.83, -2.52, 0.42)  # a, b, c, d above
+RATE_MODEL = (-2.63, 2.57, -2.15, 0.78)  # a, b, c, d above
 MAX_LOG_CORRECTION = math.log(8.0)  # outside the calibration, move at most this far
 # Steering. The probe's model misses by ~30 % in rate (sd), and a trained
 # fit that misses by that much cannot be landed well: refits after the fit
@@ -150,7 +150,7 @@ class Schedule:
     crop: int = 256
     lr_latent: float = 0.1
     lr_network: float = 0.005
-    ste_fraction: float = 0.0
+    ste_fraction: float = 0.15
 
 
 @dataclass
