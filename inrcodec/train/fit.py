@@ -1,10 +1,9 @@
 """Fitting a CocoNet to one image under a rate target.
 
 Loss: MSE + lambda * (estimated latent bits / pixels), images in [0, 1].
-Schedule: Adam (beta2 0.99, see ADAM_BETAS) with a cosine-decayed learning
-rate and uniform noise on the latents throughout; the decoder's rounding is
-applied only when the file is written (see `Schedule.ste_fraction` for why
-there is no straight-through phase any more).
+Schedule (after C3): Adam with a cosine-decayed learning rate; uniform noise
+on the latents for most of training, then straight-through rounding so the
+rate estimate and the reconstruction match what the decoder will see.
 
 Rate control: instead of asking the user for lambda we predict it. The fit
 starts at a generic lambda for the requested rate; at PROBE_AT of the schedule
@@ -13,9 +12,9 @@ and lambda is set from it by an empirical rate model (`predicted_log_lambda`).
 From STEER_AT[0] on the rate is measured at a few checkpoints and lambda
 nudged by the miss each predicts for the end of the fit (`steer_log_step`);
 in between lambda is held: a steady lambda is what rate-distortion training
-needs, and large moves late in the fit cost quality (see RATE_MODEL). The encoder then lands the file on
-the exact size with a rounding dead zone, or short refits at a lambda moved
-by the size of the miss.
+needs, and large moves late in the fit cost quality (see RATE_MODEL). The
+encoder then lands the file on the exact size with a rounding dead zone, or
+short refits at a lambda moved by the size of the miss.
 """
 
 from __future__ import annotations
@@ -41,18 +40,19 @@ ProgressFn = Callable[[int, int, dict[str, float]], None]
 # 16.6 dB, bench/results/kodak-2026-11-24d).
 LAMBDA_SPAN_DOWN = math.log(10.0)
 LAMBDA_SPAN_UP = math.log(3.0)
-# Adam's second-moment decay. Training sees a random crop (~1/6 of a Kodak
-# image) per step, so a latent gets a gradient about one step in six, and the
-# gradients shrink as the fit converges; with the usual 0.999 the step sizes
-# lag them by ~1000 steps. 0.99 was better on every image tried (ad-hoc fixed-
-# lambda fits of 4200 steps, 2026-11-29): kodim03 +0.47 dB at 4 % less rate,
-# kodim05 +0.27 dB at 6.5 % less, kodim01 +0.14 dB at 2 % less; 0.95 was
-# within noise of 0.99.
+# Adam's moment decays (PyTorch's defaults). At a fixed lambda 0.99 for the
+# second moment fitted better (ad-hoc 4200-step fits, 2026-11-29: kodim03
+# +0.47 dB at 4 % less rate, kodim05 +0.27 dB, kodim01 +0.14 dB), and so did a
+# learning-rate floor of 1 % instead of LR_FLOOR (+0.03 / +0.09 dB) and no
+# straight-through phase (see `Schedule.ste_fraction`). End to end they lost
+# more in the rate landing than they gained: with them the fit answered
+# lambda less (steered, kodim01 at 0.75 bpp ended 46 % over its target where
+# this training ended 15 % over) and refits after the fit destroyed quality
+# (kodim01 at 0.75: 27.20 -> 25.29 -> 24.34 dB over two refits; kodim02 at 1 bpp
+# without the straight-through phase lost 3.6 dB to a 6 % dead zone). Ad-hoc
+# encodes, 2026-11-29; bench/results/kodak-2026-11-29 for the unsteered sweep.
 ADAM_BETAS = (0.9, 0.999)
-# The cosine schedule ends at this fraction of the peak learning rate (was
-# 0.1): +0.03 / +0.09 dB at equal or lower rate on kodim03 / kodim05 (ad-hoc
-# fixed-lambda fits, 2026-11-29); the rate was still falling at 0.1.
-LR_FLOOR = 0.1
+LR_FLOOR = 0.1  # the cosine schedule ends at this fraction of the peak learning rate
 DISPLAY_EVERY = 100  # steps between whole-image rate measurements (only the progress display reads them)
 MEASURE_ROWS = 128  # image rows per band of a rate measurement
 # The rate model. At a fixed lambda the rate keeps falling through the fit
@@ -65,20 +65,17 @@ MEASURE_ROWS = 128  # image rows per band of a rate measurement
 # early rate (kodim01 and kodim03 at 0.25 bpp probe at 0.91 and 0.73 bpp but
 # need lambdas 10x apart; their MSEs differ 2x): at the optimum lambda is the
 # slope -dD/dR, which grows with D. Coefficients from
-# `python -m bench.calibrate_rate` (bench/results/rate-model-2026-11-29b:
-# kodim01/03/05/08/12 at 0.25..1.5 bpp, 4200-step fits of the 24-wide
-# synthesis with Adam beta2 0.99 and no straight-through phase); the residual
-# is ~0.40 in ln lambda, ~27 % in rate, which the landing absorbs. (Before:
-# rate-model-2026-11-29, the same with the 16-wide synthesis, residual 0.43;
-# rate-model-2026-11-24b, on 3600-step fits with the old optimizer settings,
-# residual 0.43; without the
-# MSE term 0.46. The first model, rate only, fitted at 0.25/0.5 bpp on
-# 2400-step fits, aimed 2..7x too high at 1 bpp.) Holding the
-# predicted lambda gained 1.6 dB on kodim03 at 0.5 bpp over steering it (the
-# controller had driven lambda up 2x, then down 16x as the rate fell late).
+# `python -m bench.calibrate_rate` (bench/results/rate-model-2026-11-24b:
+# kodim01/03/05/08/12 at 0.25..1.5 bpp, 3600-step fits); the residual is
+# ~0.43 in ln lambda, ~30 % in rate, which the steering and the landing
+# absorb (without the MSE term: 0.46). The previous model (rate only, fitted
+# at 0.25/0.5 bpp on 2400-step fits) aimed 2..7x too high at 1 bpp. Holding
+# the predicted lambda gained 1.6 dB on kodim03 at 0.5 bpp over steering it
+# from the start (a controller comparing the rate now with the target had
+# driven lambda up 2x, then down 16x as the rate fell late; see STEER_AT for
+# what steers now).
 PROBE_AT = 1 / 6
-# The probe is at step 600 = PROBE_AT * RATE_MODEL_STEPS (the model's
-# calibration fits are 4200 steps long but probed there). A longer
+# The model was fitted on fits of this length, probed at step 600. A longer
 # fit is probed at that same step, where the model knows what the rate means
 # (`probe_step`). A shorter fit is probed earlier in its training, when the
 # rate says less: its correction is scaled down by the ratio of the lengths
@@ -87,9 +84,8 @@ RATE_MODEL_STEPS = 3600
 RATE_MODEL = (-2.63, 2.57, -2.15, 0.78)  # a, b, c, d above
 MAX_LOG_CORRECTION = math.log(8.0)  # outside the calibration, move at most this far
 # Steering. The probe's model misses by ~30 % in rate (sd), and a trained
-# fit that misses by that much cannot be landed well: refits after the fit
-# move the rate only ~0.2 per unit of ln lambda and an overshoot of 40 % cost
-# ~5 dB whatever the landing (kodim01 at 0.75 bpp, ad hoc, 2026-11-29). So
+# fit that misses by that much lands badly: refits after the fit move the
+# rate by ~0.2..0.6 per unit of ln lambda, and each costs quality. So
 # from STEER_AT[0] of the fit on, while the latents can still follow, the
 # whole-image rate is measured at each of STEER_AT and, from the second
 # checkpoint on, lambda is nudged by the miss it predicts for the end of the
@@ -100,7 +96,10 @@ MAX_LOG_CORRECTION = math.log(8.0)  # outside the calibration, move at most this
 # guess, and one correction at 40 % with a fixed guess (-0.37) was not
 # enough: a raised lambda cut the rate 1.5..3x as much as a lowered one
 # raised it, and the decay still to come ranged from -0.2 to -0.5 in ln rate
-# (bench/results/rate-model-2026-11-29c: 5 of 14 fits missed by over 25 %);
+# (bench/results/rate-model-2026-11-29c: 5 of 14 fits missed by over 25 %).
+# The constants below were tuned by hand on ad-hoc fits with the training of
+# that calibration (24-wide synthesis, beta2 0.99, no straight-through phase;
+# see ADAM_BETAS for why it is not used):
 # with the fixed decay at the first checkpoint the collapsing rates of busy
 # images at high lambda were pushed down further (kodim01 and kodim05 at 0.5
 # bpp: -17 %, where the unsteered fits of rate-model-2026-11-29b ended at
@@ -137,13 +136,11 @@ class Schedule:
         crop: side of the square training window in pixels.
         lr_latent, lr_network: initial Adam learning rates.
         ste_fraction: final fraction of steps with straight-through rounding
-            (distortion on rounded latents, rate on noisy ones). 0 by default:
-            the phase made files larger and no better. Ad-hoc fixed-lambda
-            fits of 4200 steps (2026-11-29), 15 % STE -> none: kodim03 at
-            lambda 1e-3 0.614 -> 0.553 bpp, 33.72 -> 33.79 dB; kodim01 at 2e-3
-            1.009 -> 0.922 bpp, 28.55 -> 28.75 dB; kodim05 at 2e-3 1.309 ->
-            1.195 bpp, 28.64 -> 28.62 dB. Under Adam the rounded latents near a
-            half-integer flip back and forth and drift outwards.
+            (distortion on rounded latents, rate on noisy ones). At a fixed
+            lambda the phase makes files larger and no better (ad-hoc
+            4200-step fits, 2026-11-29: kodim01 at 2e-3 1.009 -> 0.922 bpp,
+            28.55 -> 28.75 dB without it), but it is what keeps the rounding
+            dead zone of the landing cheap (see ADAM_BETAS).
     """
 
     iterations: int
