@@ -13,8 +13,18 @@ it ended at. From the miss it infers the lambda that would have landed:
 
 (in the model's terms, i.e. before the halving that comes with dropping the
 finest level), and fits `ln lambda_needed = a + b ln(probe rate) + c ln(target)
-+ d ln(probe MSE)` by least squares (without d for rows that lack the MSE). Rows go to calibration.csv (resumable); rate_model.md gives
-the fitted coefficients, their residuals and the landing error each implies.
++ d ln(probe MSE)` by least squares (without d for rows that lack the MSE).
+
+It also records the steering (`inrcodec.train.fit.STEER_AT`): the rate and
+lambda at each checkpoint (steer_log, "fraction:rate:lambda;..."). From the
+first checkpoint's rate and lambda it fits
+
+    ln(final rate / rate at the first checkpoint) = g - e * (ln lambda moved by the steering)
+
+(g: how far the rate fell on its own after the first checkpoint; e: how hard
+it answered the moves) and gives the spread of the final rate around the target, which is
+what the steering is for. Rows go to calibration.csv (resumable); rate_model.md
+gives the fitted coefficients, their residuals and the landing error each implies.
 The closer the model used for the runs already is, the less the elasticity
 approximation matters: run it again after adopting new coefficients.
 """
@@ -38,7 +48,8 @@ from bench.run import find_images
 
 CSV_NAME = "calibration.csv"
 COLUMNS = ("image", "bpp", "iterations", "target_latent_bpp", "lambda_start", "probe_rate", "probe_mse", "lambda_held",
-           "dropped_finest", "final_latent_bpp", "lambda_needed", "fit_s", "torch_threads", "machine", "date")
+           "dropped_finest", "final_latent_bpp", "lambda_needed", "probe_lambda", "steer_rate", "steer_log", "fit_s",
+           "torch_threads", "machine", "date")
 
 
 def _calibration_run(image: Path, bpp: float, iterations: int | None) -> dict[str, object]:
@@ -72,7 +83,10 @@ def _calibration_run(image: Path, bpp: float, iterations: int | None) -> dict[st
         "target_latent_bpp": f"{target.latent_bpp:.6g}", "lambda_start": f"{target.lmbda:.6g}",
         "probe_rate": f"{fitter.probe_rate:.6g}",
         "probe_mse": f"{fitter.probe_mse:.6g}", "lambda_held": f"{fitter.lmbda:.6g}", "dropped_finest": int(dropped),
-        "final_latent_bpp": f"{final:.6g}", "lambda_needed": f"{needed:.6g}", "fit_s": f"{seconds:.1f}",
+        "final_latent_bpp": f"{final:.6g}", "lambda_needed": f"{needed:.6g}",
+        "probe_lambda": f"{fitter.probe_lambda:.6g}", "steer_rate": f"{fitter.steer_log[0][1]:.6g}",
+        "steer_log": ";".join(f"{at:.2f}:{rate:.4g}:{lam:.4g}" for at, rate, lam in fitter.steer_log),
+        "fit_s": f"{seconds:.1f}",
         "torch_threads": 1, "machine": machine(), "date": utc_now(),
     }
 
@@ -91,6 +105,44 @@ def fit_model(rows: list[dict[str, str]]) -> tuple[list[float], list[float]]:
     y = np.array([math.log(float(r["lambda_needed"])) for r in rows])
     coef, *_ = np.linalg.lstsq(x, y, rcond=None)
     return [float(c) for c in coef], [float(e) for e in y - x @ coef]
+
+
+def _first_checkpoint_rate(row: dict[str, str]) -> str:
+    """The rate at the first steering checkpoint ("reaim_rate" in rate-model-2026-11-29c, one checkpoint then)."""
+    return row.get("steer_rate") or row.get("reaim_rate") or ""
+
+
+def fit_steer_model(rows: list[dict[str, str]]) -> tuple[float, float, list[float]]:
+    """Least-squares (g, e) of the steering's rate response (see the module docstring); and the residuals in ln rate.
+
+    The slope is only as good as the spread of the moves made; the summary
+    reports that spread next to it.
+    """
+    moves = np.array([math.log(float(r["lambda_held"]) / float(r["probe_lambda"])) for r in rows])
+    decays = np.array([math.log(float(r["final_latent_bpp"]) / float(_first_checkpoint_rate(r))) for r in rows])
+    x = np.stack([np.ones_like(moves), -moves], axis=1)
+    (g, e), *_ = np.linalg.lstsq(x, decays, rcond=None)
+    return float(g), float(e), [float(v) for v in decays - x @ np.array([g, e])]
+
+
+def _steer_lines(rows: list[dict[str, str]]) -> list[str]:
+    rows = [r for r in rows if _first_checkpoint_rate(r)]  # absent before steering (calibrations up to 2026-11-29b)
+    if len(rows) < 3:
+        return []
+    g, e, residuals = fit_steer_model(rows)
+    moves = [math.log(float(r["lambda_held"]) / float(r["probe_lambda"])) for r in rows]
+    landing = [math.log(float(r["final_latent_bpp"]) / float(r["target_latent_bpp"])) for r in rows]
+    return [
+        "",
+        "## Steering",
+        "",
+        f"Fitted on {len(rows)} rows: `ln(final rate / rate at the first checkpoint) = {g:.3f} - {e:.3f} * "
+        f"(ln lambda moved)`; residual sd {statistics.pstdev(residuals):.3f} in ln rate. Moves made: "
+        f"{min(moves):+.2f} .. {max(moves):+.2f} in ln lambda.",
+        "",
+        f"Final latent rate / target over these fits: sd {statistics.pstdev(landing):.3f} in ln rate, "
+        f"mean {statistics.fmean(landing):+.3f}, worst {max(landing, key=abs):+.3f}.",
+    ]
 
 
 def write_summary(out: Path, elasticity: float) -> None:
@@ -119,6 +171,7 @@ def write_summary(out: Path, elasticity: float) -> None:
         ratio = float(row["final_latent_bpp"]) / float(row["target_latent_bpp"])
         lines.append(f"| {row['image']} | {row['bpp']} | {float(row['probe_rate']):.3f} | "
                      f"{float(row['lambda_held']):.2e} | {ratio:.2f} | {float(row['lambda_needed']):.2e} | {res:+.2f} |")
+    lines += _steer_lines(rows)
     (out / "rate_model.md").write_text("\n".join(lines) + "\n")
 
 

@@ -156,6 +156,18 @@ def test_rate_calibration_fit_recovers_a_known_model() -> None:
     assert max(abs(r) for r in residuals) < 1e-9
 
 
+def test_steering_calibration_fit_recovers_a_known_model() -> None:
+    from bench.calibrate_rate import fit_steer_model
+
+    decay, elasticity = -0.4, 0.8
+    rows = [{"probe_lambda": str(lam), "lambda_held": str(lam * math.exp(move)), "steer_rate": str(rate),
+             "final_latent_bpp": str(rate * math.exp(decay - elasticity * move))}
+            for lam, move, rate in [(1e-3, 0.3, 1.0), (5e-3, -0.2, 0.4), (2e-2, 0.0, 0.2), (4e-4, 0.6, 2.0)]]
+    g, e, residuals = fit_steer_model(rows)
+    assert (g, e) == pytest.approx((decay, elasticity), abs=1e-9)
+    assert max(abs(r) for r in residuals) < 1e-9
+
+
 def test_rate_calibration_rows_and_summary(tmp_path: Path) -> None:
     from bench import calibrate_rate
 
@@ -173,3 +185,4 @@ def test_rate_calibration_rows_and_summary(tmp_path: Path) -> None:
     assert (out / calibrate_rate.CSV_NAME).read_text().splitlines() == rows
     summary = (out / "rate_model.md").read_text()
     assert "RATE_MODEL = (" in summary and summary.count("| a.png |") == 2
+    assert "## Steering" in summary

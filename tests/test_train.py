@@ -171,14 +171,63 @@ def test_lambda_is_aimed_by_the_rate_model_within_its_clamp() -> None:
     assert fixed.log_lambda == math.log(1e-2)
 
 
-def test_lambda_is_held_between_the_probe_and_the_end_of_the_fit() -> None:
+def test_lambda_is_held_between_the_probe_and_the_steering_checkpoints(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(fit, "RATE_MODEL_STEPS", 60)  # full confidence: the steering moves lambda
+    monkeypatch.setattr(fit, "DROP_FINEST_ABOVE", math.inf)  # see the test below for the drop
     seen: list[float] = []
     fitter = _fitter(0.5, lmbda=1e-3)
     schedule = replace(encoder.SCHEDULES["fast"], iterations=60, crop=32)
     fitter.run(schedule, progress=lambda it, total, stats: seen.append(stats["lambda"]))
-    probe = int(60 / 6)
-    assert len(set(seen[: probe - 1])) == 1 and seen[0] == pytest.approx(1e-3)
-    assert len(set(seen[probe:])) == 1  # aimed once, then held
+    probe, checkpoints = fit.probe_step(60), fit.steer_steps(60)
+    assert probe == 10 and checkpoints == [18, 24, 30, 36, 42, 48]
+    assert len(set(seen[:probe])) == 1 and seen[0] == pytest.approx(1e-3)  # seen[k] is reported after step k
+    bounds = [probe, *checkpoints, 60]
+    for lo, hi in zip(bounds, bounds[1:]):
+        assert len(set(seen[lo:hi])) == 1  # held between checkpoints
+    assert fitter.probe_lambda == pytest.approx(seen[checkpoints[0] - 1])
+    assert [round(at, 2) for at, _, _ in fitter.steer_log] == [0.3, 0.4, 0.5, 0.6, 0.7, 0.8]
+    assert seen[checkpoints[0]] == seen[checkpoints[0] - 1]  # the first checkpoint only measures
+    for (at0, rate0, _), (at, rate, before), step in zip(fitter.steer_log, fitter.steer_log[1:], checkpoints[1:]):
+        assert before == pytest.approx(seen[step - 1])
+        want = fit.steer_log_step(fit.predicted_final_log_rate(at, rate, (at0, rate0)), 0.5)
+        assert math.log(seen[step] / before) == pytest.approx(want)
+
+
+def test_steering_past_the_drop_threshold_drops_the_finest_level_and_halves_lambda() -> None:
+    fitter = _fitter(0.01, lmbda=fit.DROP_FINEST_ABOVE * 0.9)  # far too many bits: lambda goes up
+    fitter.steer(0.3)
+    assert fitter.model.first_level == 0 and fitter.lmbda == pytest.approx(fit.DROP_FINEST_ABOVE * 0.9)  # measures
+    fitter.steer(0.4)
+    moved = fit.steer_log_step(fit.predicted_final_log_rate(0.4, fitter.steer_log[-1][1],
+                                                            fitter.steer_log[0][:2]), 0.01)
+    assert moved > 0 and fitter.model.first_level == 1
+    assert fitter.lmbda == pytest.approx(fit.DROP_FINEST_ABOVE * 0.9 * math.exp(moved) * fit.DROP_LAMBDA_FACTOR)
+
+
+def test_steering_predicts_the_final_rate_from_the_trend() -> None:
+    assert fit.predicted_final_log_rate(1.0, 0.5, (0.9, 1.0)) == pytest.approx(math.log(0.5))  # nothing left
+    # A rate falling fast keeps falling, by less and less; a flat one stays; a rising one rises.
+    fast = fit.predicted_final_log_rate(0.5, 0.6, previous=(0.4, 1.0))
+    slow = fit.predicted_final_log_rate(0.5, 0.6, previous=(0.4, 0.63))
+    assert fast < slow < math.log(0.6)
+    trend, fade = math.log(0.6), fit.STEER_TREND_DECAY  # per interval, 0.4 -> 0.5
+    assert math.log(0.6) + trend * fade / (1 - fade) < fast < math.log(0.6) + trend * fade  # a fading trend
+    assert fit.predicted_final_log_rate(0.5, 0.6, previous=(0.4, 0.6)) == pytest.approx(math.log(0.6))
+    assert fit.predicted_final_log_rate(0.7, 0.6, previous=(0.6, 0.5)) > math.log(0.6)
+    # The trend is per STEER_INTERVAL, whatever the checkpoints' spacing.
+    assert fit.predicted_final_log_rate(0.5, 0.6, previous=(0.3, 0.6 * (0.63 / 0.6) ** 2)) == pytest.approx(slow)
+
+
+def test_steering_moves_lambda_towards_the_target_within_its_clamp() -> None:
+    target = 0.5
+    assert fit.steer_log_step(math.log(target), target) == pytest.approx(0.0)
+    up, down = fit.steer_log_step(math.log(target * 1.3), target), fit.steer_log_step(math.log(target / 1.3), target)
+    assert up == pytest.approx(fit.STEER_GAIN * math.log(1.3)) and down == pytest.approx(-up)  # too many bits: more
+    assert fit.steer_log_step(math.log(target * 100), target) == fit.MAX_STEER_STEP
+    assert fit.steer_log_step(math.log(target / 100), target) == -fit.MAX_STEER_STEP
+    fixed = _fitter(None)
+    fixed.steer(0.5)
+    assert fixed.log_lambda == math.log(1e-2) and fixed.steer_log == []
 
 
 def test_a_fit_longer_than_the_calibration_is_probed_where_the_rate_model_was_fitted(
@@ -191,7 +240,7 @@ def test_a_fit_longer_than_the_calibration_is_probed_where_the_rate_model_was_fi
     # Probed at step 10 (1/6 of the calibrated 60 steps), not 20 (1/6 of 120).
     assert fit.probe_step(120) == 10 and fit.probe_step(30) == 5
     assert len(set(seen[:10])) == 1 and seen[10] != seen[9]  # seen[k] is reported after step k
-    assert len(set(seen[10:])) == 1
+    assert len(set(seen[10:fit.steer_steps(120)[0]])) == 1
 
 
 def test_high_lambda_drops_the_finest_level_for_the_rest_of_the_fit() -> None:

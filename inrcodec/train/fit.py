@@ -8,10 +8,13 @@ rate estimate and the reconstruction match what the decoder will see.
 Rate control: instead of asking the user for lambda we predict it. The fit
 starts at a generic lambda for the requested rate; at PROBE_AT of the schedule
 (at most step 600, see `probe_step`) the whole-image latent rate is measured
-and lambda is set once from it by an empirical rate model (`predicted_log_lambda`), then held: a steady lambda is
-what rate-distortion training needs, and lambda moved late in the fit costs
-quality (see there). The encoder then lands the file on the exact size with a
-rounding dead zone, or short refits at a lambda moved by the size of the miss.
+and lambda is set from it by an empirical rate model (`predicted_log_lambda`).
+From STEER_AT[0] on the rate is measured at a few checkpoints and lambda
+nudged by the miss each predicts for the end of the fit (`steer_log_step`);
+in between lambda is held: a steady lambda is what rate-distortion training
+needs, and large moves late in the fit cost quality (see RATE_MODEL). The
+encoder then lands the file on the exact size with a rounding dead zone, or
+short refits at a lambda moved by the size of the miss.
 """
 
 from __future__ import annotations
@@ -37,6 +40,19 @@ ProgressFn = Callable[[int, int, dict[str, float]], None]
 # 16.6 dB, bench/results/kodak-2026-11-24d).
 LAMBDA_SPAN_DOWN = math.log(10.0)
 LAMBDA_SPAN_UP = math.log(3.0)
+# Adam's moment decays (PyTorch's defaults). At a fixed lambda 0.99 for the
+# second moment fitted better (ad-hoc 4200-step fits, 2026-11-29: kodim03
+# +0.47 dB at 4 % less rate, kodim05 +0.27 dB, kodim01 +0.14 dB), and so did a
+# learning-rate floor of 1 % instead of LR_FLOOR (+0.03 / +0.09 dB) and no
+# straight-through phase (see `Schedule.ste_fraction`). End to end they lost
+# more in the rate landing than they gained: with them the fit answered
+# lambda less (steered, kodim01 at 0.75 bpp ended 46 % over its target where
+# this training ended 15 % over) and refits after the fit destroyed quality
+# (kodim01 at 0.75: 27.20 -> 25.29 -> 24.34 dB over two refits; kodim02 at 1 bpp
+# without the straight-through phase lost 3.6 dB to a 6 % dead zone). Ad-hoc
+# encodes, 2026-11-29; bench/results/kodak-2026-11-29 for the unsteered sweep.
+ADAM_BETAS = (0.9, 0.999)
+LR_FLOOR = 0.1  # the cosine schedule ends at this fraction of the peak learning rate
 DISPLAY_EVERY = 100  # steps between whole-image rate measurements (only the progress display reads them)
 MEASURE_ROWS = 128  # image rows per band of a rate measurement
 # The rate model. At a fixed lambda the rate keeps falling through the fit
@@ -51,11 +67,13 @@ MEASURE_ROWS = 128  # image rows per band of a rate measurement
 # slope -dD/dR, which grows with D. Coefficients from
 # `python -m bench.calibrate_rate` (bench/results/rate-model-2026-11-24b:
 # kodim01/03/05/08/12 at 0.25..1.5 bpp, 3600-step fits); the residual is
-# ~0.43 in ln lambda, ~30 % in rate, which the landing absorbs (without the
-# MSE term: 0.46). The previous model (rate only, fitted at 0.25/0.5 bpp on
-# 2400-step fits) aimed 2..7x too high at 1 bpp. Holding the
-# predicted lambda gained 1.6 dB on kodim03 at 0.5 bpp over steering it (the
-# controller had driven lambda up 2x, then down 16x as the rate fell late).
+# ~0.43 in ln lambda, ~30 % in rate, which the steering and the landing
+# absorb (without the MSE term: 0.46). The previous model (rate only, fitted
+# at 0.25/0.5 bpp on 2400-step fits) aimed 2..7x too high at 1 bpp. Holding
+# the predicted lambda gained 1.6 dB on kodim03 at 0.5 bpp over steering it
+# from the start (a controller comparing the rate now with the target had
+# driven lambda up 2x, then down 16x as the rate fell late; see STEER_AT for
+# what steers now).
 PROBE_AT = 1 / 6
 # The model was fitted on fits of this length, probed at step 600. A longer
 # fit is probed at that same step, where the model knows what the rate means
@@ -65,6 +83,40 @@ PROBE_AT = 1 / 6
 RATE_MODEL_STEPS = 3600
 RATE_MODEL = (-2.63, 2.57, -2.15, 0.78)  # a, b, c, d above
 MAX_LOG_CORRECTION = math.log(8.0)  # outside the calibration, move at most this far
+# Steering. The probe's model misses by ~30 % in rate (sd), and a trained
+# fit that misses by that much lands badly: refits after the fit move the
+# rate by ~0.2..0.6 per unit of ln lambda, and each costs quality. So
+# from STEER_AT[0] of the fit on, while the latents can still follow, the
+# whole-image rate is measured at each of STEER_AT and, from the second
+# checkpoint on, lambda is nudged by the miss it predicts for the end of the
+# fit (`predicted_final_log_rate`): the rate now, plus the trend since the
+# last checkpoint carried on with each later interval of STEER_INTERVAL
+# bringing STEER_TREND_DECAY times the change of the one before. The first
+# checkpoint only measures: without a trend the decay still to come is a
+# guess, and one correction at 40 % with a fixed guess (-0.37) was not
+# enough: a raised lambda cut the rate 1.5..3x as much as a lowered one
+# raised it, and the decay still to come ranged from -0.2 to -0.5 in ln rate
+# (bench/results/rate-model-2026-11-29c: 5 of 14 fits missed by over 25 %).
+# The constants below were tuned by hand on ad-hoc fits with the training of
+# that calibration (24-wide synthesis, beta2 0.99, no straight-through phase;
+# see ADAM_BETAS for why it is not used):
+# with the fixed decay at the first checkpoint the collapsing rates of busy
+# images at high lambda were pushed down further (kodim01 and kodim05 at 0.5
+# bpp: -17 %, where the unsteered fits of rate-model-2026-11-29b ended at
+# +18 % and +11 %; ad hoc). Their rate falls at a nearly steady pace through
+# the middle of the fit (kodim01: -0.13..-0.29 in ln rate per interval from
+# 30 % to 70 %), hence a slowly fading trend: with 0.6 instead of 0.9 they
+# still ended 18 % low, with 0.9 at +4 % and -1 % (ad hoc, 4 fits at 0.5
+# bpp). Smooth images at low lambda barely answer lambda after ~30 % (kodim03
+# and kodim12 at 0.5 bpp ended ~30 % over, steered or not): their lambda has
+# to come right from the probe; the landing does what it can for them.
+# The gain is below one because the rate answers a move over hundreds of
+# steps: the next checkpoint sees part of it and corrects what is left.
+STEER_AT = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
+STEER_INTERVAL = 0.1
+STEER_TREND_DECAY = 0.9
+STEER_GAIN = 0.6  # fraction of the predicted ln miss moved in ln lambda
+MAX_STEER_STEP = math.log(2.0)
 # Above this lambda the fit goes on without the full-resolution latents
 # (`CocoNet.drop_finest_level`): ad-hoc runs gained up to 1.8 dB at lambda
 # 2.5e-2 and lost 0.2..1.5 dB at lambda <= 2.8e-3, so only lambdas well above.
@@ -83,7 +135,12 @@ class Schedule:
         iterations: optimizer steps.
         crop: side of the square training window in pixels.
         lr_latent, lr_network: initial Adam learning rates.
-        ste_fraction: final fraction of steps with straight-through rounding.
+        ste_fraction: final fraction of steps with straight-through rounding
+            (distortion on rounded latents, rate on noisy ones). At a fixed
+            lambda the phase makes files larger and no better (ad-hoc
+            4200-step fits, 2026-11-29: kodim01 at 2e-3 1.009 -> 0.922 bpp,
+            28.55 -> 28.75 dB without it), but it is what keeps the rounding
+            dead zone of the landing cheap (see ADAM_BETAS).
     """
 
     iterations: int
@@ -139,6 +196,26 @@ def probe_step(total: int) -> int:
     return int(PROBE_AT * min(total, RATE_MODEL_STEPS))
 
 
+def steer_steps(total: int) -> list[int]:
+    """The steps at which a fit of `total` steps steers lambda (see STEER_AT)."""
+    return sorted({max(probe_step(total) + 1, int(at * total)) for at in STEER_AT})
+
+
+def predicted_final_log_rate(fraction_done: float, rate_now: float, previous: tuple[float, float]) -> float:
+    """ln of the rate a fit will end at, from the rate now and the last checkpoint's (fraction, rate)."""
+    log_rate = math.log(max(rate_now, 1e-6))
+    left = max(0.0, 1 - fraction_done)
+    previous_done, previous_rate = previous
+    trend = (log_rate - math.log(max(previous_rate, 1e-6))) * STEER_INTERVAL / (fraction_done - previous_done)
+    intervals = left / STEER_INTERVAL
+    return log_rate + trend * STEER_TREND_DECAY * (1 - STEER_TREND_DECAY**intervals) / (1 - STEER_TREND_DECAY)
+
+
+def steer_log_step(predicted_final_log: float, target_latent_bpp: float) -> float:
+    """How far to move ln lambda at a checkpoint for a predicted final ln rate (see STEER_AT)."""
+    return _clamp(STEER_GAIN * (predicted_final_log - math.log(target_latent_bpp)), -MAX_STEER_STEP, MAX_STEER_STEP)
+
+
 def predicted_log_lambda(probe_rate: float, probe_mse: float, target_latent_bpp: float) -> float:
     """ln(lambda) that should land on the target, from the rate and MSE at PROBE_AT (see RATE_MODEL)."""
     intercept, per_rate, per_target, per_mse = RATE_MODEL
@@ -158,13 +235,15 @@ class Fitter:
         self.rate: float | None = None
         self.probe_rate: float | None = None  # what the rate model saw (calibration, reports)
         self.probe_mse: float | None = None
+        self.probe_lambda: float | None = None  # lambda held from the probe to the first steering checkpoint
+        self.steer_log: list[tuple[float, float, float]] = []  # (fraction done, rate, lambda before) per checkpoint
         self.mse_ema: float | None = None
         self.steps = 0
         net_params = list(model.synthesis.parameters()) + list(model.arm.parameters())
         self.opt = torch.optim.Adam([
             {"params": list(model.latents.parameters()), "lr": 0.0},
             {"params": net_params, "lr": 0.0},
-        ])
+        ], betas=ADAM_BETAS)
 
     def probe(self, confidence: float = 1.0) -> None:
         """At PROBE_AT: aim lambda (with a rate target), then drop the finest level if lambda is high."""
@@ -188,6 +267,33 @@ class Fitter:
         predicted = predicted_log_lambda(self.probe_rate, self.probe_mse, self.target.latent_bpp)
         correction = confidence * (predicted - start)
         self.log_lambda = start + _clamp(correction, -MAX_LOG_CORRECTION, MAX_LOG_CORRECTION)
+        self.recentre_lambda_range()
+
+    def steer(self, fraction_done: float, confidence: float = 1.0) -> None:
+        """At a checkpoint of STEER_AT: nudge lambda by the miss the rate measured now predicts.
+
+        `confidence` scales the move, as for the probe: the decay was
+        measured on fits of the default length.
+        """
+        if not self.target.latent_bpp:
+            return
+        if self.probe_lambda is None:
+            self.probe_lambda = self.lmbda
+        self.rate = self.latent_bpp()
+        previous = (self.steer_log[-1][0], self.steer_log[-1][1]) if self.steer_log else None
+        self.steer_log.append((fraction_done, self.rate, self.lmbda))
+        if previous is None:
+            return  # measure only: no trend yet (see STEER_AT)
+        predicted = predicted_final_log_rate(fraction_done, self.rate, previous)
+        self.log_lambda += confidence * steer_log_step(predicted, self.target.latent_bpp)
+        if self.lmbda > DROP_FINEST_ABOVE and self.model.first_level == 0:
+            # As at the probe: past this lambda the full-resolution latents
+            # hold bits the rate term prunes too slowly (kodim08 at 0.5 bpp,
+            # probed at 9.6e-3: the steering raised lambda 8x while the rate
+            # stayed at 2.4x the target; dropping the level at 40 % landed it
+            # at 23.39 dB, ad hoc).
+            self.model.drop_finest_level()
+            self.log_lambda += math.log(DROP_LAMBDA_FACTOR)
         self.recentre_lambda_range()
 
     def move_lambda(self, log_step: float) -> None:
@@ -296,8 +402,8 @@ class Fitter:
             deadline: float | None = None, phase: str = "fit", lr_peak: float = 1.0) -> int:
         """Run a full schedule (noise then STE); returns steps done.
 
-        The "fit" phase aims lambda at PROBE_AT (`probe`); a "refit" keeps
-        lambda as it is. With a deadline (time.monotonic()), the number of
+        The "fit" phase aims lambda at PROBE_AT (`probe`) and steers it at
+        STEER_AT (`steer`); a "refit" keeps lambda as it is. With a deadline (time.monotonic()), the number of
         steps is re-planned from the measured speed after a few steps so the
         schedule still ends with its rounding phase.
         """
@@ -306,10 +412,12 @@ class Fitter:
         it = 0
         while it < total:
             frac = it / total
-            lr_scale = lr_peak * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * frac)))
+            lr_scale = lr_peak * (LR_FLOOR + (1 - LR_FLOOR) * 0.5 * (1 + math.cos(math.pi * frac)))
             mode = "noise" if frac < 1 - schedule.ste_fraction else "ste"
             if phase == "fit" and it == probe_step(total) and it > 0:
                 self.probe(confidence=min(1.0, total / RATE_MODEL_STEPS))
+            if phase == "fit" and it in steer_steps(total):
+                self.steer(frac, confidence=min(1.0, total / RATE_MODEL_STEPS))
             stats = self.step(schedule, lr_scale, mode)
             it += 1
             if deadline is not None and it == 10:
