@@ -84,7 +84,7 @@ def _calibration_run(image: Path, bpp: float, iterations: int | None) -> dict[st
         "probe_rate": f"{fitter.probe_rate:.6g}",
         "probe_mse": f"{fitter.probe_mse:.6g}", "lambda_held": f"{fitter.lmbda:.6g}", "dropped_finest": int(dropped),
         "final_latent_bpp": f"{final:.6g}", "lambda_needed": f"{needed:.6g}",
-        "probe_lambda": f"{fitter.probe_lambda:.6g}", "steer_rate": f"{fitter.steer_log[0][1]:.6g}",
+        "probe_lambda": f"{fitter.steer_log[0][2]:.6g}", "steer_rate": f"{fitter.steer_log[0][1]:.6g}",
         "steer_log": ";".join(f"{at:.2f}:{rate:.4g}:{lam:.4g}" for at, rate, lam in fitter.steer_log),
         "fit_s": f"{seconds:.1f}",
         "torch_threads": 1, "machine": machine(), "date": utc_now(),

@@ -184,7 +184,7 @@ def test_lambda_is_held_between_the_probe_and_the_steering_checkpoints(monkeypat
     bounds = [probe, *checkpoints, 60]
     for lo, hi in zip(bounds, bounds[1:]):
         assert len(set(seen[lo:hi])) == 1  # held between checkpoints
-    assert fitter.probe_lambda == pytest.approx(seen[checkpoints[0] - 1])
+    assert fitter.steer_log[0][2] == pytest.approx(seen[checkpoints[0] - 1])  # lambda the probe set
     assert [round(at, 2) for at, _, _ in fitter.steer_log] == [0.3, 0.4, 0.5, 0.6, 0.7, 0.8]
     assert seen[checkpoints[0]] == seen[checkpoints[0] - 1]  # the first checkpoint only measures
     for (at0, rate0, _), (at, rate, before), step in zip(fitter.steer_log, fitter.steer_log[1:], checkpoints[1:]):

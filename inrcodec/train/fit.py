@@ -235,8 +235,9 @@ class Fitter:
         self.rate: float | None = None
         self.probe_rate: float | None = None  # what the rate model saw (calibration, reports)
         self.probe_mse: float | None = None
-        self.probe_lambda: float | None = None  # lambda held from the probe to the first steering checkpoint
-        self.steer_log: list[tuple[float, float, float]] = []  # (fraction done, rate, lambda before) per checkpoint
+        # (fraction done, rate, lambda before) per checkpoint; the first only measures, so its
+        # lambda is the one the probe set.
+        self.steer_log: list[tuple[float, float, float]] = []
         self.mse_ema: float | None = None
         self.steps = 0
         net_params = list(model.synthesis.parameters()) + list(model.arm.parameters())
@@ -248,11 +249,22 @@ class Fitter:
     def probe(self, confidence: float = 1.0) -> None:
         """At PROBE_AT: aim lambda (with a rate target), then drop the finest level if lambda is high."""
         self.aim_lambda(confidence)
-        if self.lmbda > DROP_FINEST_ABOVE:
-            self.model.drop_finest_level()
-            if self.target.latent_bpp:
-                self.log_lambda += math.log(DROP_LAMBDA_FACTOR)
-                self.recentre_lambda_range()
+        self.drop_finest_level_if_lambda_high()
+
+    def drop_finest_level_if_lambda_high(self) -> None:
+        """Past DROP_FINEST_ABOVE go on without the full-resolution latents, lowering an aimed lambda.
+
+        At the probe, and again when the steering takes lambda past the
+        threshold (kodim08 at 0.5 bpp, probed at 9.6e-3: the steering raised
+        lambda 8x while the rate stayed at 2.4x the target; dropping the level
+        at 40 % landed it at 23.39 dB, ad hoc).
+        """
+        if self.lmbda <= DROP_FINEST_ABOVE or self.model.first_level > 0:
+            return
+        self.model.drop_finest_level()
+        if self.target.latent_bpp:
+            self.log_lambda += math.log(DROP_LAMBDA_FACTOR)
+            self.recentre_lambda_range()
 
     def aim_lambda(self, confidence: float = 1.0) -> None:
         """Set lambda from the rate measured now (see RATE_MODEL), once per fit.
@@ -277,8 +289,6 @@ class Fitter:
         """
         if not self.target.latent_bpp:
             return
-        if self.probe_lambda is None:
-            self.probe_lambda = self.lmbda
         self.rate = self.latent_bpp()
         previous = (self.steer_log[-1][0], self.steer_log[-1][1]) if self.steer_log else None
         self.steer_log.append((fraction_done, self.rate, self.lmbda))
@@ -286,14 +296,7 @@ class Fitter:
             return  # measure only: no trend yet (see STEER_AT)
         predicted = predicted_final_log_rate(fraction_done, self.rate, previous)
         self.log_lambda += confidence * steer_log_step(predicted, self.target.latent_bpp)
-        if self.lmbda > DROP_FINEST_ABOVE and self.model.first_level == 0:
-            # As at the probe: past this lambda the full-resolution latents
-            # hold bits the rate term prunes too slowly (kodim08 at 0.5 bpp,
-            # probed at 9.6e-3: the steering raised lambda 8x while the rate
-            # stayed at 2.4x the target; dropping the level at 40 % landed it
-            # at 23.39 dB, ad hoc).
-            self.model.drop_finest_level()
-            self.log_lambda += math.log(DROP_LAMBDA_FACTOR)
+        self.drop_finest_level_if_lambda_high()
         self.recentre_lambda_range()
 
     def move_lambda(self, log_step: float) -> None:
@@ -410,19 +413,21 @@ class Fitter:
         total = schedule.iterations
         start = time.monotonic()
         it = 0
+        checkpoints = set(steer_steps(total))
         while it < total:
             frac = it / total
             lr_scale = lr_peak * (LR_FLOOR + (1 - LR_FLOOR) * 0.5 * (1 + math.cos(math.pi * frac)))
             mode = "noise" if frac < 1 - schedule.ste_fraction else "ste"
             if phase == "fit" and it == probe_step(total) and it > 0:
                 self.probe(confidence=min(1.0, total / RATE_MODEL_STEPS))
-            if phase == "fit" and it in steer_steps(total):
+            if phase == "fit" and it in checkpoints:
                 self.steer(frac, confidence=min(1.0, total / RATE_MODEL_STEPS))
             stats = self.step(schedule, lr_scale, mode)
             it += 1
             if deadline is not None and it == 10:
                 per_step = (time.monotonic() - start) / it
                 total = max(it + 1, min(total, int((deadline - time.monotonic()) / per_step) + it))
+                checkpoints = set(steer_steps(total))
             if progress:
                 progress(it, total, stats)
         return it
