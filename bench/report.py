@@ -10,7 +10,7 @@ from typing import Any
 from bench.metrics import MSSSIM_MIN_SIDE
 from bench.plot import LABELS, RD_PLOTS, SHEET
 from bench.results import RD_CSV, utc_now
-from bench.summary import ANCHORS, FIXED_RATES, METRICS, Records, Summary
+from bench.summary import ANCHORS, FIXED_RATES, METRICS, RATE_TOLERANCES, SAME_RATE_ANCHOR, Records, Summary
 
 REPORT = "report.md"
 
@@ -77,6 +77,26 @@ def _fixed_table(summary: Summary, metric: str) -> str:
 
     rows = [[codec, *(cell(found[codec, rate]) for rate in FIXED_RATES)] for codec in summary.codecs]
     return _table(["codec", *(f"{rate} bpp" for rate in FIXED_RATES)], rows)
+
+
+def _same_rate_table(summary: Summary, metric: str) -> str:
+    rows = []
+    for r in (r for r in summary.same_rate if r["metric"] == metric):
+        rows.append([
+            r["codec"],
+            _num(r["target_bpp"], "g"),
+            _num(r["mean_bpp"], ".3f"),
+            _num(r["value"], ".2f"),
+            _num(r["anchor_value"], ".2f"),
+            _num(r["difference"], "+.2f"),
+            f"{r['n_better']} / {r['n_compared']}",
+            " / ".join(str(r[f"n_within_{round(t * 100)}pct"]) for t in RATE_TOLERANCES),
+            f"{_num(r['encode_s_mean'], '.0f')} / {_num(r['encode_s_max'], '.0f')}",
+        ])
+    within = " / ".join(f"{round(t * 100)} %" for t in RATE_TOLERANCES)
+    header = ["codec", "requested bpp", "mean bpp", "mean", f"{SAME_RATE_ANCHOR} at same bpp", "difference",
+              "files better", f"within {within}", "encode s mean / max"]
+    return _table(header, rows)
 
 
 def _cost_table(summary: Summary) -> str:
@@ -168,6 +188,14 @@ def render(results: Path, summary: Summary, rows: Records, runs: list[dict[str, 
             "Mean of per-image values (read off the dataset-mean curve in brackets).\n\n"
             + _fixed_table(summary, metric),
         ]
+    if summary.same_rate:
+        for metric in METRICS:
+            parts += [
+                f"## {LABELS[metric]} at the rate each file landed on",
+                f"Files of rate-targeting codecs against {SAME_RATE_ANCHOR} on the same image at that file's "
+                "own bpp (interpolated on the image's curve), averaged over the images.\n\n"
+                + _same_rate_table(summary, metric),
+            ]
     plots = [f"![{LABELS[m]}]({stem}.png)" for m, stem in RD_PLOTS.items() if (results / f"{stem}.png").exists()]
     if (results / SHEET).exists():
         plots.append(f"![Visual comparison]({SHEET})")

@@ -7,6 +7,10 @@ Conventions:
       image's measured bpp range, then averaged over images (NaN if any image is NaN). The same
       interpolation of the dataset-mean curve is given beside it: it is what reading a published mean
       RD plot gives, and lower for concave curves (about 0.3 dB for JPEG on Kodak).
+    * Codecs that aim at a rate (settings with a ``bpp=`` target, i.e. inrcodec) are also compared
+      file by file with JPEG 4:2:0 at the rate each file actually landed on (``same_rate.csv``): the
+      anchor's quality is read off that image's own curve at that bpp. This is the comparison "beats
+      JPEG at the same rate" asks for, and it needs no file to land exactly on the requested rate.
     * BD-rates (Bjontegaard, VCEG-M33) come from the ``bjontegaard`` package with its ``"pchip"``
       interpolation, over the overlapping quality interval. The headline number compares the
       dataset-mean curves (mean bpp, mean per-image quality) on the images both codecs completed; the
@@ -33,6 +37,10 @@ FIXED_RATES = (0.25, 0.5, 0.75, 1.0)
 """bpp at which quality is reported."""
 ANCHORS = ("jpeg420", "webp")
 """Codecs every other codec gets a BD-rate against."""
+SAME_RATE_ANCHOR = "jpeg420"
+"""Codec that rate-targeting codecs are compared with file by file (see `same_rate`)."""
+RATE_TOLERANCES = (0.02, 0.05)
+"""Relative misses of the requested rate counted in `same_rate`."""
 METRICS = ("psnr", "msssim_db")
 """Quality metrics summarised (both in dB)."""
 MEAN_COLUMNS = (
@@ -65,6 +73,8 @@ class Summary:
         bd: BD-rates against each anchor: anchor, codec, metric, the keys of `bd` for the mean curves,
             bd_rate_image_mean, bd_rate_image_median, n_images.
         bd_images: Per-image BD-rates: anchor, codec, metric, image and the keys of `bd`.
+        same_rate: Per rate-targeting setting and metric, the files against SAME_RATE_ANCHOR at each
+            file's own bpp (see `same_rate`).
     """
 
     codecs: list[str]
@@ -74,6 +84,7 @@ class Summary:
     fixed: Records = field(default_factory=list)
     bd: Records = field(default_factory=list)
     bd_images: Records = field(default_factory=list)
+    same_rate: Records = field(default_factory=list)
 
 
 def tabulate(rows: Records) -> Table:
@@ -206,6 +217,60 @@ def _fixed_rates(table: Table, codec: str, images: list[str]) -> Records:
     return records
 
 
+def target_bpp(setting: str) -> float | None:
+    """The requested rate of a setting such as ``bpp=0.5;effort=default``; None without one."""
+    for item in setting.split(";"):
+        key, _, value = item.partition("=")
+        if key.strip() == "bpp":
+            try:
+                return float(value)
+            except ValueError:
+                return None
+    return None
+
+
+def same_rate(table: Table, codec: str, anchor: str, images: list[str]) -> Records:
+    """A rate-targeting codec's files against ``anchor`` at the rate each file landed on.
+
+    One record per (setting with a ``bpp=`` target, metric): the mean achieved bpp, the codec's mean
+    quality, the anchor's mean quality interpolated on each image's own curve at that file's bpp
+    (images outside the anchor's measured range are left out of both means), their difference, how
+    many files beat the anchor, and how many landed within each of RATE_TOLERANCES of the request.
+    """
+    records: Records = []
+    settings = sorted({s for i in images for s in table[codec][i] if target_bpp(s) is not None}, key=target_bpp)
+    for setting in settings:
+        target = target_bpp(setting)
+        files = [(i, table[codec][i][setting]) for i in images if setting in table[codec][i]]
+        for metric in METRICS:
+            pairs = []
+            for image, row in files:
+                reference = quality_at(list(table[anchor][image].values()), metric, (row["bpp"],))[0]
+                if math.isfinite(reference) and math.isfinite(row[metric]):
+                    pairs.append((row[metric], float(reference)))
+            ours = np.array([p[0] for p in pairs])
+            theirs = np.array([p[1] for p in pairs])
+            misses = [abs(row["bpp"] / target - 1) for _, row in files]
+            records.append({
+                "codec": codec,
+                "anchor": anchor,
+                "setting": setting,
+                "target_bpp": target,
+                "metric": metric,
+                "n_images": len(files),
+                "n_compared": len(pairs),
+                "mean_bpp": float(np.mean([row["bpp"] for _, row in files])),
+                "value": float(ours.mean()) if len(pairs) else math.nan,
+                "anchor_value": float(theirs.mean()) if len(pairs) else math.nan,
+                "difference": float((ours - theirs).mean()) if len(pairs) else math.nan,
+                "n_better": int((ours > theirs).sum()),
+                **{f"n_within_{round(t * 100)}pct": sum(m <= t for m in misses) for t in RATE_TOLERANCES},
+                "encode_s_mean": float(np.mean([row["encode_s"] for _, row in files])),
+                "encode_s_max": float(max(row["encode_s"] for _, row in files)),
+            })
+    return records
+
+
 def _bd_against(table: Table, images: dict[str, list[str]], anchor: str, codec: str) -> tuple[Records, Records]:
     common = sorted(set(images[anchor]) & set(images[codec]))
     summary, per_image = [], []
@@ -245,6 +310,8 @@ def summarize(rows: Records) -> Summary:
     for codec in codecs:
         summary.curves.extend({"codec": codec, **p} for p in mean_curve(table[codec], images[codec]))
         summary.fixed.extend(_fixed_rates(table, codec, images[codec]))
+        if codec != SAME_RATE_ANCHOR and SAME_RATE_ANCHOR in table:
+            summary.same_rate.extend(same_rate(table, codec, SAME_RATE_ANCHOR, images[codec]))
     for anchor in (a for a in ANCHORS if a in table):
         for codec in (c for c in codecs if c != anchor):
             whole, each = _bd_against(table, images, anchor, codec)
@@ -267,11 +334,13 @@ def write_records(path: Path, records: Records) -> None:
 def write_summary(results: Path, rows: Records) -> Summary:
     """Summarise the rows of ``rd.csv`` into CSVs in ``results``.
 
-    Writes ``summary.csv`` (mean curves), ``fixed_rate.csv``, ``bd.csv`` and ``bd_per_image.csv``.
+    Writes ``summary.csv`` (mean curves), ``fixed_rate.csv``, ``bd.csv``, ``bd_per_image.csv`` and
+    ``same_rate.csv``.
     """
     summary = summarize(rows)
     write_records(results / "summary.csv", summary.curves)
     write_records(results / "fixed_rate.csv", summary.fixed)
     write_records(results / "bd.csv", summary.bd)
     write_records(results / "bd_per_image.csv", summary.bd_images)
+    write_records(results / "same_rate.csv", summary.same_rate)
     return summary

@@ -131,3 +131,24 @@ def test_write_summary_from_csv(tmp_path: Any) -> None:
     for name in ("summary.csv", "fixed_rate.csv", "bd.csv", "bd_per_image.csv"):
         assert (tmp_path / name).stat().st_size > 0
     assert "jpeg420,webp,psnr,-20" in (tmp_path / "bd.csv").read_text()
+
+
+def test_same_rate_compares_each_file_with_the_anchor_at_its_own_bpp() -> None:
+    rows = make_rows("jpeg420", 1.0, IMAGES)
+    # Two files per image at a requested 0.5 bpp: a lands 4 % over, 1 dB better than JPEG at
+    # that rate; b lands 1 % under, 0.5 dB worse.
+    for image, landed, gain in (("a.png", 0.52, 1.0), ("b.png", 0.495, -0.5)):
+        row = dict(rows[0], codec="inrcodec", setting="bpp=0.5;effort=default", image=image, bpp=landed,
+                   psnr=quality(landed, IMAGES[image]) + gain, msssim_db=math.nan, encode_s=10.0 + gain)
+        rows.append(row)
+    summary = summarize(rows)
+    (psnr,) = [r for r in summary.same_rate if r["metric"] == "psnr"]
+    assert psnr["target_bpp"] == 0.5 and psnr["n_compared"] == 2 and psnr["n_better"] == 1
+    assert psnr["difference"] == pytest.approx(0.25, abs=1e-6)
+    assert psnr["anchor_value"] == pytest.approx((quality(0.52) + quality(0.495, 2.0)) / 2, abs=1e-6)
+    assert (psnr["n_within_2pct"], psnr["n_within_5pct"]) == (1, 2)
+    assert psnr["encode_s_max"] == 11.0
+    (msssim,) = [r for r in summary.same_rate if r["metric"] == "msssim_db"]
+    assert msssim["n_compared"] == 0 and math.isnan(msssim["difference"])
+    # Codecs without a rate target (quality= settings) get no such rows.
+    assert {r["codec"] for r in summary.same_rate} == {"inrcodec"}
