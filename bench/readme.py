@@ -44,6 +44,7 @@ def results_block(results: Path, readme_dir: Path) -> str:
         bd_cell = _fmt(bd_row["bd_rate"], "{:+.1f} %") if bd_row else "–"
         n = bd_row["n_images"] if bd_row else next(r["n_images"] for r in fixed if r["codec"] == codec)
         lines.append(f"| {codec} | " + " | ".join(cells) + f" | {bd_cell} | {n} |")
+    same_rate = _same_rate_lines(results)
     learned = [r for r in rows if r["codec"] == "inrcodec"]
     machine = learned[0]["machine"] if learned else rows[0]["machine"]
     dates = sorted(r["date"][:10] for r in rows)
@@ -55,8 +56,29 @@ def results_block(results: Path, readme_dir: Path) -> str:
         "",
         *lines,
         "",
+        *same_rate,
         f"![PSNR vs bpp]({rel}/rd_psnr.png)",
     ])
+
+
+def _same_rate_lines(results: Path) -> list[str]:
+    """inrcodec's files against JPEG 4:2:0 at each file's own rate (`same_rate.csv`), if the folder has it."""
+    path = results / "same_rate.csv"
+    if not path.exists():
+        return []
+    rows = [r for r in _read(path) if r["metric"] == "psnr" and r["codec"] == "inrcodec"]
+    if not rows:
+        return []
+    lines = ["Each inrcodec file against JPEG 4:2:0 on the same image at the rate the file landed on:", "",
+             "| requested bpp | mean bpp | inrcodec PSNR | JPEG 4:2:0 PSNR at same bpp | difference | within 5 % of rate "
+             "| encode s mean / max |",
+             "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {float(r['target_bpp']):g} | {_fmt(r['mean_bpp'], '{:.3f}')} | {_fmt(r['value'], '{:.2f}')} "
+                     f"| {_fmt(r['anchor_value'], '{:.2f}')} | {_fmt(r['difference'], '{:+.2f}')} "
+                     f"| {r['n_within_5pct']} / {r['n_images']} "
+                     f"| {_fmt(r['encode_s_mean'], '{:.0f}')} / {_fmt(r['encode_s_max'], '{:.0f}')} |")
+    return [*lines, ""]
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -152,3 +152,18 @@ def test_same_rate_compares_each_file_with_the_anchor_at_its_own_bpp() -> None:
     assert msssim["n_compared"] == 0 and math.isnan(msssim["difference"])
     # Codecs without a rate target (quality= settings) get no such rows.
     assert {r["codec"] for r in summary.same_rate} == {"inrcodec"}
+
+
+def test_readme_block_shows_the_same_rate_comparison(tmp_path: Any) -> None:
+    from bench.readme import results_block
+
+    rows = make_rows("jpeg420", 1.0, IMAGES)
+    for image in IMAGES:
+        rows.append(dict(rows[0], codec="inrcodec", setting="bpp=0.5;effort=default", image=image, bpp=0.5,
+                         psnr=quality(0.5, IMAGES[image]) + 0.3, encode_s=12.0))
+    with RowWriter(tmp_path / "rd.csv") as writer:
+        for row in rows:
+            writer.write(row)
+    write_summary(tmp_path, read_rows(tmp_path / "rd.csv"))
+    block = results_block(tmp_path, tmp_path)
+    assert "| 0.5 | 0.500 | 25.30 | 25.00 | +0.30 | 2 / 2 | 12 / 12 |" in block
