@@ -339,3 +339,22 @@ def test_an_overshoot_too_large_for_the_dead_zone_to_take_is_refit(monkeypatch: 
     landed, steps = encoder._land_rate(fitter, data, target, schedule, None, 0, None)
     assert steps > 0
     assert len(landed) < len(data)
+
+
+@pytest.mark.parametrize("min_refits", [0, 1])
+def test_a_file_already_on_its_target_is_still_polished_by_one_refit(
+        monkeypatch: pytest.MonkeyPatch, min_refits: int) -> None:
+    monkeypatch.setattr(encoder, "MIN_REFITS", min_refits)
+    model = _random_model(64, 64, spread=1.0)
+    fitter = Fitter(torch.rand(64, 64, 3), model, RateTarget(None, 1e-3), seed=0)
+    data = _quantize_and_write(model, fitter.image, 1e-3, 0)
+    seen: list[float] = []
+    schedule = replace(encoder.SCHEDULES["fast"], iterations=60, crop=32)
+    landed, steps = encoder._land_rate(fitter, data, len(data) * 8, schedule,
+                                       lambda it, total, stats: seen.append(stats["lambda"]), 0, None)
+    if min_refits == 0:
+        assert steps == 0 and landed == data
+    else:
+        # On target, so the polish aims at the target itself: lambda stays where it was.
+        assert steps >= 60 and seen[0] == pytest.approx(1e-3)
+        assert landed != data
