@@ -42,9 +42,10 @@ LAMBDA_SPAN_DOWN = math.log(10.0)
 LAMBDA_SPAN_UP = math.log(3.0)
 # Adam's moment decays (PyTorch's defaults). At a fixed lambda 0.99 for the
 # second moment fitted better (ad-hoc 4200-step fits, 2026-11-29: kodim03
-# +0.47 dB at 4 % less rate, kodim05 +0.27 dB, kodim01 +0.14 dB), and so did a
-# learning-rate floor of 1 % instead of 10 % (+0.03 / +0.09 dB; see LR_FLOOR) and no
-# straight-through phase (see `Schedule.ste_fraction`). End to end they lost
+# +0.47 dB at 4 % less rate, kodim05 +0.27 dB, kodim01 +0.14 dB), and so did
+# no straight-through phase (see `Schedule.ste_fraction`); together with a
+# 24-wide synthesis and the 1 % learning-rate floor (since adopted on its own,
+# see LR_FLOOR) they were measured end to end, and lost
 # more in the rate landing than they gained: with them the fit answered
 # lambda less (steered, kodim01 at 0.75 bpp ended 46 % over its target where
 # this training ended 15 % over) and refits after the fit destroyed quality
@@ -56,8 +57,11 @@ ADAM_BETAS = (0.9, 0.999)
 # 0.1 the fit ended unconverged: at a fixed lambda of 3e-4, kodim12 after
 # 4200 steps was at 1.543 bpp / 35.30 dB, and 700 more steps at a tenth of
 # that learning rate took it to 1.397 bpp / 36.44 dB; with this floor the same
-# 4200 steps reached 1.421 bpp / 36.23 dB (ad hoc, 2026-11-29). Refits start
-# at REFIT_LR_PEAK again and end at this fraction of it.
+# 4200 steps reached 1.421 bpp / 36.23 dB (ad hoc, 2026-11-29). End to end
+# (bench/results/kodak-2026-11-29e against -29d, same 36 requests, each file
+# against JPEG 4:2:0 at its own rate): +0.12 / +0.21 / +0.02 dB at 0.25 /
+# 0.5 / 1 bpp. Refits start at REFIT_LR_PEAK again and end at this fraction
+# of it.
 LR_FLOOR = 0.01
 DISPLAY_EVERY = 100  # steps between whole-image rate measurements (only the progress display reads them)
 MEASURE_ROWS = 128  # image rows per band of a rate measurement
