@@ -358,3 +358,14 @@ def test_a_file_already_on_its_target_is_still_polished_by_one_refit(
         # On target, so the polish aims at the target itself: lambda stays where it was.
         assert steps >= 60 and seen[0] == pytest.approx(1e-3)
         assert landed != data
+
+
+def test_high_rates_get_more_steps_at_the_default_effort_only() -> None:
+    default = encoder.SCHEDULES["default"].iterations
+    assert encoder.schedule_for("default", 0.5).iterations == default
+    assert encoder.schedule_for("default", None).iterations == default  # fixed lambda
+    more = round(default * encoder.HIGH_RATE_STEP_FACTOR)
+    assert encoder.schedule_for("default", encoder.HIGH_RATE_BPP).iterations == more > default
+    assert encoder.schedule_for("default", 2.0).iterations == more
+    for effort in ("fast", "max"):
+        assert encoder.schedule_for(effort, 2.0) == encoder.SCHEDULES[effort]
