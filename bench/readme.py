@@ -14,6 +14,8 @@ import csv
 import math
 from pathlib import Path
 
+from bench.summary import within_column
+
 START, END = "<!-- results:start -->", "<!-- results:end -->"
 
 
@@ -76,7 +78,7 @@ def _same_rate_lines(results: Path) -> list[str]:
     for r in rows:
         lines.append(f"| {float(r['target_bpp']):g} | {_fmt(r['mean_bpp'], '{:.3f}')} | {_fmt(r['value'], '{:.2f}')} "
                      f"| {_fmt(r['anchor_value'], '{:.2f}')} | {_fmt(r['difference'], '{:+.2f}')} "
-                     f"| {r['n_within_5pct']} / {r['n_images']} "
+                     f"| {r[within_column(0.05)]} / {r['n_images']} "
                      f"| {_fmt(r['encode_s_mean'], '{:.0f}')} / {_fmt(r['encode_s_max'], '{:.0f}')} |")
     return [*lines, ""]
 

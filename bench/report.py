@@ -10,7 +10,8 @@ from typing import Any
 from bench.metrics import MSSSIM_MIN_SIDE
 from bench.plot import LABELS, RD_PLOTS, SHEET
 from bench.results import RD_CSV, utc_now
-from bench.summary import ANCHORS, FIXED_RATES, METRICS, RATE_TOLERANCES, SAME_RATE_ANCHOR, Records, Summary
+from bench.summary import (ANCHORS, FIXED_RATES, METRICS, RATE_TOLERANCES, SAME_RATE_ANCHOR, Records, Summary,
+                           within_column)
 
 REPORT = "report.md"
 
@@ -90,7 +91,7 @@ def _same_rate_table(summary: Summary, metric: str) -> str:
             _num(r["anchor_value"], ".2f"),
             _num(r["difference"], "+.2f"),
             f"{r['n_better']} / {r['n_compared']}",
-            " / ".join(str(r[f"n_within_{round(t * 100)}pct"]) for t in RATE_TOLERANCES),
+            " / ".join(str(r[within_column(t)]) for t in RATE_TOLERANCES),
             f"{_num(r['encode_s_mean'], '.0f')} / {_num(r['encode_s_max'], '.0f')}",
         ])
     within = " / ".join(f"{round(t * 100)} %" for t in RATE_TOLERANCES)

@@ -31,7 +31,7 @@ import bjontegaard
 import numpy as np
 from scipy.interpolate import PchipInterpolator
 
-from bench.codecs import CODECS
+from bench.codecs import CODECS, parse_setting
 
 FIXED_RATES = (0.25, 0.5, 0.75, 1.0)
 """bpp at which quality is reported."""
@@ -219,14 +219,13 @@ def _fixed_rates(table: Table, codec: str, images: list[str]) -> Records:
 
 def target_bpp(setting: str) -> float | None:
     """The requested rate of a setting such as ``bpp=0.5;effort=default``; None without one."""
-    for item in setting.split(";"):
-        key, _, value = item.partition("=")
-        if key.strip() == "bpp":
-            try:
-                return float(value)
-            except ValueError:
-                return None
-    return None
+    value = parse_setting(setting).get("bpp")
+    return float(value) if isinstance(value, (int, float)) else None
+
+
+def within_column(tolerance: float) -> str:
+    """Column of `same_rate` counting files within ``tolerance`` of the requested rate."""
+    return f"n_within_{round(tolerance * 100)}pct"
 
 
 def same_rate(table: Table, codec: str, anchor: str, images: list[str]) -> Records:
@@ -238,10 +237,17 @@ def same_rate(table: Table, codec: str, anchor: str, images: list[str]) -> Recor
     many files beat the anchor, and how many landed within each of RATE_TOLERANCES of the request.
     """
     records: Records = []
-    settings = sorted({s for i in images for s in table[codec][i] if target_bpp(s) is not None}, key=target_bpp)
-    for setting in settings:
-        target = target_bpp(setting)
+    targets = {s: target_bpp(s) for i in images for s in table[codec][i]}
+    for setting, target in sorted(((s, t) for s, t in targets.items() if t is not None), key=lambda st: st[1]):
         files = [(i, table[codec][i][setting]) for i in images if setting in table[codec][i]]
+        misses = [abs(row["bpp"] / target - 1) for _, row in files]
+        landing = {
+            "n_images": len(files),
+            "mean_bpp": float(np.mean([row["bpp"] for _, row in files])),
+            **{within_column(t): sum(m <= t for m in misses) for t in RATE_TOLERANCES},
+            "encode_s_mean": float(np.mean([row["encode_s"] for _, row in files])),
+            "encode_s_max": float(max(row["encode_s"] for _, row in files)),
+        }
         for metric in METRICS:
             pairs = []
             for image, row in files:
@@ -250,23 +256,20 @@ def same_rate(table: Table, codec: str, anchor: str, images: list[str]) -> Recor
                     pairs.append((row[metric], float(reference)))
             ours = np.array([p[0] for p in pairs])
             theirs = np.array([p[1] for p in pairs])
-            misses = [abs(row["bpp"] / target - 1) for _, row in files]
             records.append({
                 "codec": codec,
                 "anchor": anchor,
                 "setting": setting,
                 "target_bpp": target,
                 "metric": metric,
-                "n_images": len(files),
+                "n_images": landing["n_images"],
                 "n_compared": len(pairs),
-                "mean_bpp": float(np.mean([row["bpp"] for _, row in files])),
+                "mean_bpp": landing["mean_bpp"],
                 "value": float(ours.mean()) if len(pairs) else math.nan,
                 "anchor_value": float(theirs.mean()) if len(pairs) else math.nan,
                 "difference": float((ours - theirs).mean()) if len(pairs) else math.nan,
                 "n_better": int((ours > theirs).sum()),
-                **{f"n_within_{round(t * 100)}pct": sum(m <= t for m in misses) for t in RATE_TOLERANCES},
-                "encode_s_mean": float(np.mean([row["encode_s"] for _, row in files])),
-                "encode_s_max": float(max(row["encode_s"] for _, row in files)),
+                **{k: v for k, v in landing.items() if k not in ("n_images", "mean_bpp")},
             })
     return records
 
