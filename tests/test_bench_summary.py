@@ -166,4 +166,4 @@ def test_readme_block_shows_the_same_rate_comparison(tmp_path: Any) -> None:
             writer.write(row)
     write_summary(tmp_path, read_rows(tmp_path / "rd.csv"))
     block = results_block(tmp_path, tmp_path)
-    assert "| 0.5 | 0.500 | 25.30 | 25.00 | +0.30 | 2 / 2 | 12 / 12 |" in block
+    assert "| 0.5 | 0.500 | 25.30 | 25.00 | +0.30 | 2 / 2 | 2 / 2 | 12 / 12 |" in block
