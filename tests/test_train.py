@@ -122,6 +122,25 @@ def test_dead_zone_rounds_towards_zero_only_near_the_half() -> None:
         previous = current
 
 
+def test_a_rescue_dead_zone_shrinks_every_magnitude_and_never_flips_a_sign() -> None:
+    values = torch.tensor([-2.7, -1.55, -0.6, 0.0, 0.58, 1.5, 1.62, 2.4, 3.9])
+    rescued = round_latents(values, 1.5)
+    assert rescued.tolist() == [-1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0, 2.0]
+    assert bool((rescued.abs() <= round_latents(values, 0.45).abs()).all())
+
+
+def test_the_rescue_dead_zone_lands_a_file_the_ordinary_one_cannot() -> None:
+    model = _random_model(96, 80, spread=2.0)
+    fitter = Fitter(torch.rand(96, 80, 3), model, RateTarget(None, 1e-3), seed=0)
+    data = _quantize_and_write(model, fitter.image, 1e-3, 0)
+    # The ordinary dead zone saves ~8 % of these latent bits at most (see below).
+    target = len(data) * 8 - 0.15 * latent_section_bits(data)
+    assert _shrink_to(fitter, data, target) is None
+    rescued = _shrink_to(fitter, data, target, encoder.RESCUE_DEAD_ZONE)
+    assert rescued is not None and model.dead_zone > encoder.MAX_DEAD_ZONE
+    assert abs(len(rescued) * 8 / target - 1) < 0.02
+
+
 def test_dead_zone_shrinks_a_file_onto_its_target() -> None:
     model = _random_model(96, 80, spread=2.0)
     fitter = Fitter(torch.rand(96, 80, 3), model, RateTarget(None, 1e-3), seed=0)

@@ -288,11 +288,12 @@ def round_latents(values: torch.Tensor, dead_zone: float = 0.0) -> torch.Tensor:
     integer (and its bits) give it up. The rate falls monotonically as d grows,
     which makes d a precise post-training rate knob (`encoder._land_rate`);
     like rate-distortion-optimised quantization, it drops the values whose
-    bits buy least.
+    bits buy least. Past 0.5 (the encoder's last resort, `RESCUE_DEAD_ZONE`)
+    every magnitude shrinks by d - 0.5 more and never flips sign.
     """
     if dead_zone == 0.0:
         return torch.round(values)
-    return torch.sign(values) * torch.floor(values.abs() + (0.5 - dead_zone))
+    return torch.sign(values) * torch.floor(values.abs() + (0.5 - dead_zone)).clamp(min=0.0)
 
 
 def _dense(taps: AxisTaps, n_in: int, device: torch.device) -> torch.Tensor:
