@@ -46,7 +46,6 @@ def results_block(results: Path, readme_dir: Path) -> str:
         bd_cell = _fmt(bd_row["bd_rate"], "{:+.1f} %") if bd_row else "–"
         n = bd_row["n_images"] if bd_row else next(r["n_images"] for r in fixed if r["codec"] == codec)
         lines.append(f"| {codec} | " + " | ".join(cells) + f" | {bd_cell} | {n} |")
-    same_rate = _same_rate_lines(results)
     learned = [r for r in rows if r["codec"] == "inrcodec"]
     machine = learned[0]["machine"] if learned else rows[0]["machine"]
     dates = sorted(r["date"][:10] for r in rows)
@@ -58,7 +57,7 @@ def results_block(results: Path, readme_dir: Path) -> str:
         "",
         *lines,
         "",
-        *same_rate,
+        *_same_rate_lines(results),
         f"![PSNR vs bpp]({rel}/rd_psnr.png)",
     ])
 

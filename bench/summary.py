@@ -240,10 +240,9 @@ def same_rate(table: Table, codec: str, anchor: str, images: list[str]) -> Recor
     targets = {s: target_bpp(s) for i in images for s in table[codec][i]}
     for setting, target in sorted(((s, t) for s, t in targets.items() if t is not None), key=lambda st: st[1]):
         files = [(i, table[codec][i][setting]) for i in images if setting in table[codec][i]]
+        mean_bpp = float(np.mean([row["bpp"] for _, row in files]))
         misses = [abs(row["bpp"] / target - 1) for _, row in files]
         landing = {
-            "n_images": len(files),
-            "mean_bpp": float(np.mean([row["bpp"] for _, row in files])),
             **{within_column(t): sum(m <= t for m in misses) for t in RATE_TOLERANCES},
             "encode_s_mean": float(np.mean([row["encode_s"] for _, row in files])),
             "encode_s_max": float(max(row["encode_s"] for _, row in files)),
@@ -262,14 +261,14 @@ def same_rate(table: Table, codec: str, anchor: str, images: list[str]) -> Recor
                 "setting": setting,
                 "target_bpp": target,
                 "metric": metric,
-                "n_images": landing["n_images"],
+                "n_images": len(files),
                 "n_compared": len(pairs),
-                "mean_bpp": landing["mean_bpp"],
+                "mean_bpp": mean_bpp,
                 "value": float(ours.mean()) if len(pairs) else math.nan,
                 "anchor_value": float(theirs.mean()) if len(pairs) else math.nan,
                 "difference": float((ours - theirs).mean()) if len(pairs) else math.nan,
                 "n_better": int((ours > theirs).sum()),
-                **{k: v for k, v in landing.items() if k not in ("n_images", "mean_bpp")},
+                **landing,
             })
     return records
 
