@@ -13,6 +13,7 @@ import torch
 from inrcodec.format.architecture import Architecture
 from inrcodec.format.bitstream import read_coco, read_sections, write_coco
 from inrcodec.format.context import context_features
+from inrcodec.format.render import render
 from inrcodec.train import encoder, fit
 from inrcodec.train.encoder import EncodeOptions, _quantize_and_write, _shrink_to, encode_array, latent_section_bits
 from inrcodec.train.fit import Fitter, RateTarget
@@ -375,8 +376,9 @@ def test_a_file_already_on_its_target_is_still_polished_by_one_refit(
         assert steps == 0 and landed == data
     else:
         # On target, so the polish aims at the target itself: lambda stays where it was.
+        # (Which file it returns, the polished one or this, is the better
+        # of the two: see the tests of the promised files below.)
         assert steps >= 60 and seen[0] == pytest.approx(1e-3)
-        assert landed != data
 
 
 def test_high_rates_get_more_steps_at_the_default_effort_only() -> None:
@@ -388,3 +390,70 @@ def test_high_rates_get_more_steps_at_the_default_effort_only() -> None:
     assert encoder.schedule_for("default", 2.0).iterations == more
     for effort in ("fast", "max"):
         assert encoder.schedule_for(effort, 2.0) == encoder.SCHEDULES[effort]
+
+
+def _landing_with_files(monkeypatch: pytest.MonkeyPatch, refit_files: list[bytes]) -> tuple[Fitter, list[int]]:
+    """A fitter whose refits train nothing and produce `refit_files` in turn."""
+    model = _random_model(64, 64, spread=1.0)
+    fitter = Fitter(torch.rand(64, 64, 3), model, RateTarget(None, 1e-3), seed=0)
+    runs: list[int] = []
+    queue = list(refit_files)
+
+    def fake_run(schedule, progress=None, deadline=None, phase="fit", lr_peak=1.0):  # noqa: ANN001, ANN202
+        runs.append(schedule.iterations)
+        return schedule.iterations
+
+    monkeypatch.setattr(fitter, "run", fake_run)
+    monkeypatch.setattr(encoder, "_quantize_and_write", lambda *args: queue.pop(0))
+    return fitter, runs
+
+
+def _three_close_files() -> tuple[bytes, bytes, bytes]:
+    """Three files of one random model, largest first, about half a percent apart."""
+    model = _random_model(64, 64, spread=1.0)
+    fitter = Fitter(torch.rand(64, 64, 3), model, RateTarget(None, 1e-3), seed=0)
+    large = _quantize_and_write(model, fitter.image, 1e-3, 0)
+    middle = _shrink_to(fitter, large, len(large) * 8 * 0.995)
+    small = _shrink_to(fitter, large, len(large) * 8 * 0.99)
+    assert middle is not None and small is not None
+    return large, middle, small
+
+
+def test_once_a_file_keeps_the_promise_the_landing_stops_after_two_refits_with_the_best_file(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    large, middle, small = _three_close_files()
+    target = len(large) * 8 / 0.975  # all three 2.5-5 % under: promised, yet outside the tolerance
+    for data in (large, middle, small):
+        assert encoder.RATE_TOLERANCE < 1 - len(data) * 8 / target <= encoder.RATE_PROMISE
+    fitter, runs = _landing_with_files(monkeypatch, [middle, large, large, large])
+    # The middle file decodes to the image exactly, so it is the best by far;
+    # the plain last file would be `large`.
+    fitter.image = torch.tensor(render(read_coco(middle)), dtype=torch.float32) / 255
+    schedule = replace(encoder.SCHEDULES["fast"], iterations=60, crop=32)
+    landed, steps = encoder._land_rate(fitter, small, target, schedule, None, 0, None)
+    assert len(runs) == encoder.REFITS_ONCE_PROMISED == 2
+    assert landed is middle and steps == 2 * 60
+
+
+def test_without_a_promised_file_the_landing_uses_every_refit(monkeypatch: pytest.MonkeyPatch) -> None:
+    large, _, _ = _three_close_files()
+    target = len(large) * 8 / 0.8  # 20 % under, and no refit gets closer
+    fitter, runs = _landing_with_files(monkeypatch, [large] * encoder.MAX_REFITS)
+    schedule = replace(encoder.SCHEDULES["fast"], iterations=60, crop=32)
+    landed, _ = encoder._land_rate(fitter, large, target, schedule, None, 0, None)
+    assert len(runs) == encoder.MAX_REFITS and landed is large
+
+
+def test_a_promised_file_is_scored_by_its_psnr_moved_to_the_target_rate() -> None:
+    large, middle, _ = _three_close_files()
+    model = _random_model(64, 64, spread=1.0)
+    fitter = Fitter(torch.rand(64, 64, 3), model, RateTarget(None, 1e-3), seed=0)
+    pixels = np.asarray(torch.round(fitter.image * 255).to(torch.uint8))
+    promised: list[tuple[float, bytes]] = []
+    target = len(large) * 8 / 1.03
+    encoder._keep_if_promised(promised, large, fitter, target)
+    encoder._keep_if_promised(promised, large, fitter, target)  # the same file twice is kept once
+    encoder._keep_if_promised(promised, middle, fitter, len(middle) * 8 * 1.2)  # 17 % under: not kept
+    assert len(promised) == 1 and promised[0][1] is large
+    psnr = encoder.psnr_uint8(render(read_coco(large)), pixels)
+    assert promised[0][0] == pytest.approx(psnr - encoder.PSNR_PER_LN_RATE * math.log(1.03))
