@@ -176,8 +176,9 @@ def schedule_for(effort: Effort, bpp: float | None) -> Schedule:
 def encode_array(pixels: np.ndarray, opts: EncodeOptions, progress: ProgressFn | None = None) -> EncodeResult:
     """Encode a uint8 [H, W, 3] image into `.coco` bytes.
 
-    With `opts.bpp` the whole file (header included) lands within a few
-    percent of bpp * H * W bits; with `opts.lmbda` lambda is fixed instead.
+    With `opts.bpp` the whole file (header included) lands within
+    RATE_PROMISE (5 %) of bpp * H * W bits; with `opts.lmbda` lambda is
+    fixed instead.
     """
     start = time.monotonic()
     height, width, _ = pixels.shape
