@@ -232,9 +232,10 @@ def _land_rate(fitter: Fitter, data: bytes, target_bits: float, schedule: Schedu
     fitter.recentre_lambda_range()  # refits never raise lambda past 3x today's (see fit.LAMBDA_SPAN_UP)
     trained: list[tuple[float, float, int]] = []  # (ln lambda, ln latent bits, first level) per trained file
     promised: list[tuple[float, bytes]] = []  # (PSNR at the target rate, file) of each file within the promise
+    pixels = torch.round(fitter.image.detach().cpu() * 255).to(torch.uint8).numpy()  # what PSNR compares with
     for attempt in range(MAX_REFITS + 1):
         bits = len(data) * 8
-        _keep_if_promised(promised, data, fitter, target_bits)
+        _keep_if_promised(promised, data, pixels, target_bits)
         out_of_refits = (attempt == MAX_REFITS or (deadline is not None and time.monotonic() > deadline)
                          or (attempt >= REFITS_ONCE_PROMISED and bool(promised)))
         polish = attempt < MIN_REFITS and not out_of_refits
@@ -279,18 +280,21 @@ def _land_rate(fitter: Fitter, data: bytes, target_bits: float, schedule: Schedu
         refit = replace(schedule, iterations=max(60, schedule.iterations // 6), ste_fraction=REFIT_STE_FRACTION)
         steps += fitter.run(refit, progress, phase="refit", lr_peak=REFIT_LR_PEAK)
         data = _quantize_and_write(model, fitter.image, fitter.lmbda, fitter.seed)
-    _keep_if_promised(promised, data, fitter, target_bits)
+    _keep_if_promised(promised, data, pixels, target_bits)  # the last refit's or dead zone's file
     if promised:
         data = max(promised, key=lambda kept: kept[0])[1]
     return data, steps
 
 
-def _keep_if_promised(promised: list[tuple[float, bytes]], data: bytes, fitter: Fitter, target_bits: float) -> None:
-    """Remember `data` with its PSNR at the target rate if it keeps the rate promise."""
+def _keep_if_promised(promised: list[tuple[float, bytes]], data: bytes, pixels: np.ndarray,
+                      target_bits: float) -> None:
+    """Remember `data` with its PSNR at the target rate if it keeps the rate promise.
+
+    Files arrive in order, so a file already kept can only be the last one.
+    """
     bits = len(data) * 8
-    if abs(bits / target_bits - 1) > RATE_PROMISE or any(kept is data for _, kept in promised):
+    if abs(bits / target_bits - 1) > RATE_PROMISE or (promised and promised[-1][1] is data):
         return
-    pixels = torch.round(fitter.image.detach().cpu() * 255).to(torch.uint8).numpy()
     psnr = psnr_uint8(render(read_coco(data)), pixels)
     promised.append((psnr + PSNR_PER_LN_RATE * math.log(target_bits / bits), data))
 
