@@ -4,6 +4,7 @@ estimate matches the coded rate, and rate control lands on the target."""
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import replace
 
 import numpy as np
@@ -16,7 +17,7 @@ from inrcodec.format.context import context_features
 from inrcodec.format.render import render
 from inrcodec.train import encoder, fit
 from inrcodec.train.encoder import EncodeOptions, _quantize_and_write, _shrink_to, encode_array, latent_section_bits
-from inrcodec.train.fit import Fitter, RateTarget
+from inrcodec.train.fit import Fitter, RateTarget, Schedule
 from inrcodec.train.model import LOG2_SCALE_MAX, LOG2_SCALE_MIN, CocoNet, Window, laplace_bits, round_latents
 from inrcodec.train.quantize import quantize_model
 
@@ -290,6 +291,11 @@ def test_dropping_the_finest_level_lowers_an_aimed_lambda(monkeypatch: pytest.Mo
     assert fitter.lmbda == pytest.approx(0.05 * fit.DROP_LAMBDA_FACTOR)
 
 
+def _untimed(schedule: Schedule) -> encoder.Landing:
+    """The landing of a fit of `schedule` without a time limit."""
+    return encoder.Landing(encoder.refit_schedule(schedule, schedule.iterations))
+
+
 @pytest.mark.parametrize(("lmbda", "drops"), [(5e-3, True), (1e-3, False)])
 def test_a_file_too_large_for_the_dead_zone_refits_dropping_the_finest_level_at_high_lambda(
         lmbda: float, drops: bool) -> None:
@@ -302,7 +308,7 @@ def test_a_file_too_large_for_the_dead_zone_refits_dropping_the_finest_level_at_
     target = 0.3 * len(data) * 8  # far beyond what the dead zone can take away
     assert _shrink_to(fitter, data, target) is None
     schedule = replace(encoder.SCHEDULES["fast"], iterations=60, crop=32)
-    landed, steps = encoder._land_rate(fitter, data, target, schedule, None, 0, None)
+    landed, steps = encoder._land_rate(fitter, data, target, _untimed(schedule), None, 0)
     assert model.first_level == (1 if drops else 0) and steps > 0
     assert len(landed) < len(data)
 
@@ -314,8 +320,8 @@ def test_an_undershoot_refit_lowers_lambda_once_by_the_miss_and_holds_it() -> No
     target = 1.5 * len(data) * 8
     seen: list[tuple[int, float]] = []
     schedule = replace(encoder.SCHEDULES["fast"], iterations=60, crop=32)
-    landed, steps = encoder._land_rate(fitter, data, target, schedule,
-                                       lambda it, total, stats: seen.append((it, stats["lambda"])), 0, None)
+    landed, steps = encoder._land_rate(fitter, data, target, _untimed(schedule),
+                                       lambda it, total, stats: seen.append((it, stats["lambda"])), 0)
     assert steps == len(seen) > 0
     first_refit = [lmbda for it, lmbda in seen[:60]]
     assert len(set(first_refit)) == 1  # held through the refit
@@ -356,7 +362,7 @@ def test_an_overshoot_too_large_for_the_dead_zone_to_take_is_refit(monkeypatch: 
     assert _shrink_to(fitter, data, target) is not None  # the dead zone alone could have done it
     model.dead_zone = 0.0
     schedule = replace(encoder.SCHEDULES["fast"], iterations=60, crop=32)
-    landed, steps = encoder._land_rate(fitter, data, target, schedule, None, 0, None)
+    landed, steps = encoder._land_rate(fitter, data, target, _untimed(schedule), None, 0)
     assert steps > 0
     assert len(landed) < len(data)
 
@@ -370,8 +376,8 @@ def test_a_file_already_on_its_target_is_still_polished_by_one_refit(
     data = _quantize_and_write(model, fitter.image, 1e-3, 0)
     seen: list[float] = []
     schedule = replace(encoder.SCHEDULES["fast"], iterations=60, crop=32)
-    landed, steps = encoder._land_rate(fitter, data, len(data) * 8, schedule,
-                                       lambda it, total, stats: seen.append(stats["lambda"]), 0, None)
+    landed, steps = encoder._land_rate(fitter, data, len(data) * 8, _untimed(schedule),
+                                       lambda it, total, stats: seen.append(stats["lambda"]), 0)
     if min_refits == 0:
         assert steps == 0 and landed == data
     else:
@@ -430,7 +436,7 @@ def test_once_a_file_keeps_the_promise_the_landing_stops_after_two_refits_with_t
     # the plain last file would be `large`.
     fitter.image = torch.tensor(render(read_coco(middle)), dtype=torch.float32) / 255
     schedule = replace(encoder.SCHEDULES["fast"], iterations=60, crop=32)
-    landed, steps = encoder._land_rate(fitter, small, target, schedule, None, 0, None)
+    landed, steps = encoder._land_rate(fitter, small, target, _untimed(schedule), None, 0)
     assert len(runs) == encoder.REFITS_ONCE_PROMISED == 2
     assert landed is middle and steps == 2 * 60
 
@@ -440,7 +446,7 @@ def test_without_a_promised_file_the_landing_uses_every_refit(monkeypatch: pytes
     target = len(large) * 8 / 0.8  # 20 % under, and no refit gets closer
     fitter, runs = _landing_with_files(monkeypatch, [large] * encoder.MAX_REFITS)
     schedule = replace(encoder.SCHEDULES["fast"], iterations=60, crop=32)
-    landed, _ = encoder._land_rate(fitter, large, target, schedule, None, 0, None)
+    landed, _ = encoder._land_rate(fitter, large, target, _untimed(schedule), None, 0)
     assert len(runs) == encoder.MAX_REFITS and landed is large
 
 
@@ -455,3 +461,48 @@ def test_a_promised_file_is_scored_by_its_psnr_moved_to_the_target_rate() -> Non
     assert len(promised) == 1 and promised[0][1] is large
     psnr = encoder.psnr_uint8(render(read_coco(large)), pixels)
     assert promised[0][0] == pytest.approx(psnr - encoder.PSNR_PER_LN_RATE * math.log(1.03))
+
+
+def test_a_fit_under_a_passed_deadline_replans_to_end_right_after_measuring_its_pace() -> None:
+    fitter = _fitter(0.5)
+    schedule = replace(encoder.SCHEDULES["fast"], iterations=500, crop=32)
+    steps = fitter.run(schedule, deadline=time.monotonic())
+    assert steps == fit.REPLAN_FIRST + 1  # one step more than those that measured the pace
+    assert fitter.seconds_per_step is not None and fitter.seconds_per_step > 0
+
+
+def test_steps_until_a_deadline_stay_within_the_schedule() -> None:
+    now = time.monotonic()
+    assert fit.steps_until(now + 10.0, 0.1, done=10, most=500) in range(105, 111)  # ~100 more
+    assert fit.steps_until(now + 1000.0, 0.1, done=10, most=500) == 500
+    assert fit.steps_until(now - 1.0, 0.1, done=10, most=500) == 11
+
+
+def test_a_refit_runs_only_when_enough_of_it_fits_before_the_deadline() -> None:
+    refit = replace(encoder.SCHEDULES["default"], iterations=700)
+    now = time.monotonic()
+    assert encoder.Landing(refit).affordable_refit_steps(None) == 700  # no time limit
+    roomy = encoder.Landing(refit, deadline=now + 100.0, write_seconds=1.0)
+    assert roomy.affordable_refit_steps(0.01) == 700
+    assert 400 <= encoder.Landing(refit, now + 8.0, 1.0).affordable_refit_steps(0.01) <= 500  # 8 s - 3 writes
+    assert encoder.Landing(refit, now + 3.2, 1.0).affordable_refit_steps(0.01) == 0  # < MIN_TIMED_REFIT_STEPS
+    assert roomy.affordable_refit_steps(None) == 0  # pace never measured
+
+
+def test_a_landing_past_its_deadline_refits_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    large, _, _ = _three_close_files()
+    fitter, runs = _landing_with_files(monkeypatch, [large] * encoder.MAX_REFITS)
+    fitter.seconds_per_step = 0.01
+    target = len(large) * 8 / 0.8  # 20 % under: without a deadline every refit would run
+    schedule = replace(encoder.SCHEDULES["fast"], iterations=60, crop=32)
+    late = encoder.Landing(encoder.refit_schedule(schedule, 60), deadline=time.monotonic() - 1.0)
+    landed, steps = encoder._land_rate(fitter, large, target, late, None, 0)
+    assert runs == [] and steps == 0 and landed is large
+
+
+def test_refits_are_a_sixth_of_the_steps_the_fit_ran() -> None:
+    default = encoder.SCHEDULES["default"]
+    assert encoder.refit_schedule(default, 4200).iterations == 700
+    assert encoder.refit_schedule(default, 1200).iterations == 200  # a fit cut short by a time limit
+    assert encoder.refit_schedule(default, 100).iterations == 60
+    assert encoder.refit_schedule(default, 4200).ste_fraction == encoder.REFIT_STE_FRACTION

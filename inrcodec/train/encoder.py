@@ -118,6 +118,18 @@ MIN_ELASTICITY, MAX_ELASTICITY = 0.3, 1.5
 REFIT_STE_FRACTION = 0.3
 REFIT_LR_PEAK = 0.5
 CONTAINER_BYTES = 100  # signature, framing and HEAD, close enough to steer by
+# Under a time limit T the fit ends by FIT_SHARE_OF_TIME * T and the landing
+# (refits, dead zone, file writes) by LANDING_SHARE_OF_TIME * T; the rest is
+# the final render that measures PSNR. A refit runs only when at least
+# MIN_TIMED_REFIT_STEPS fit in what is left after reserving the time of
+# FILES_AFTER_A_REFIT file writes (its own file, a dead-zone file, the
+# render that scores it). Refits used to ignore the limit: under 10 s the fit
+# stopped in time and then a 700-step refit ran, 20 s in all (kodim03 at 0.5
+# bpp, ad hoc, 2026-11-30; bench/results/quality-vs-time-2026-11-30).
+FIT_SHARE_OF_TIME = 0.7
+LANDING_SHARE_OF_TIME = 0.95
+MIN_TIMED_REFIT_STEPS = 30
+FILES_AFTER_A_REFIT = 3
 
 
 @dataclass
@@ -193,15 +205,17 @@ def encode_array(pixels: np.ndarray, opts: EncodeOptions, progress: ProgressFn |
     else:
         assert opts.bpp is not None
         target = rate_target(opts.bpp, n_pixels)
-    deadline = start + 0.85 * opts.time_limit if opts.time_limit else None
-    land_deadline = start + 0.9 * opts.time_limit if opts.time_limit else None
+    fit_deadline = start + FIT_SHARE_OF_TIME * opts.time_limit if opts.time_limit else None
+    land_deadline = start + LANDING_SHARE_OF_TIME * opts.time_limit if opts.time_limit else None
 
     torch.manual_seed(opts.seed)
     fitter = Fitter(image, CocoNet(height, width, ARCHITECTURE).to(device), target, opts.seed)
-    steps = fitter.run(schedule, progress, deadline)
+    steps = fitter.run(schedule, progress, fit_deadline)
+    written = time.monotonic()
     data = _quantize_and_write(fitter.model, image, fitter.lmbda, opts.seed)
     if opts.bpp is not None:
-        data, steps = _land_rate(fitter, data, opts.bpp * n_pixels, schedule, progress, steps, land_deadline)
+        landing = Landing(refit_schedule(schedule, steps), land_deadline, time.monotonic() - written)
+        data, steps = _land_rate(fitter, data, opts.bpp * n_pixels, landing, progress, steps)
     decoded = render(read_coco(data))
     return EncodeResult(
         data=data,
@@ -215,8 +229,38 @@ def encode_array(pixels: np.ndarray, opts: EncodeOptions, progress: ProgressFn |
     )
 
 
-def _land_rate(fitter: Fitter, data: bytes, target_bits: float, schedule: Schedule,
-               progress: ProgressFn | None, steps: int, deadline: float | None) -> tuple[bytes, int]:
+def refit_schedule(schedule: Schedule, fit_steps: int) -> Schedule:
+    """A refit: a sixth of the steps the fit ran (at least 60), with a longer rounding phase."""
+    return replace(schedule, iterations=max(60, fit_steps // 6), ste_fraction=REFIT_STE_FRACTION)
+
+
+@dataclass(frozen=True)
+class Landing:
+    """What the landing may spend: the refit schedule and, under a time limit, a deadline.
+
+    Attributes:
+        refit: the schedule of one refit (`refit_schedule`).
+        deadline: time.monotonic() by which the landing ends; None without a time limit.
+        write_seconds: what writing one file took (quantize and entropy-code).
+    """
+
+    refit: Schedule
+    deadline: float | None = None
+    write_seconds: float = 0.0
+
+    def affordable_refit_steps(self, seconds_per_step: float | None) -> int:
+        """Steps of the next refit: all of them, fewer before a deadline, 0 when too few fit."""
+        if self.deadline is None:
+            return self.refit.iterations
+        left = self.deadline - time.monotonic() - FILES_AFTER_A_REFIT * self.write_seconds
+        if seconds_per_step is None:
+            return 0  # a fit too short to measure its pace cannot plan a refit either
+        steps = min(self.refit.iterations, int(max(0.0, left) / seconds_per_step))
+        return steps if steps >= MIN_TIMED_REFIT_STEPS else 0
+
+
+def _land_rate(fitter: Fitter, data: bytes, target_bits: float, landing: Landing,
+               progress: ProgressFn | None, steps: int) -> tuple[bytes, int]:
     """Bring a trained file within RATE_TOLERANCE of `target_bits`.
 
     First MIN_REFITS short refits with lambda moved by the size of the miss
@@ -226,7 +270,9 @@ def _land_rate(fitter: Fitter, data: bytes, target_bits: float, schedule: Schedu
     another refit, then the dead zone again. Once some file keeps the rate
     promise, at most REFITS_ONCE_PROMISED refits run, and the file returned
     is the best of those within the promise (PSNR moved to the target rate,
-    PSNR_PER_LN_RATE). Returns the file and the total training steps.
+    PSNR_PER_LN_RATE). Under a time limit a refit runs only while enough
+    of it fits before the landing's deadline (`Landing`). Returns the file
+    and the total training steps.
     """
     model = fitter.model
     fitter.recentre_lambda_range()  # refits never raise lambda past 3x today's (see fit.LAMBDA_SPAN_UP)
@@ -236,7 +282,8 @@ def _land_rate(fitter: Fitter, data: bytes, target_bits: float, schedule: Schedu
     for attempt in range(MAX_REFITS + 1):
         bits = len(data) * 8
         _keep_if_promised(promised, data, pixels, target_bits)
-        out_of_refits = (attempt == MAX_REFITS or (deadline is not None and time.monotonic() > deadline)
+        refit_steps = landing.affordable_refit_steps(fitter.seconds_per_step)
+        out_of_refits = (attempt == MAX_REFITS or refit_steps == 0
                          or (attempt >= REFITS_ONCE_PROMISED and bool(promised)))
         polish = attempt < MIN_REFITS and not out_of_refits
         if abs(bits / target_bits - 1) <= RATE_TOLERANCE and not polish:
@@ -277,8 +324,9 @@ def _land_rate(fitter: Fitter, data: bytes, target_bits: float, schedule: Schedu
             # used to send lambda to its ceiling and the refit to 0.55 bpp.
             model.drop_finest_level()
             fitter.move_lambda(math.log(DROP_LAMBDA_FACTOR))
-        refit = replace(schedule, iterations=max(60, schedule.iterations // 6), ste_fraction=REFIT_STE_FRACTION)
-        steps += fitter.run(refit, progress, phase="refit", lr_peak=REFIT_LR_PEAK)
+        refit = replace(landing.refit, iterations=refit_steps)
+        refit_deadline = None if landing.deadline is None else landing.deadline - 2 * landing.write_seconds
+        steps += fitter.run(refit, progress, refit_deadline, phase="refit", lr_peak=REFIT_LR_PEAK)
         data = _quantize_and_write(model, fitter.image, fitter.lmbda, fitter.seed)
     _keep_if_promised(promised, data, pixels, target_bits)  # the last refit's or dead zone's file
     if promised:

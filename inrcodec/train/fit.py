@@ -63,6 +63,15 @@ ADAM_BETAS = (0.9, 0.999)
 # 0.5 / 1 bpp. Refits start at REFIT_LR_PEAK again and end at this fraction
 # of it.
 LR_FLOOR = 0.01
+# Under a deadline the step count is planned from the measured speed at step
+# REPLAN_FIRST, and planned again every REPLAN_EVERY steps: the whole-image
+# rate measurements of the probe, the steering and the display, and a slower
+# machine, all show in the measured pace, which a plan made once from the
+# first steps missed. The first step is left out of the pace: it allocates
+# the model's buffers and measures the whole image (~1 s on a Kodak image,
+# ~60 steps' worth).
+REPLAN_FIRST = 10
+REPLAN_EVERY = 100
 DISPLAY_EVERY = 100  # steps between whole-image rate measurements (only the progress display reads them)
 MEASURE_ROWS = 128  # image rows per band of a rate measurement
 # The rate model. At a fixed lambda the rate keeps falling through the fit
@@ -211,6 +220,16 @@ def steer_steps(total: int) -> list[int]:
     return sorted({max(probe_step(total) + 1, int(at * total)) for at in STEER_AT})
 
 
+def steps_until(deadline: float, seconds_per_step: float, done: int, most: int) -> int:
+    """How many steps in all fit before `deadline` (time.monotonic()) at this pace, `done` already run.
+
+    At least one more step (so a schedule always ends with its rounding
+    phase), never more than `most`.
+    """
+    affordable = int(max(0.0, deadline - time.monotonic()) / max(seconds_per_step, 1e-9))
+    return max(done + 1, min(most, done + affordable))
+
+
 def predicted_final_log_rate(fraction_done: float, rate_now: float, previous: tuple[float, float]) -> float:
     """ln of the rate a fit will end at, from the rate now and the last checkpoint's (fraction, rate)."""
     log_rate = math.log(max(rate_now, 1e-6))
@@ -250,6 +269,7 @@ class Fitter:
         self.steer_log: list[tuple[float, float, float]] = []
         self.mse_ema: float | None = None
         self.steps = 0
+        self.seconds_per_step: float | None = None  # measured by `run` (see REPLAN_FIRST)
         net_params = list(model.synthesis.parameters()) + list(model.arm.parameters())
         self.opt = torch.optim.Adam([
             {"params": list(model.latents.parameters()), "lr": 0.0},
@@ -416,28 +436,35 @@ class Fitter:
         """Run a full schedule (noise then STE); returns steps done.
 
         The "fit" phase aims lambda at PROBE_AT (`probe`) and steers it at
-        STEER_AT (`steer`); a "refit" keeps lambda as it is. With a deadline (time.monotonic()), the number of
-        steps is re-planned from the measured speed after a few steps so the
-        schedule still ends with its rounding phase.
+        STEER_AT (`steer`); a "refit" keeps lambda as it is. With a deadline
+        (time.monotonic()), the number of steps is re-planned from the
+        measured speed (REPLAN_FIRST, REPLAN_EVERY) so the schedule ends by
+        the deadline with its rounding phase; it never grows past the
+        schedule's own length.
         """
         total = schedule.iterations
-        start = time.monotonic()
         it = 0
+        probed = False
         checkpoints = set(steer_steps(total))
+        clock_from = time.monotonic()  # reset after the first step (see REPLAN_FIRST)
         while it < total:
             frac = it / total
             lr_scale = lr_peak * (LR_FLOOR + (1 - LR_FLOOR) * 0.5 * (1 + math.cos(math.pi * frac)))
             mode = "noise" if frac < 1 - schedule.ste_fraction else "ste"
-            if phase == "fit" and it == probe_step(total) and it > 0:
+            if phase == "fit" and not probed and 0 < probe_step(total) <= it:
                 self.probe(confidence=min(1.0, total / RATE_MODEL_STEPS))
+                probed = True
             if phase == "fit" and it in checkpoints:
                 self.steer(frac, confidence=min(1.0, total / RATE_MODEL_STEPS))
             stats = self.step(schedule, lr_scale, mode)
             it += 1
-            if deadline is not None and it == 10:
-                per_step = (time.monotonic() - start) / it
-                total = max(it + 1, min(total, int((deadline - time.monotonic()) / per_step) + it))
-                checkpoints = set(steer_steps(total))
+            if it == 1:
+                clock_from = time.monotonic()
+            elif it == REPLAN_FIRST or (it > REPLAN_FIRST and it % REPLAN_EVERY == 0):
+                self.seconds_per_step = (time.monotonic() - clock_from) / (it - 1)
+                if deadline is not None:
+                    total = steps_until(deadline, self.seconds_per_step, it, schedule.iterations)
+                    checkpoints = set(steer_steps(total))
             if progress:
                 progress(it, total, stats)
         return it
