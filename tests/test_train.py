@@ -506,3 +506,15 @@ def test_refits_are_a_sixth_of_the_steps_the_fit_ran() -> None:
     assert encoder.refit_schedule(default, 1200).iterations == 200  # a fit cut short by a time limit
     assert encoder.refit_schedule(default, 100).iterations == 60
     assert encoder.refit_schedule(default, 4200).ste_fraction == encoder.REFIT_STE_FRACTION
+
+
+def test_a_checkpoint_too_close_to_the_last_one_only_measures() -> None:
+    # A fit re-planned under a deadline can reach a checkpoint at the same
+    # fraction as the last one (120/400 after 90/300): no trend to divide by.
+    fitter = _fitter(0.5, lmbda=1e-3)
+    fitter.steer(0.3)
+    fitter.steer(0.3)
+    fitter.steer(0.3 + fit.STEER_INTERVAL / 4)
+    assert fitter.lmbda == pytest.approx(1e-3) and len(fitter.steer_log) == 3
+    fitter.steer(0.3 + fit.STEER_INTERVAL)
+    assert fitter.lmbda != pytest.approx(1e-3)  # a real interval: it steers

@@ -322,8 +322,11 @@ class Fitter:
         self.rate = self.latent_bpp()
         previous = (self.steer_log[-1][0], self.steer_log[-1][1]) if self.steer_log else None
         self.steer_log.append((fraction_done, self.rate, self.lmbda))
-        if previous is None:
-            return  # measure only: no trend yet (see STEER_AT)
+        if previous is None or fraction_done - previous[0] < STEER_INTERVAL / 2:
+            # Measure only: no trend yet (see STEER_AT), or none to trust: a
+            # fit re-planned under a deadline can reach a checkpoint barely
+            # past (or, at the same step fraction, at) the last one.
+            return
         predicted = predicted_final_log_rate(fraction_done, self.rate, previous)
         self.log_lambda += confidence * steer_log_step(predicted, self.target.latent_bpp)
         self.drop_finest_level_if_lambda_high()
