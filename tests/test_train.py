@@ -518,3 +518,14 @@ def test_a_checkpoint_too_close_to_the_last_one_only_measures() -> None:
     assert fitter.lmbda == pytest.approx(1e-3) and len(fitter.steer_log) == 3
     fitter.steer(0.3 + fit.STEER_INTERVAL)
     assert fitter.lmbda != pytest.approx(1e-3)  # a real interval: it steers
+
+
+def test_an_encode_under_a_time_limit_ends_near_it_with_a_decodable_file() -> None:
+    # Without the limit this is a 4200-step fit with 700-step refits (tens of
+    # seconds); refits used to ignore the limit and ran whole after the fit.
+    limit = 2.0
+    pixels = _test_image(64, 64)
+    result = encode_array(pixels, EncodeOptions(bpp=2.0, time_limit=limit, device="cpu"))
+    assert result.seconds <= 1.5 * limit
+    assert result.iterations < encoder.SCHEDULES["default"].iterations
+    assert render(read_coco(result.data)).shape == pixels.shape
