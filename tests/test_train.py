@@ -529,3 +529,20 @@ def test_an_encode_under_a_time_limit_ends_near_it_with_a_decodable_file() -> No
     assert result.seconds <= 1.5 * limit
     assert result.iterations < encoder.SCHEDULES["default"].iterations
     assert render(read_coco(result.data)).shape == pixels.shape
+
+
+def test_the_rescue_tries_again_when_its_file_is_still_over_the_promise(monkeypatch: pytest.MonkeyPatch) -> None:
+    target = 1000 * 8.0
+    sizes = iter([1200, 1080, 1010])  # bytes the successive dead zones write
+    calls: list[int] = []
+
+    def fake_shrink(fitter, data, target_bits, widest):  # noqa: ANN001, ANN202
+        calls.append(len(data))
+        return bytes(next(sizes))
+
+    monkeypatch.setattr(encoder, "_shrink_to", fake_shrink)
+    landed = encoder._rescue(None, bytes(1500), target)  # type: ignore[arg-type]
+    assert calls == [1500, 1200, 1080] and len(landed) == 1010  # 1080 is 8 % over: one more try
+    assert encoder._rescue(None, bytes(1040), target) == bytes(1040)  # within the promise: left alone
+    monkeypatch.setattr(encoder, "_shrink_to", lambda *args: None)
+    assert len(encoder._rescue(None, bytes(1500), target)) == 1500  # nothing reaches: the file stays
