@@ -9,8 +9,9 @@ Each (image, T, effort) is one `inrcodec.encode(..., time_limit=T)`: training
 is re-planned to fit T (rounding phase and refits included), so every row is
 a complete, decodable file. An effort's schedule is also a ceiling: the
 default effort finishes in about 115 s at 0.5 bpp with two threads on Kodak,
-and `--effort max` in 240-280 s, so limits past those leave time unused. Rows go to quality_vs_time.csv (resumable: rows already
-there are skipped); quality_vs_time.md gives the means per effort and T.
+and `--effort max` in 237-285 s, so limits past those leave time unused.
+Rows go to quality_vs_time.csv (resumable: rows already there are skipped);
+quality_vs_time.md gives the means per effort and T.
 """
 
 from __future__ import annotations

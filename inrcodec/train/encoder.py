@@ -253,11 +253,16 @@ class Landing:
         """Steps of the next refit: all of them, fewer before a deadline, 0 when too few fit."""
         if self.deadline is None:
             return self.refit.iterations
-        left = self.deadline - time.monotonic() - FILES_AFTER_A_REFIT * self.write_seconds
         if seconds_per_step is None:
             return 0  # a fit too short to measure its pace cannot plan a refit either
+        left = self.deadline - time.monotonic() - FILES_AFTER_A_REFIT * self.write_seconds
         steps = min(self.refit.iterations, int(max(0.0, left) / seconds_per_step))
         return steps if steps >= MIN_TIMED_REFIT_STEPS else 0
+
+    @property
+    def refit_deadline(self) -> float | None:
+        """When a running refit must stop: room is left for its file and a dead-zone file."""
+        return None if self.deadline is None else self.deadline - 2 * self.write_seconds
 
 
 def _land_rate(fitter: Fitter, data: bytes, target_bits: float, landing: Landing,
@@ -325,8 +330,7 @@ def _land_rate(fitter: Fitter, data: bytes, target_bits: float, landing: Landing
             model.drop_finest_level()
             fitter.move_lambda(math.log(DROP_LAMBDA_FACTOR))
         refit = replace(landing.refit, iterations=refit_steps)
-        refit_deadline = None if landing.deadline is None else landing.deadline - 2 * landing.write_seconds
-        steps += fitter.run(refit, progress, refit_deadline, phase="refit", lr_peak=REFIT_LR_PEAK)
+        steps += fitter.run(refit, progress, landing.refit_deadline, phase="refit", lr_peak=REFIT_LR_PEAK)
         data = _quantize_and_write(model, fitter.image, fitter.lmbda, fitter.seed)
     _keep_if_promised(promised, data, pixels, target_bits)  # the last refit's or dead zone's file
     if promised:
