@@ -104,7 +104,10 @@ MEASURE_ROWS = 128  # image rows per band of a rate measurement
 # the predicted lambda gained 1.6 dB on kodim03 at 0.5 bpp over steering it
 # from the start (a controller comparing the rate now with the target had
 # driven lambda up 2x, then down 16x as the rate fell late; see STEER_AT for
-# what steers now).
+# what steers now). Re-checked with the learning rates of LR_SYNTHESIS
+# (bench/results/rate-model-lr-2026-11-30): probe and steering together ended
+# 20 fits at sd 0.149 in ln(final rate / target), mean +0.02, so the model was
+# kept; refitted on those rows it came out worse (residual 0.57).
 PROBE_AT = 1 / 6
 # The model was fitted on fits of this length, probed at step 600. A longer
 # fit is probed at that same step, where the model knows what the rate means
