@@ -63,18 +63,17 @@ ADAM_BETAS = (0.9, 0.999)
 # 0.5 / 1 bpp. Refits start at REFIT_LR_PEAK again and end at this fraction
 # of it.
 LR_FLOOR = 0.01
-# Peak learning rates of the two networks (the latents': Schedule.lr_latent).
-# Both used to be 0.005. The context model then lagged the latents: at a
-# fixed lambda of 2e-3 after 1200 steps kodim02 still coded at 0.76 bpp
-# (30.72 dB); with the synthesis at 0.01 and the context model at 0.04 it
-# coded at 0.28 bpp (31.02 dB), and kodim01/03/11 gained +0.2..+0.5 dB at the
-# same rate (PSNR moved along PSNR_PER_LN_RATE of the encoder). The gain is
-# speed, not a better optimum: after 4200 steps kodim03/08/12 were at
-# +0.42 / -0.10 / -0.25 dB, noise. Both networks at 0.02 lost (kodim03
-# -1.6 dB), as did the latents at 0.2, or at 0.05 with the synthesis at 0.01.
-# Ad-hoc fits, one seed each, 2026-11-30.
-LR_SYNTHESIS = 0.01
-LR_CONTEXT = 0.04
+# The networks' peak learning rate (Schedule.lr_network), both the synthesis
+# and the context model. Faster networks converge faster but land worse: with
+# the synthesis at 0.01 and the context model at 0.04, ad-hoc fixed-lambda
+# fits gained +0.2..+0.5 dB at the same rate after 1200 steps (kodim02 coded
+# at 0.28 bpp where these rates left it at 0.76) and nothing after 4200; end
+# to end under --time-limit at 0.5 bpp they gained +1.2 dB at 10 and 30 s and
+# nothing at 120 s, but the rate kept falling through the refits and 3 of 12
+# files ended over 5 % under the request even at 120 s (kodim12 -10.8 %,
+# -1.16 dB; bench/results/quality-vs-time-2026-11-30c). Untimed fits landed
+# (bench/results/rate-model-lr-2026-11-30). Kept at 0.005 until the landing
+# can follow a rate that still falls.
 # Under a deadline the step count is planned from the measured speed at step
 # REPLAN_FIRST, and planned again every REPLAN_EVERY steps: the whole-image
 # rate measurements of the probe, the steering and the display, and a slower
@@ -104,10 +103,7 @@ MEASURE_ROWS = 128  # image rows per band of a rate measurement
 # the predicted lambda gained 1.6 dB on kodim03 at 0.5 bpp over steering it
 # from the start (a controller comparing the rate now with the target had
 # driven lambda up 2x, then down 16x as the rate fell late; see STEER_AT for
-# what steers now). Re-checked with the learning rates of LR_SYNTHESIS
-# (bench/results/rate-model-lr-2026-11-30): probe and steering together ended
-# 20 fits at sd 0.149 in ln(final rate / target), mean +0.02, so the model was
-# kept; refitted on those rows it came out worse (residual 0.57).
+# what steers now).
 PROBE_AT = 1 / 6
 # The model was fitted on fits of this length, probed at step 600. A longer
 # fit is probed at that same step, where the model knows what the rate means
@@ -168,9 +164,7 @@ class Schedule:
     Attributes:
         iterations: optimizer steps.
         crop: side of the square training window in pixels.
-        lr_latent, lr_synthesis, lr_context: peak Adam learning rates of
-            the latents, the synthesis MLP and the context model (see
-            LR_SYNTHESIS).
+        lr_latent, lr_network: initial Adam learning rates.
         ste_fraction: final fraction of steps with straight-through rounding
             (distortion on rounded latents, rate on noisy ones). At a fixed
             lambda the phase makes files larger and no better (ad-hoc
@@ -182,8 +176,7 @@ class Schedule:
     iterations: int
     crop: int = 256
     lr_latent: float = 0.1
-    lr_synthesis: float = LR_SYNTHESIS
-    lr_context: float = LR_CONTEXT
+    lr_network: float = 0.005
     ste_fraction: float = 0.15
 
 
@@ -288,10 +281,10 @@ class Fitter:
         self.mse_ema: float | None = None
         self.steps = 0
         self.seconds_per_step: float | None = None  # measured by `run` (see REPLAN_FIRST)
+        net_params = list(model.synthesis.parameters()) + list(model.arm.parameters())
         self.opt = torch.optim.Adam([
             {"params": list(model.latents.parameters()), "lr": 0.0},
-            {"params": list(model.synthesis.parameters()), "lr": 0.0},
-            {"params": list(model.arm.parameters()), "lr": 0.0},
+            {"params": net_params, "lr": 0.0},
         ], betas=ADAM_BETAS)
 
     def probe(self, confidence: float = 1.0) -> None:
@@ -390,8 +383,7 @@ class Fitter:
         """One optimizer step on a random window; returns its statistics."""
         model = self.model
         self.opt.param_groups[0]["lr"] = schedule.lr_latent * lr_scale
-        self.opt.param_groups[1]["lr"] = schedule.lr_synthesis * lr_scale
-        self.opt.param_groups[2]["lr"] = schedule.lr_context * lr_scale
+        self.opt.param_groups[1]["lr"] = schedule.lr_network * lr_scale
         win = self._window(schedule.crop)
         q = model.crop_latents(win, mode)  # type: ignore[arg-type]
         rec = model.synthesize(q, win)
