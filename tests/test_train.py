@@ -546,3 +546,19 @@ def test_the_rescue_tries_again_when_its_file_is_still_over_the_promise(monkeypa
     assert encoder._rescue(None, bytes(1040), target) == bytes(1040)  # within the promise: left alone
     monkeypatch.setattr(encoder, "_shrink_to", lambda *args: None)
     assert len(encoder._rescue(None, bytes(1500), target)) == 1500  # nothing reaches: the file stays
+
+
+def test_the_fast_effort_trains_its_networks_faster_and_each_at_its_own_rate() -> None:
+    assert encoder.SCHEDULES["fast"].lr_synthesis == fit.FAST_LR_SYNTHESIS
+    assert encoder.SCHEDULES["fast"].lr_context == fit.FAST_LR_CONTEXT
+    for effort in ("default", "max"):
+        assert encoder.SCHEDULES[effort].lr_synthesis == encoder.SCHEDULES[effort].lr_context == fit.LR_NETWORK
+    # Refits inherit the effort's rates.
+    assert encoder.refit_schedule(encoder.SCHEDULES["fast"], 300).lr_context == fit.FAST_LR_CONTEXT
+    fitter = _fitter(None)
+    schedule = Schedule(iterations=1, lr_latent=0.1, lr_synthesis=0.02, lr_context=0.08)
+    fitter.step(schedule, lr_scale=0.5, mode="noise")
+    by_rate = {group["lr"]: {id(p) for p in group["params"]} for group in fitter.opt.param_groups}
+    assert by_rate[0.05] == {id(p) for p in fitter.model.latents.parameters()}
+    assert by_rate[0.01] == {id(p) for p in fitter.model.synthesis.parameters()}
+    assert by_rate[0.04] == {id(p) for p in fitter.model.arm.parameters()}

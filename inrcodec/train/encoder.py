@@ -14,7 +14,8 @@ import torch
 from ..format.architecture import Architecture
 from ..format.bitstream import read_coco, read_sections, write_coco
 from ..format.render import render
-from .fit import DROP_FINEST_ABOVE, DROP_LAMBDA_FACTOR, Fitter, ProgressFn, RateTarget, Schedule, initial_lambda
+from .fit import (DROP_FINEST_ABOVE, DROP_LAMBDA_FACTOR, FAST_LR_CONTEXT, FAST_LR_SYNTHESIS, Fitter, ProgressFn,
+                  RateTarget, Schedule, initial_lambda)
 from .model import CocoNet
 from .quantize import quantize_model
 
@@ -22,7 +23,7 @@ Effort = Literal["fast", "default", "max"]
 
 ARCHITECTURE = Architecture(n_levels=7, synth_hidden=(16, 16), arm_hidden=(16, 16))
 SCHEDULES: dict[str, Schedule] = {
-    "fast": Schedule(iterations=300),
+    "fast": Schedule(iterations=300, lr_synthesis=FAST_LR_SYNTHESIS, lr_context=FAST_LR_CONTEXT),
     "default": Schedule(iterations=4200),
     "max": Schedule(iterations=8000, crop=384),
 }

@@ -63,17 +63,22 @@ ADAM_BETAS = (0.9, 0.999)
 # 0.5 / 1 bpp. Refits start at REFIT_LR_PEAK again and end at this fraction
 # of it.
 LR_FLOOR = 0.01
-# The networks' peak learning rate (Schedule.lr_network), both the synthesis
-# and the context model. Faster networks converge faster but land worse: with
-# the synthesis at 0.01 and the context model at 0.04, ad-hoc fixed-lambda
-# fits gained +0.2..+0.5 dB at the same rate after 1200 steps (kodim02 coded
-# at 0.28 bpp where these rates left it at 0.76) and nothing after 4200; end
-# to end under --time-limit at 0.5 bpp they gained +1.2 dB at 10 and 30 s and
+# The networks' peak learning rates (Schedule.lr_synthesis, lr_context).
+# Faster networks converge faster but land worse on long fits: with the
+# synthesis at 0.01 and the context model at 0.04, ad-hoc fixed-lambda fits
+# gained +0.2..+0.5 dB at the same rate after 1200 steps (kodim02 coded at
+# 0.28 bpp where 0.005 left it at 0.76) and nothing after 4200; end to end
+# under --time-limit at 0.5 bpp they gained +1.2 dB at 10 and 30 s and
 # nothing at 120 s, but the rate kept falling through the refits and 3 of 12
 # files ended over 5 % under the request even at 120 s (kodim12 -10.8 %,
-# -1.16 dB; bench/results/quality-vs-time-2026-11-30c). Untimed fits landed
-# (bench/results/rate-model-lr-2026-11-30). Kept at 0.005 until the landing
-# can follow a rate that still falls.
+# -1.16 dB; bench/results/quality-vs-time-2026-11-30c). So the default and
+# max efforts keep 0.005; only `--effort fast` (300 steps, untimed) uses the
+# fast rates: there they landed better as well (46 of 48 files within 5 %,
+# was 40) and BD-rate vs JPEG 4:2:0 went from +183.6 % to +121.6 %
+# (bench/results/kodak-fast-2026-11-30 against kodak-fast-2026-11-29b).
+LR_NETWORK = 0.005
+FAST_LR_SYNTHESIS = 0.01
+FAST_LR_CONTEXT = 0.04
 # Under a deadline the step count is planned from the measured speed at step
 # REPLAN_FIRST, and planned again every REPLAN_EVERY steps: the whole-image
 # rate measurements of the probe, the steering and the display, and a slower
@@ -164,7 +169,9 @@ class Schedule:
     Attributes:
         iterations: optimizer steps.
         crop: side of the square training window in pixels.
-        lr_latent, lr_network: initial Adam learning rates.
+        lr_latent, lr_synthesis, lr_context: peak Adam learning rates of
+            the latents, the synthesis MLP and the context model (see
+            LR_NETWORK).
         ste_fraction: final fraction of steps with straight-through rounding
             (distortion on rounded latents, rate on noisy ones). At a fixed
             lambda the phase makes files larger and no better (ad-hoc
@@ -176,7 +183,8 @@ class Schedule:
     iterations: int
     crop: int = 256
     lr_latent: float = 0.1
-    lr_network: float = 0.005
+    lr_synthesis: float = LR_NETWORK
+    lr_context: float = LR_NETWORK
     ste_fraction: float = 0.15
 
 
@@ -281,10 +289,10 @@ class Fitter:
         self.mse_ema: float | None = None
         self.steps = 0
         self.seconds_per_step: float | None = None  # measured by `run` (see REPLAN_FIRST)
-        net_params = list(model.synthesis.parameters()) + list(model.arm.parameters())
         self.opt = torch.optim.Adam([
             {"params": list(model.latents.parameters()), "lr": 0.0},
-            {"params": net_params, "lr": 0.0},
+            {"params": list(model.synthesis.parameters()), "lr": 0.0},
+            {"params": list(model.arm.parameters()), "lr": 0.0},
         ], betas=ADAM_BETAS)
 
     def probe(self, confidence: float = 1.0) -> None:
@@ -383,7 +391,8 @@ class Fitter:
         """One optimizer step on a random window; returns its statistics."""
         model = self.model
         self.opt.param_groups[0]["lr"] = schedule.lr_latent * lr_scale
-        self.opt.param_groups[1]["lr"] = schedule.lr_network * lr_scale
+        self.opt.param_groups[1]["lr"] = schedule.lr_synthesis * lr_scale
+        self.opt.param_groups[2]["lr"] = schedule.lr_context * lr_scale
         win = self._window(schedule.crop)
         q = model.crop_latents(win, mode)  # type: ignore[arg-type]
         rec = model.synthesize(q, win)
