@@ -549,12 +549,12 @@ def test_the_rescue_tries_again_when_its_file_is_still_over_the_promise(monkeypa
 
 
 def test_the_fast_effort_trains_its_networks_faster_and_each_at_its_own_rate() -> None:
-    assert encoder.SCHEDULES["fast"].lr_synthesis == fit.FAST_LR_SYNTHESIS
-    assert encoder.SCHEDULES["fast"].lr_context == fit.FAST_LR_CONTEXT
+    assert encoder.SCHEDULES["fast"].lr_synthesis == encoder.FAST_LR_SYNTHESIS
+    assert encoder.SCHEDULES["fast"].lr_context == encoder.FAST_LR_CONTEXT
     for effort in ("default", "max"):
         assert encoder.SCHEDULES[effort].lr_synthesis == encoder.SCHEDULES[effort].lr_context == fit.LR_NETWORK
     # Refits inherit the effort's rates.
-    assert encoder.refit_schedule(encoder.SCHEDULES["fast"], 300).lr_context == fit.FAST_LR_CONTEXT
+    assert encoder.refit_schedule(encoder.SCHEDULES["fast"], 300).lr_context == encoder.FAST_LR_CONTEXT
     fitter = _fitter(None)
     schedule = Schedule(iterations=1, lr_latent=0.1, lr_synthesis=0.02, lr_context=0.08)
     fitter.step(schedule, lr_scale=0.5, mode="noise")

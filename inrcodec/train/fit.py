@@ -63,7 +63,7 @@ ADAM_BETAS = (0.9, 0.999)
 # 0.5 / 1 bpp. Refits start at REFIT_LR_PEAK again and end at this fraction
 # of it.
 LR_FLOOR = 0.01
-# The networks' peak learning rates (Schedule.lr_synthesis, lr_context).
+# The networks' peak learning rate (Schedule.lr_synthesis, lr_context).
 # Faster networks converge faster but land worse on long fits: with the
 # synthesis at 0.01 and the context model at 0.04, ad-hoc fixed-lambda fits
 # gained +0.2..+0.5 dB at the same rate after 1200 steps (kodim02 coded at
@@ -71,14 +71,9 @@ LR_FLOOR = 0.01
 # under --time-limit at 0.5 bpp they gained +1.2 dB at 10 and 30 s and
 # nothing at 120 s, but the rate kept falling through the refits and 3 of 12
 # files ended over 5 % under the request even at 120 s (kodim12 -10.8 %,
-# -1.16 dB; bench/results/quality-vs-time-2026-11-30c). So the default and
-# max efforts keep 0.005; only `--effort fast` (300 steps, untimed) uses the
-# fast rates: there they landed better as well (46 of 48 files within 5 %,
-# was 40) and BD-rate vs JPEG 4:2:0 went from +183.6 % to +121.6 %
-# (bench/results/kodak-fast-2026-11-30 against kodak-fast-2026-11-29b).
+# -1.16 dB; bench/results/quality-vs-time-2026-11-30c). So only the short,
+# untimed `--effort fast` uses them (`encoder.FAST_LR_SYNTHESIS`).
 LR_NETWORK = 0.005
-FAST_LR_SYNTHESIS = 0.01
-FAST_LR_CONTEXT = 0.04
 # Under a deadline the step count is planned from the measured speed at step
 # REPLAN_FIRST, and planned again every REPLAN_EVERY steps: the whole-image
 # rate measurements of the probe, the steering and the display, and a slower
