@@ -193,7 +193,7 @@ def test_lambda_is_aimed_by_the_rate_model_within_its_clamp() -> None:
 
 
 def test_lambda_is_held_between_the_probe_and_the_steering_checkpoints(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(fit, "RATE_MODEL_STEPS", 60)  # full confidence: the steering moves lambda
+    monkeypatch.setattr(fit, "RATE_MODEL_STEPS", 60)  # the probe at full strength, as in a long fit
     monkeypatch.setattr(fit, "DROP_FINEST_ABOVE", math.inf)  # see the test below for the drop
     seen: list[float] = []
     fitter = _fitter(0.5, lmbda=1e-3)
@@ -548,17 +548,42 @@ def test_the_rescue_tries_again_when_its_file_is_still_over_the_promise(monkeypa
     assert len(encoder._rescue(None, bytes(1500), target)) == 1500  # nothing reaches: the file stays
 
 
-def test_the_fast_effort_trains_its_networks_faster_and_each_at_its_own_rate() -> None:
-    assert encoder.SCHEDULES["fast"].lr_synthesis == encoder.FAST_LR_SYNTHESIS
-    assert encoder.SCHEDULES["fast"].lr_context == encoder.FAST_LR_CONTEXT
+def test_short_fits_train_their_networks_faster_and_each_group_at_its_own_rate() -> None:
+    short = (fit.SHORT_FIT_LR_SYNTHESIS, fit.SHORT_FIT_LR_CONTEXT)
+    assert fit.network_learning_rates(encoder.SCHEDULES["fast"].iterations) == short
+    assert fit.network_learning_rates(fit.SHORT_FIT_STEPS) == short
     for effort in ("default", "max"):
-        assert encoder.SCHEDULES[effort].lr_synthesis == encoder.SCHEDULES[effort].lr_context == fit.LR_NETWORK
-    # Refits inherit the effort's rates.
-    assert encoder.refit_schedule(encoder.SCHEDULES["fast"], 300).lr_context == encoder.FAST_LR_CONTEXT
+        assert fit.network_learning_rates(encoder.SCHEDULES[effort].iterations) == (fit.LR_NETWORK, fit.LR_NETWORK)
+    middle = fit.network_learning_rates(round((fit.SHORT_FIT_STEPS * fit.LONG_FIT_STEPS) ** 0.5))
+    for rate, fast in zip(middle, short):
+        assert rate == pytest.approx((fast * fit.LR_NETWORK) ** 0.5, rel=1e-3)  # halfway in log-log
     fitter = _fitter(None)
     schedule = Schedule(iterations=1, lr_latent=0.1, lr_synthesis=0.02, lr_context=0.08)
+    fitter.run(schedule)
     fitter.step(schedule, lr_scale=0.5, mode="noise")
     by_rate = {group["lr"]: {id(p) for p in group["params"]} for group in fitter.opt.param_groups}
     assert by_rate[0.05] == {id(p) for p in fitter.model.latents.parameters()}
     assert by_rate[0.01] == {id(p) for p in fitter.model.synthesis.parameters()}
     assert by_rate[0.04] == {id(p) for p in fitter.model.arm.parameters()}
+
+
+def test_a_fit_cut_short_by_its_deadline_trains_like_a_short_fit() -> None:
+    fitter = _fitter(None)
+    schedule = Schedule(iterations=5000, crop=32)
+    assert fit.network_learning_rates(schedule.iterations) == (fit.LR_NETWORK, fit.LR_NETWORK)
+    fitter.run(schedule, deadline=time.monotonic() + 0.3)
+    assert fitter.steps < fit.SHORT_FIT_STEPS
+    assert fitter.network_lrs == (fit.SHORT_FIT_LR_SYNTHESIS, fit.SHORT_FIT_LR_CONTEXT)
+
+
+def test_refits_keep_the_learning_rates_of_the_fit(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(fit, "SHORT_FIT_STEPS", 10)
+    monkeypatch.setattr(fit, "LONG_FIT_STEPS", 20)
+    fitter = _fitter(None)
+    schedule = Schedule(iterations=30, crop=32)
+    fitter.run(schedule)
+    assert fitter.network_lrs == (fit.LR_NETWORK, fit.LR_NETWORK)
+    fitter.run(replace(schedule, iterations=5), phase="refit")  # short, yet at the fit's rates
+    assert fitter.network_lrs == (fit.LR_NETWORK, fit.LR_NETWORK)
+    synthesis_lr, context_lr = fitter.opt.param_groups[1]["lr"], fitter.opt.param_groups[2]["lr"]
+    assert synthesis_lr == context_lr < fit.LR_NETWORK  # the short rates differ 4x

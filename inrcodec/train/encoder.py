@@ -21,15 +21,8 @@ from .quantize import quantize_model
 Effort = Literal["fast", "default", "max"]
 
 ARCHITECTURE = Architecture(n_levels=7, synth_hidden=(16, 16), arm_hidden=(16, 16))
-# The fast effort's networks learn faster than the others' (fit.LR_NETWORK,
-# 0.005): in 300 steps the context model otherwise lags the latents. Kodak
-# kodim01-12 at 0.25-1 bpp (bench/results/kodak-fast-2026-11-30 against
-# kodak-fast-2026-11-29b): BD-rate vs JPEG 4:2:0 +183.6 % -> +121.6 %, 46 of
-# 48 files within 5 % of the request (was 40), same encode time.
-FAST_LR_SYNTHESIS = 0.01
-FAST_LR_CONTEXT = 0.04
 SCHEDULES: dict[str, Schedule] = {
-    "fast": Schedule(iterations=300, lr_synthesis=FAST_LR_SYNTHESIS, lr_context=FAST_LR_CONTEXT),
+    "fast": Schedule(iterations=300),
     "default": Schedule(iterations=4200),
     "max": Schedule(iterations=8000, crop=384),
 }

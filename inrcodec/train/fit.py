@@ -63,17 +63,26 @@ ADAM_BETAS = (0.9, 0.999)
 # 0.5 / 1 bpp. Refits start at REFIT_LR_PEAK again and end at this fraction
 # of it.
 LR_FLOOR = 0.01
-# The networks' peak learning rate (Schedule.lr_synthesis, lr_context).
-# Faster networks converge faster but land worse on long fits: with the
-# synthesis at 0.01 and the context model at 0.04, ad-hoc fixed-lambda fits
-# gained +0.2..+0.5 dB at the same rate after 1200 steps (kodim02 coded at
-# 0.28 bpp where 0.005 left it at 0.76) and nothing after 4200; end to end
-# under --time-limit at 0.5 bpp they gained +1.2 dB at 10 and 30 s and
-# nothing at 120 s, but the rate kept falling through the refits and 3 of 12
-# files ended over 5 % under the request even at 120 s (kodim12 -10.8 %,
-# -1.16 dB; bench/results/quality-vs-time-2026-11-30c). So only the short,
-# untimed `--effort fast` uses them (`encoder.FAST_LR_SYNTHESIS`).
+# The networks' peak learning rates depend on how many steps the fit has
+# (`network_learning_rates`): fits of at most SHORT_FIT_STEPS train the
+# synthesis at SHORT_FIT_LR_SYNTHESIS and the context model at
+# SHORT_FIT_LR_CONTEXT, fits of at least LONG_FIT_STEPS both at LR_NETWORK, and
+# fits in between at rates interpolated in log-log. Fast networks converge
+# faster but land no better on long fits: ad-hoc fixed-lambda fits gained
+# +0.2..+0.5 dB at the same rate after 1200 steps (kodim02 coded at 0.28 bpp
+# where 0.005 left it at 0.76) and nothing after 4200 (+0.42 / -0.10 / -0.25
+# dB on kodim03/08/12). Under `--time-limit` the planned length decides, so a
+# cut-short default fit trains like `--effort fast`; refits keep the fit's
+# rates. Kodak kodim01-12 at 0.5 bpp (bench/results/quality-vs-time-2026-11-30c,
+# fast rates at every length, steering still scaled down in short fits):
+# +1.2 dB at 10 and 30 s, +0.3 at 60 s, nothing at 120 s. `--effort fast`
+# (300 steps) with them, kodim01-12 at 0.25-1 bpp: BD-rate vs JPEG 4:2:0
+# +183.6 % -> +121.6 %, 46 of 48 files within 5 % of the request (was 40;
+# bench/results/kodak-fast-2026-11-30 against kodak-fast-2026-11-29b).
 LR_NETWORK = 0.005
+SHORT_FIT_STEPS, LONG_FIT_STEPS = 1200, 4200
+SHORT_FIT_LR_SYNTHESIS = 0.01
+SHORT_FIT_LR_CONTEXT = 0.04
 # Under a deadline the step count is planned from the measured speed at step
 # REPLAN_FIRST, and planned again every REPLAN_EVERY steps: the whole-image
 # rate measurements of the probe, the steering and the display, and a slower
@@ -147,6 +156,15 @@ STEER_INTERVAL = 0.1
 STEER_TREND_DECAY = 0.9
 STEER_GAIN = 0.6  # fraction of the predicted ln miss moved in ln lambda
 MAX_STEER_STEP = math.log(2.0)
+# Short fits steer at full strength. Their steering used to be scaled down
+# like their probe (by length / RATE_MODEL_STEPS: a 10 s fit of ~270 steps
+# kept 7 % of each move), so lambda stayed near `initial_lambda` and the
+# rate ended wherever that put it; with the short-fit learning rates (see
+# LR_NETWORK) smooth images ended far under the request (kodim02 at 0.5 bpp
+# under a 10 s limit: 0.25 bpp). Ad hoc, kodim01-12 at 0.5 bpp, 2026-11-30:
+# under 10 s, 26.05 dB mean with 10 of 12 files within 5 % (scaled steering:
+# 24.62 dB, 6 of 12); under 30 s, 28.18 dB, 12 of 12 (28.55, 9 of 12). A
+# full-strength probe as well missed more (7 of 12 under 10 s).
 # Above this lambda the fit goes on without the full-resolution latents
 # (`CocoNet.drop_finest_level`): ad-hoc runs gained up to 1.8 dB at lambda
 # 2.5e-2 and lost 0.2..1.5 dB at lambda <= 2.8e-3, so only lambdas well above.
@@ -165,8 +183,9 @@ class Schedule:
         iterations: optimizer steps.
         crop: side of the square training window in pixels.
         lr_latent, lr_synthesis, lr_context: peak Adam learning rates of
-            the latents, the synthesis MLP and the context model (see
-            LR_NETWORK).
+            the latents, the synthesis MLP and the context model; None
+            (the networks' default): by the fit's length
+            (`network_learning_rates`).
         ste_fraction: final fraction of steps with straight-through rounding
             (distortion on rounded latents, rate on noisy ones). At a fixed
             lambda the phase makes files larger and no better (ad-hoc
@@ -178,8 +197,8 @@ class Schedule:
     iterations: int
     crop: int = 256
     lr_latent: float = 0.1
-    lr_synthesis: float = LR_NETWORK
-    lr_context: float = LR_NETWORK
+    lr_synthesis: float | None = None
+    lr_context: float | None = None
     ste_fraction: float = 0.15
 
 
@@ -218,6 +237,18 @@ def keep_freed_memory() -> None:
 def initial_lambda(bpp: float) -> float:
     """A starting lambda for a target rate (empirical fit on Kodak; re-aimed later)."""
     return 1e-3 * bpp**-1.5
+
+
+def network_learning_rates(steps: int) -> tuple[float, float]:
+    """Peak (synthesis, context model) learning rates of a fit of `steps` steps (see LR_NETWORK)."""
+    short = (SHORT_FIT_LR_SYNTHESIS, SHORT_FIT_LR_CONTEXT)
+    if steps <= SHORT_FIT_STEPS:
+        return short
+    if steps >= LONG_FIT_STEPS:
+        return LR_NETWORK, LR_NETWORK
+    t = math.log(steps / SHORT_FIT_STEPS) / math.log(LONG_FIT_STEPS / SHORT_FIT_STEPS)
+    synthesis, context = (math.exp((1 - t) * math.log(rate) + t * math.log(LR_NETWORK)) for rate in short)
+    return synthesis, context
 
 
 def _clamp(value: float, lo: float, hi: float) -> float:
@@ -284,6 +315,9 @@ class Fitter:
         self.mse_ema: float | None = None
         self.steps = 0
         self.seconds_per_step: float | None = None  # measured by `run` (see REPLAN_FIRST)
+        # Peak (synthesis, context model) learning rates: the fit plans them by
+        # its length, refits keep them (see LR_NETWORK).
+        self.network_lrs: tuple[float, float] | None = None
         self.opt = torch.optim.Adam([
             {"params": list(model.latents.parameters()), "lr": 0.0},
             {"params": list(model.synthesis.parameters()), "lr": 0.0},
@@ -325,11 +359,11 @@ class Fitter:
         self.log_lambda = start + _clamp(correction, -MAX_LOG_CORRECTION, MAX_LOG_CORRECTION)
         self.recentre_lambda_range()
 
-    def steer(self, fraction_done: float, confidence: float = 1.0) -> None:
+    def steer(self, fraction_done: float) -> None:
         """At a checkpoint of STEER_AT: nudge lambda by the miss the rate measured now predicts.
 
-        `confidence` scales the move, as for the probe: the decay was
-        measured on fits of the default length.
+        Short fits steer as much as long ones (see MAX_STEER_STEP), though
+        their probe moves lambda only part of the way.
         """
         if not self.target.latent_bpp:
             return
@@ -342,7 +376,7 @@ class Fitter:
             # past (or, at the same step fraction, at) the last one.
             return
         predicted = predicted_final_log_rate(fraction_done, self.rate, previous)
-        self.log_lambda += confidence * steer_log_step(predicted, self.target.latent_bpp)
+        self.log_lambda += steer_log_step(predicted, self.target.latent_bpp)
         self.drop_finest_level_if_lambda_high()
         self.recentre_lambda_range()
 
@@ -382,12 +416,20 @@ class Fitter:
         c0 = int(self.gen.integers(1 - crop, w)) if crop < w else 0
         return Window(max(0, r0), min(h, r0 + crop), max(0, c0), min(w, c0 + crop))
 
+    def plan_network_lrs(self, schedule: Schedule, steps: int) -> None:
+        """The networks' peak learning rates for a fit of `steps` steps; the schedule's own win."""
+        by_length = network_learning_rates(steps)
+        self.network_lrs = (schedule.lr_synthesis or by_length[0], schedule.lr_context or by_length[1])
+
     def step(self, schedule: Schedule, lr_scale: float, mode: str) -> dict[str, float]:
         """One optimizer step on a random window; returns its statistics."""
         model = self.model
+        if self.network_lrs is None:
+            self.plan_network_lrs(schedule, schedule.iterations)
+        assert self.network_lrs is not None
         self.opt.param_groups[0]["lr"] = schedule.lr_latent * lr_scale
-        self.opt.param_groups[1]["lr"] = schedule.lr_synthesis * lr_scale
-        self.opt.param_groups[2]["lr"] = schedule.lr_context * lr_scale
+        self.opt.param_groups[1]["lr"] = self.network_lrs[0] * lr_scale
+        self.opt.param_groups[2]["lr"] = self.network_lrs[1] * lr_scale
         win = self._window(schedule.crop)
         q = model.crop_latents(win, mode)  # type: ignore[arg-type]
         rec = model.synthesize(q, win)
@@ -458,9 +500,13 @@ class Fitter:
         (time.monotonic()), the number of steps is re-planned from the
         measured speed (REPLAN_FIRST, REPLAN_EVERY) so the schedule ends by
         the deadline with its rounding phase; it never grows past the
-        schedule's own length.
+        schedule's own length. The fit plans the networks' learning rates
+        for the length it will have (`plan_network_lrs`); a refit keeps the
+        fit's.
         """
         total = schedule.iterations
+        if phase == "fit" or self.network_lrs is None:
+            self.plan_network_lrs(schedule, total)
         it = 0
         probed = False
         checkpoints = set(steer_steps(total))
@@ -473,7 +519,7 @@ class Fitter:
                 self.probe(confidence=min(1.0, total / RATE_MODEL_STEPS))
                 probed = True
             if phase == "fit" and it in checkpoints:
-                self.steer(frac, confidence=min(1.0, total / RATE_MODEL_STEPS))
+                self.steer(frac)
             stats = self.step(schedule, lr_scale, mode)
             it += 1
             if it == 1:
@@ -483,6 +529,8 @@ class Fitter:
                 if deadline is not None:
                     total = steps_until(deadline, self.seconds_per_step, it, schedule.iterations)
                     checkpoints = set(steer_steps(total))
+                    if phase == "fit":
+                        self.plan_network_lrs(schedule, total)
             if progress:
                 progress(it, total, stats)
         return it
