@@ -32,6 +32,7 @@ import numpy as np
 import torch
 
 from .model import CocoNet, Window
+from .optim import Adam
 
 ProgressFn = Callable[[int, int, dict[str, float]], None]
 # Refits (`encoder._land_rate`) move lambda, never above 3x where the landing
@@ -318,11 +319,8 @@ class Fitter:
         # Peak (synthesis, context model) learning rates: the fit plans them by
         # its length, refits keep them (see LR_NETWORK).
         self.network_lrs: tuple[float, float] | None = None
-        self.opt = torch.optim.Adam([
-            {"params": list(model.latents.parameters()), "lr": 0.0},
-            {"params": list(model.synthesis.parameters()), "lr": 0.0},
-            {"params": list(model.arm.parameters()), "lr": 0.0},
-        ], betas=ADAM_BETAS)
+        self.opt = Adam([model.latents.parameters(), model.synthesis.parameters(), model.arm.parameters()],
+                        betas=ADAM_BETAS)
 
     def probe(self, confidence: float = 1.0) -> None:
         """At PROBE_AT: aim lambda (with a rate target), then drop the finest level if lambda is high."""
@@ -446,7 +444,7 @@ class Fitter:
         q_rate = q if mode == "noise" else model.crop_latents(win, "noise")
         bits, _ = model.latent_bits(q_rate, win)
         loss = weight * (mse + self.lmbda * bits / win.n_pixels)
-        self.opt.zero_grad(set_to_none=True)
+        self.opt.zero_grad()
         loss.backward()
         self.opt.step()
         self.steps += 1
