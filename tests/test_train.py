@@ -192,13 +192,19 @@ def test_lambda_is_aimed_by_the_rate_model_within_its_clamp() -> None:
     assert fixed.log_lambda == math.log(1e-2)
 
 
-def test_lambda_is_held_between_the_probe_and_the_steering_checkpoints(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(fit, "RATE_MODEL_STEPS", 60)  # the probe at full strength, as in a long fit
+@pytest.mark.parametrize("timed", [False, True])
+def test_lambda_is_held_between_the_probe_and_the_steering_checkpoints(monkeypatch: pytest.MonkeyPatch,
+                                                                        timed: bool) -> None:
+    # A fit as long as the rate model's steers at full strength; so does a
+    # short one under a deadline (untimed, it would steer at 60 / 3600).
+    if not timed:
+        monkeypatch.setattr(fit, "RATE_MODEL_STEPS", 60)
     monkeypatch.setattr(fit, "DROP_FINEST_ABOVE", math.inf)  # see the test below for the drop
     seen: list[float] = []
     fitter = _fitter(0.5, lmbda=1e-3)
     schedule = replace(encoder.SCHEDULES["fast"], iterations=60, crop=32)
-    fitter.run(schedule, progress=lambda it, total, stats: seen.append(stats["lambda"]))
+    deadline = time.monotonic() + 600 if timed else None  # far enough not to cut the fit
+    fitter.run(schedule, progress=lambda it, total, stats: seen.append(stats["lambda"]), deadline=deadline)
     probe, checkpoints = fit.probe_step(60), fit.steer_steps(60)
     assert probe == 10 and checkpoints == [18, 24, 30, 36, 42, 48]
     assert len(set(seen[:probe])) == 1 and seen[0] == pytest.approx(1e-3)  # seen[k] is reported after step k

@@ -157,15 +157,22 @@ STEER_INTERVAL = 0.1
 STEER_TREND_DECAY = 0.9
 STEER_GAIN = 0.6  # fraction of the predicted ln miss moved in ln lambda
 MAX_STEER_STEP = math.log(2.0)
-# Short fits steer at full strength. Their steering used to be scaled down
-# like their probe (by length / RATE_MODEL_STEPS: a 10 s fit of ~270 steps
-# kept 7 % of each move), so lambda stayed near `initial_lambda` and the
-# rate ended wherever that put it; with the short-fit learning rates (see
-# LR_NETWORK) smooth images ended far under the request (kodim02 at 0.5 bpp
-# under a 10 s limit: 0.25 bpp). Ad hoc, kodim01-12 at 0.5 bpp, 2026-11-30:
-# under 10 s, 26.05 dB mean with 10 of 12 files within 5 % (scaled steering:
-# 24.62 dB, 6 of 12); under 30 s, 28.18 dB, 12 of 12 (28.55, 9 of 12). A
-# full-strength probe as well missed more (7 of 12 under 10 s).
+# A short fit steers at full strength under a deadline (`--time-limit`), and
+# at length / RATE_MODEL_STEPS of it otherwise, like its probe. Under a
+# deadline the fit is the landing's last good chance (little time is left to
+# refit), and with the scaled steering lambda stayed near `initial_lambda`
+# wherever that put the rate: with the short-fit learning rates (see LR_NETWORK) smooth
+# images ended far under the request (kodim02 at 0.5 bpp under a 10 s limit:
+# 0.25 bpp). Kodak kodim01-12 at 0.5 bpp, full strength
+# (bench/results/quality-vs-time-2026-11-30d against -30c): 11 / 12 of 12
+# files within 5 % under 10 / 30 s (were 6 / 9), 25.66 / 28.19 dB. Untimed,
+# `--effort fast` has three 60-step refits after its 300-step fit, and there
+# full strength overshot, mostly downwards: 35 of 48 files within 5 % at
+# 0.25-1 bpp instead of 46, kodim06 at 0.75 bpp at 0.441
+# (bench/results/kodak-fast-2026-11-30b against kodak-fast-2026-11-30): the
+# rate answers a move a large part of a short fit later, so full-strength
+# moves at each checkpoint pile up. A full-strength probe under a deadline
+# missed more too (ad hoc: 7 of 12 within 5 % under 10 s).
 # Above this lambda the fit goes on without the full-resolution latents
 # (`CocoNet.drop_finest_level`): ad-hoc runs gained up to 1.8 dB at lambda
 # 2.5e-2 and lost 0.2..1.5 dB at lambda <= 2.8e-3, so only lambdas well above.
@@ -357,11 +364,10 @@ class Fitter:
         self.log_lambda = start + _clamp(correction, -MAX_LOG_CORRECTION, MAX_LOG_CORRECTION)
         self.recentre_lambda_range()
 
-    def steer(self, fraction_done: float) -> None:
+    def steer(self, fraction_done: float, strength: float = 1.0) -> None:
         """At a checkpoint of STEER_AT: nudge lambda by the miss the rate measured now predicts.
 
-        Short fits steer as much as long ones (see MAX_STEER_STEP), though
-        their probe moves lambda only part of the way.
+        `strength` in (0, 1] scales the move (see the comment after MAX_STEER_STEP).
         """
         if not self.target.latent_bpp:
             return
@@ -374,7 +380,7 @@ class Fitter:
             # past (or, at the same step fraction, at) the last one.
             return
         predicted = predicted_final_log_rate(fraction_done, self.rate, previous)
-        self.log_lambda += steer_log_step(predicted, self.target.latent_bpp)
+        self.log_lambda += strength * steer_log_step(predicted, self.target.latent_bpp)
         self.drop_finest_level_if_lambda_high()
         self.recentre_lambda_range()
 
@@ -517,7 +523,7 @@ class Fitter:
                 self.probe(confidence=min(1.0, total / RATE_MODEL_STEPS))
                 probed = True
             if phase == "fit" and it in checkpoints:
-                self.steer(frac)
+                self.steer(frac, strength=1.0 if deadline is not None else min(1.0, total / RATE_MODEL_STEPS))
             stats = self.step(schedule, lr_scale, mode)
             it += 1
             if it == 1:
