@@ -37,8 +37,10 @@ def measure(tree: Path | None, image: Path, args: list[str]) -> dict[str, float]
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "out.coco"
         start = time.perf_counter()
-        child = subprocess.Popen([sys.executable, "-m", "inrcodec", "encode", str(image), str(out), *args, "--quiet"],
-                                 env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        # Started in the empty temporary folder: `python -m` puts the working
+        # folder first on sys.path, which would shadow the tree's checkout.
+        child = subprocess.Popen([sys.executable, "-m", "inrcodec", "encode", str(image.resolve()), str(out), *args,
+                                  "--quiet"], env=env, cwd=tmp, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         assert child.stderr is not None
         stderr = child.stderr.read()
         _, status, usage = os.wait4(child.pid, 0)  # this child's own rusage, unlike RUSAGE_CHILDREN

@@ -26,3 +26,16 @@ def test_it_times_each_tree_in_fresh_processes_and_writes_the_medians(tmp_path: 
     assert int(rows[0]["bytes"]) > 0
     report = (out / "encode_process.md").read_text()
     assert "--bpp 2 --effort fast --time-limit 1" in report and str(ROOT) in report
+
+
+def test_each_tree_runs_its_own_checkout(tmp_path: Path) -> None:
+    # A fake checkout whose `inrcodec` only prints where it was imported from.
+    fake = tmp_path / "fake"
+    (fake / "inrcodec").mkdir(parents=True)
+    (fake / "inrcodec" / "__main__.py").write_text(
+        "import sys\nopen(sys.argv[-2], 'wb').write(b'x' * 7)\n")  # encode IMAGE OUT --quiet: OUT is argv[-2]
+    image = tmp_path / "tiny.png"
+    Image.fromarray(synthetic_image(24, 16)).save(image)
+    main(["--image", str(image), "--out", str(tmp_path / "out"), "--tree", str(fake), "--runs", "1", "--warmup", "0"])
+    rows = list(csv.DictReader((tmp_path / "out" / "encode_process.csv").open()))
+    assert rows[0]["bytes"] == "7"  # the fake ran, not the project's inrcodec
