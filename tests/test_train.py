@@ -461,9 +461,9 @@ def test_a_promised_file_is_scored_by_its_psnr_moved_to_the_target_rate() -> Non
     pixels = np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)
     promised: list[tuple[float, bytes]] = []
     target = len(large) * 8 / 1.03
-    encoder._keep_if_promised(promised, large, pixels, target)
-    encoder._keep_if_promised(promised, large, pixels, target)  # the same file twice is kept once
-    encoder._keep_if_promised(promised, middle, pixels, len(middle) * 8 * 1.2)  # 17 % under: not kept
+    encoder._keep_if_promised(promised, large, encoder.decoded_psnr(pixels), target)
+    encoder._keep_if_promised(promised, large, encoder.decoded_psnr(pixels), target)  # the same file twice is kept once
+    encoder._keep_if_promised(promised, middle, encoder.decoded_psnr(pixels), len(middle) * 8 * 1.2)  # 17 % under: not kept
     assert len(promised) == 1 and promised[0][1] is large
     psnr = encoder.psnr_uint8(render(read_coco(large)), pixels)
     assert promised[0][0] == pytest.approx(psnr - encoder.PSNR_PER_LN_RATE * math.log(1.03))

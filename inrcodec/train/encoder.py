@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import copy
+import functools
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Literal
 
@@ -214,20 +216,34 @@ def encode_array(pixels: np.ndarray, opts: EncodeOptions, progress: ProgressFn |
     steps = fitter.run(schedule, progress, fit_deadline)
     written = time.monotonic()
     data = _quantize_and_write(fitter.model, image, fitter.lmbda, opts.seed)
+    psnr_of = decoded_psnr(pixels)
     if opts.bpp is not None:
         landing = Landing(refit_schedule(schedule, steps), land_deadline, time.monotonic() - written)
-        data, steps = _land_rate(fitter, data, opts.bpp * n_pixels, landing, progress, steps)
-    decoded = render(read_coco(data))
+        data, steps = _land_rate(fitter, data, opts.bpp * n_pixels, landing, progress, steps, psnr_of)
     return EncodeResult(
         data=data,
         bpp=len(data) * 8 / n_pixels,
-        psnr=psnr_uint8(decoded, pixels),
+        psnr=psnr_of(data),
         seconds=time.monotonic() - start,
         iterations=steps,
         lmbda=fitter.lmbda,
         width=width,
         height=height,
     )
+
+
+def decoded_psnr(pixels: np.ndarray) -> Callable[[bytes], float]:
+    """PSNR of a file's decoded pixels against `pixels`, remembered for the last few files.
+
+    Decoding a Kodak image takes ~0.25 s; the landing scores the files it
+    keeps and the encoder reports the one it returns, usually one of them.
+    """
+
+    @functools.lru_cache(maxsize=4)
+    def psnr_of(data: bytes) -> float:
+        return psnr_uint8(render(read_coco(data)), pixels)
+
+    return psnr_of
 
 
 def refit_schedule(schedule: Schedule, fit_steps: int) -> Schedule:
@@ -266,7 +282,8 @@ class Landing:
 
 
 def _land_rate(fitter: Fitter, data: bytes, target_bits: float, landing: Landing,
-               progress: ProgressFn | None, steps: int) -> tuple[bytes, int]:
+               progress: ProgressFn | None, steps: int,
+               psnr_of: Callable[[bytes], float] | None = None) -> tuple[bytes, int]:
     """Bring a trained file within RATE_TOLERANCE of `target_bits`.
 
     First MIN_REFITS short refits with lambda moved by the size of the miss
@@ -277,17 +294,19 @@ def _land_rate(fitter: Fitter, data: bytes, target_bits: float, landing: Landing
     promise, at most REFITS_ONCE_PROMISED refits run, and the file returned
     is the best of those within the promise (PSNR moved to the target rate,
     PSNR_PER_LN_RATE). Under a time limit a refit runs only while enough
-    of it fits before the landing's deadline (`Landing`). Returns the file
-    and the total training steps.
+    of it fits before the landing's deadline (`Landing`). `psnr_of` scores
+    a file (`decoded_psnr`; by default against the fitter's image). Returns
+    the file and the total training steps.
     """
     model = fitter.model
     fitter.recentre_lambda_range()  # refits never raise lambda past 3x today's (see fit.LAMBDA_SPAN_UP)
     trained: list[tuple[float, float, int]] = []  # (ln lambda, ln latent bits, first level) per trained file
     promised: list[tuple[float, bytes]] = []  # (PSNR at the target rate, file) of each file within the promise
-    pixels = torch.round(fitter.image.detach().cpu() * 255).to(torch.uint8).numpy()  # what PSNR compares with
+    if psnr_of is None:
+        psnr_of = decoded_psnr(torch.round(fitter.image.detach().cpu() * 255).to(torch.uint8).numpy())
     for attempt in range(MAX_REFITS + 1):
         bits = len(data) * 8
-        _keep_if_promised(promised, data, pixels, target_bits)
+        _keep_if_promised(promised, data, psnr_of, target_bits)
         refit_steps = landing.affordable_refit_steps(fitter.seconds_per_step)
         out_of_refits = (attempt == MAX_REFITS or refit_steps == 0
                          or (attempt >= REFITS_ONCE_PROMISED and bool(promised)))
@@ -332,7 +351,7 @@ def _land_rate(fitter: Fitter, data: bytes, target_bits: float, landing: Landing
         refit = replace(landing.refit, iterations=refit_steps)
         steps += fitter.run(refit, progress, landing.refit_deadline, phase="refit", lr_peak=REFIT_LR_PEAK)
         data = _quantize_and_write(model, fitter.image, fitter.lmbda, fitter.seed)
-    _keep_if_promised(promised, data, pixels, target_bits)  # the last refit's or dead zone's file
+    _keep_if_promised(promised, data, psnr_of, target_bits)  # the last refit's or dead zone's file
     if promised:
         data = max(promised, key=lambda kept: kept[0])[1]
     return data, steps
@@ -356,7 +375,7 @@ def _rescue(fitter: Fitter, data: bytes, target_bits: float) -> bytes:
     return data
 
 
-def _keep_if_promised(promised: list[tuple[float, bytes]], data: bytes, pixels: np.ndarray,
+def _keep_if_promised(promised: list[tuple[float, bytes]], data: bytes, psnr_of: Callable[[bytes], float],
                       target_bits: float) -> None:
     """Remember `data` with its PSNR at the target rate if it keeps the rate promise.
 
@@ -365,8 +384,7 @@ def _keep_if_promised(promised: list[tuple[float, bytes]], data: bytes, pixels: 
     bits = len(data) * 8
     if abs(bits / target_bits - 1) > RATE_PROMISE or (promised and promised[-1][1] is data):
         return
-    psnr = psnr_uint8(render(read_coco(data)), pixels)
-    promised.append((psnr + PSNR_PER_LN_RATE * math.log(target_bits / bits), data))
+    promised.append((psnr_of(data) + PSNR_PER_LN_RATE * math.log(target_bits / bits), data))
 
 
 def refit_elasticity(trained: list[tuple[float, float, int]]) -> float:
