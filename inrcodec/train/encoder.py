@@ -123,19 +123,13 @@ REFIT_LR_PEAK = 0.5
 CONTAINER_BYTES = 100  # signature, framing and HEAD, close enough to steer by
 # Under a time limit T the fit ends by FIT_SHARE_OF_TIME * T and the landing
 # (refits, dead zone, file writes) by LANDING_SHARE_OF_TIME * T; the rest is
-# slack for the last file write. A refit runs only when at least
+# the final render that measures PSNR. A refit runs only when at least
 # MIN_TIMED_REFIT_STEPS fit in what is left after reserving the time of
 # FILES_AFTER_A_REFIT file writes (its own file, a dead-zone file, the
 # render that scores it). Refits used to ignore the limit: under 10 s the fit
 # stopped in time and then a 700-step refit ran, 20 s in all (kodim03 at 0.5
 # bpp, ad hoc, 2026-11-30; bench/results/quality-vs-time-2026-11-30).
-# The fit's share was 0.7; at 0.8 (with fit.REPLAN_EVERY 25, was 100, so
-# the fit itself ends on time) Kodak kodim01-12 at 0.5 bpp gained +0.26 dB
-# under 10 s and +0.38 dB under 30 s, every encode within its limit (ad hoc,
-# 2026-11-30; bench/results/quality-vs-time-2026-11-30e for the committed
-# run). Under 10 s no refit fits either way; under 120 s the default fit ends
-# before either share.
-FIT_SHARE_OF_TIME = 0.8
+FIT_SHARE_OF_TIME = 0.7
 LANDING_SHARE_OF_TIME = 0.95
 MIN_TIMED_REFIT_STEPS = 30
 FILES_AFTER_A_REFIT = 3
