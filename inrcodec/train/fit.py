@@ -90,9 +90,12 @@ SHORT_FIT_LR_CONTEXT = 0.04
 # machine, all show in the measured pace, which a plan made once from the
 # first steps missed. The first step is left out of the pace: it allocates
 # the model's buffers and measures the whole image (~1 s on a Kodak image,
-# ~60 steps' worth).
+# ~60 steps' worth). Every 100 steps was too seldom for short fits: a 10 s
+# encode's fit (~350 steps) ended up to 0.5 s past its deadline (ad hoc,
+# 2026-11-30; in bench/results/quality-vs-time-2026-11-30d one 10 s encode
+# took 10.22 s); see bench/results/quality-vs-time-2026-11-30f for every 25.
 REPLAN_FIRST = 10
-REPLAN_EVERY = 100
+REPLAN_EVERY = 25
 DISPLAY_EVERY = 100  # steps between whole-image rate measurements (only the progress display reads them)
 MEASURE_ROWS = 128  # image rows per band of a rate measurement
 # The rate model. At a fixed lambda the rate keeps falling through the fit
