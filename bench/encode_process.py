@@ -45,9 +45,9 @@ def measure(tree: Path | None, image: Path, args: list[str]) -> dict[str, float]
         stderr = child.stderr.read()
         _, status, usage = os.wait4(child.pid, 0)  # this child's own rusage, unlike RUSAGE_CHILDREN
         wall = time.perf_counter() - start
-        child.returncode = os.waitstatus_to_exitcode(status)
-        if child.returncode:
-            raise SystemExit(f"encode failed ({child.returncode}): {stderr.decode(errors='replace')}")
+        code = os.waitstatus_to_exitcode(status)
+        if code:
+            raise SystemExit(f"encode failed ({code}): {stderr.decode(errors='replace')}")
         return {"wall_s": wall, "peak_rss_mb": usage.ru_maxrss / 1024, "bytes": out.stat().st_size}
 
 

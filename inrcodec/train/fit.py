@@ -424,9 +424,14 @@ class Fitter:
         return Window(max(0, r0), min(h, r0 + crop), max(0, c0), min(w, c0 + crop))
 
     def plan_network_lrs(self, schedule: Schedule, steps: int) -> None:
-        """The networks' peak learning rates for a fit of `steps` steps; the schedule's own win."""
-        by_length = network_learning_rates(steps)
-        self.network_lrs = (schedule.lr_synthesis or by_length[0], schedule.lr_context or by_length[1])
+        """The networks' peak learning rates for a fit of `steps` steps; the schedule's own win.
+
+        `step` plans them by the schedule's length if nothing has (a refit
+        with no fit before it, or a caller stepping by hand).
+        """
+        synthesis, context = network_learning_rates(steps)
+        self.network_lrs = (synthesis if schedule.lr_synthesis is None else schedule.lr_synthesis,
+                            context if schedule.lr_context is None else schedule.lr_context)
 
     def step(self, schedule: Schedule, lr_scale: float, mode: str) -> dict[str, float]:
         """One optimizer step on a random window; returns its statistics."""
@@ -512,7 +517,7 @@ class Fitter:
         fit's.
         """
         total = schedule.iterations
-        if phase == "fit" or self.network_lrs is None:
+        if phase == "fit":
             self.plan_network_lrs(schedule, total)
         it = 0
         probed = False

@@ -29,8 +29,9 @@ class Adam:
                  betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8) -> None:
         self.param_groups: list[dict] = [{"params": list(params), "lr": 0.0} for params in groups]
         self.betas, self.eps = betas, eps
-        self._moments = {id(p): (torch.zeros_like(p), torch.zeros_like(p), [0])
-                         for group in self.param_groups for p in group["params"]}
+        params = [p for group in self.param_groups for p in group["params"]]
+        self._moments = {id(p): (torch.zeros_like(p), torch.zeros_like(p)) for p in params}
+        self._steps = {id(p): 0 for p in params}  # per parameter: one may miss steps
 
     def zero_grad(self) -> None:
         for group in self.param_groups:
@@ -41,13 +42,12 @@ class Adam:
     def step(self) -> None:
         beta1, beta2 = self.betas
         for group in self.param_groups:
-            live = [p for p in group["params"] if p.grad is not None]
             # Parameters share a step count unless some missed a step: group by it.
             by_count: dict[int, list[torch.Tensor]] = {}
-            for p in live:
-                count = self._moments[id(p)][2]
-                count[0] += 1
-                by_count.setdefault(count[0], []).append(p)
+            for p in group["params"]:
+                if p.grad is not None:
+                    self._steps[id(p)] += 1
+                    by_count.setdefault(self._steps[id(p)], []).append(p)
             for count, params in by_count.items():
                 grads = [p.grad for p in params]
                 firsts = [self._moments[id(p)][0] for p in params]
