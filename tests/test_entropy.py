@@ -11,20 +11,37 @@ import inrcodec
 from inrcodec import CocoFormatError
 from inrcodec.format import entropy
 from inrcodec.format.bitstream import read_coco, read_sections
-from inrcodec.format.context import N_CONTEXT, context_features
-from inrcodec.format.entropy import band_features, decode_latents, encode_latents
+from inrcodec.format.context import N_CONTEXT, context_features, non_anchor_mask
+from inrcodec.format.entropy import decode_latents, encode_latents, laplace_parameters, phase_parameters
+from inrcodec.format.fixedpoint import IntLinear
+
+
+def _random_arm(rng: np.random.Generator, hidden: list[int]) -> list[IntLinear]:
+    widths = [N_CONTEXT, *hidden, 2]
+    return [IntLinear(rng.integers(-3000, 3000, (b, a)), rng.integers(-3000, 3000, b), int(rng.integers(6, 12)),
+                      int(rng.integers(0, 14))) for a, b in zip(widths, widths[1:])]
 
 
 @pytest.mark.parametrize(("height", "width"), [(1, 1), (1, 6), (2, 3), (7, 5), (16, 9), (33, 4)])
-def test_band_features_equal_the_whole_level(height: int, width: int) -> None:
-    rng = np.random.default_rng(height * 100 + width)
+@pytest.mark.parametrize("hidden", [[], [5], [16, 16]])
+def test_phase_parameters_equal_the_context_features_definition(height: int, width: int, hidden: list[int]) -> None:
+    """The per-parent evaluation gives exactly the 14-feature rows' mean and scale, for any band."""
+    rng = np.random.default_rng(height * 100 + width + len(hidden))
+    arm = _random_arm(rng, hidden)
     grid = torch.from_numpy(rng.integers(-256, 256, (height, width)).astype(np.float64))
     parent = torch.from_numpy(rng.integers(-256, 256, (-(-height // 2), -(-width // 2))).astype(np.float64))
+    odd_cells = non_anchor_mask(height, width)
     for p in (parent, None):
         whole = context_features(grid, p).reshape(height, width, N_CONTEXT)
         for r0 in range(height):
             for r1 in range(r0 + 1, height + 1):
-                assert torch.equal(band_features(grid, p, r0, r1), whole[r0:r1].reshape(-1, N_CONTEXT)), (r0, r1)
+                for odd in (False, True):
+                    cells = odd_cells[r0:r1] == odd
+                    if not cells.any():
+                        continue
+                    expected = laplace_parameters(arm, whole[r0:r1][cells])
+                    got = phase_parameters(arm, grid, p, r0, r1, odd)
+                    assert all(np.array_equal(a, b) for a, b in zip(got, expected)), (r0, r1, odd)
 
 
 @pytest.mark.parametrize("chunk", [1, 7, 100])
@@ -57,22 +74,24 @@ def test_latent_decoding_memory_is_banded(sample: bytes, monkeypatch: pytest.Mon
     An empty LATS decodes (to garbage) and, with the information check off,
     every cell is visited.
     """
-    seen: list[tuple[int, int, int]] = []
+    seen: list[tuple[int, int, int]] = []  # (band rows, level width, cells given parameters)
+    real = entropy.phase_parameters
 
-    def spy(grid: torch.Tensor, parent: torch.Tensor | None, *args: object, **kwargs: object) -> torch.Tensor:
-        out = context_features(grid, parent, *args, **kwargs)
-        seen.append((grid.shape[0], grid.shape[1], out.shape[0]))
+    def spy(arm: list, grid: torch.Tensor, parent: torch.Tensor | None, r0: int, r1: int,
+            odd: bool) -> tuple[np.ndarray, np.ndarray]:
+        out = real(arm, grid, parent, r0, r1, odd)
+        seen.append((r1 - r0, grid.shape[1], out[0].size))
         return out
 
     monkeypatch.setattr(entropy, "CHUNK_CELLS", 1000)
     monkeypatch.setattr(entropy, "INFORMATION_SLACK_BITS", float("inf"))
-    monkeypatch.setattr(entropy, "context_features", spy)
+    monkeypatch.setattr(entropy, "phase_parameters", spy)
     head = head_of(sample)
     head.width, head.height = 300, 200
     stream = read_coco(replace_section(with_head(sample, head), b"LATS", b""))
     assert [tuple(g.shape) for g in stream.latents][:2] == [(200, 300), (100, 150)]
     assert max(cells for _, _, cells in seen) <= 1000
-    assert all(rows <= 1000 // width + 2 for rows, width, _ in seen)  # the band plus one row each side
+    assert all(rows <= max(1, 1000 // width) for rows, width, _ in seen)
 
 
 @pytest.mark.parametrize("spread", [0.01, 1.0, 4.0])
@@ -95,8 +114,8 @@ def test_huge_header_over_a_short_stream_fails_fast(sample: bytes, lats: bytes |
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     """A forged size over a small stream is refused within a few bands, not after every cell."""
     bands: list[int] = []
-    real = entropy.band_features
-    monkeypatch.setattr(entropy, "band_features", lambda *a: bands.append(1) or real(*a))
+    real = entropy.phase_parameters
+    monkeypatch.setattr(entropy, "phase_parameters", lambda *a: bands.append(1) or real(*a))
     head = head_of(sample)
     head.width, head.height = 8192, 4096
     forged = with_head(sample, head)

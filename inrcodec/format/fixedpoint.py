@@ -93,13 +93,27 @@ def run_int_mlp(x: torch.Tensor, layers: list[IntLinear]) -> torch.Tensor:
     """
     for i, layer in enumerate(layers):
         w = torch.as_tensor(layer.weight, dtype=torch.float64, device=x.device)
-        shift = ACT_FRAC_BITS + layer.weight_exp - layer.bias_exp
-        b = torch.as_tensor(layer.bias * (1 << shift), dtype=torch.float64, device=x.device)
-        # Division by a power of two and floor are exact in float64. In-place
-        # ops: the layers are memory-bound, each pass over [N, width] counts.
-        x = torch.addmm(b, x, w.T).mul_(2.0 ** -layer.weight_exp).floor_()
-        x.clamp_(0 if i < len(layers) - 1 else -ACT_LIMIT, ACT_LIMIT)
+        x = finish_int_layer(torch.addmm(aligned_bias(layer, x.device), x, w.T), layer, last=i == len(layers) - 1)
     return x
+
+
+def aligned_bias(layer: IntLinear, device: torch.device | str = "cpu") -> torch.Tensor:
+    """The layer's bias on the scale of its accumulator (Q12 activations times integer weights)."""
+    shift = ACT_FRAC_BITS + layer.weight_exp - layer.bias_exp
+    return torch.as_tensor(layer.bias * (1 << shift), dtype=torch.float64, device=device)
+
+
+def finish_int_layer(accumulator: torch.Tensor, layer: IntLinear, last: bool) -> torch.Tensor:
+    """Q12 outputs of `layer` from its accumulator (bias included), in place.
+
+    The accumulator is an exact integer (see the module docstring) however it
+    was summed, so callers may add its parts separately (`entropy` adds a
+    parent cell's part once for the cells that share it).
+    """
+    # Division by a power of two and floor are exact in float64. In-place
+    # ops: the layers are memory-bound, each pass over [N, width] counts.
+    x = accumulator.mul_(2.0 ** -layer.weight_exp).floor_()
+    return x.clamp_(-ACT_LIMIT if last else 0, ACT_LIMIT)
 
 
 def bicubic_taps(n_out: int, n_in: int) -> tuple[np.ndarray, np.ndarray]:
