@@ -1,11 +1,18 @@
 """Decoder speed and memory: native size, 2048x2048 and 8192x8192.
 
     python -m bench.decode_speed --image ../shared/data/kodak/kodim01.png --out bench/results/decode-<date>
+    python -m bench.decode_speed --image ../shared/data/kodak/kodim01.png --out bench/results/decode-<date> \
+        --tree /path/to/checkout-A --tree /path/to/checkout-B --rounds 5 --sizes native
 
 Encodes the image once (effort "fast": decode cost depends on the
 architecture, not on how long the encoder trained), then decodes each size in
-a fresh child process so peak RSS (ru_maxrss) belongs to that decode alone.
-Writes decode.csv and decode.md into the output folder.
+a fresh child process so peak RSS (ru_maxrss) belongs to that decode alone;
+each child reports its best of `--repeats` decodes. With several `--tree`s
+(source checkouts, put first on PYTHONPATH) the same file is decoded by each
+tree in turn, A B A B ... for `--rounds` rounds, so a drift in the machine's
+speed hits every tree alike; the table gives each tree's median over the
+rounds, and the pixels' MD5 shows whether the trees agree. Writes decode.csv
+and decode.md into the output folder.
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ import datetime as dt
 import json
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -24,7 +32,7 @@ from pathlib import Path
 SIZES = ("native", "2048x2048", "8192x8192")
 
 CHILD = r"""
-import json, resource, sys, time
+import hashlib, json, resource, sys, time
 import torch
 torch.set_num_threads(int(sys.argv[3]))
 import inrcodec
@@ -37,14 +45,20 @@ for _ in range(int(sys.argv[4])):
     pixels = inrcodec.decode_array(data, size=size)
     best = min(best, time.perf_counter() - t0)
 rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-print(json.dumps({"seconds": best, "peak_rss_mb": rss_mb, "width": pixels.shape[1], "height": pixels.shape[0]}))
+print(json.dumps({"seconds": best, "peak_rss_mb": rss_mb, "width": pixels.shape[1], "height": pixels.shape[0],
+                  "pixels_md5": hashlib.md5(pixels.tobytes()).hexdigest()}))
 """
 
 
-def measure(coco: Path, size: str, threads: int, repeats: int) -> dict[str, float]:
-    """Decode in a child process; return its best time and peak RSS."""
+def measure(coco: Path, size: str, threads: int, repeats: int, tree: Path | None = None) -> dict[str, float]:
+    """Decode in a child process (with `tree` first on its path); return its best time and peak RSS."""
+    env = dict(os.environ)
+    if tree is not None:
+        env["PYTHONPATH"] = os.pathsep.join([str(tree.resolve()), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    # Started in the temporary folder: `python -c` puts the working folder
+    # first on sys.path, which would shadow the tree's checkout.
     out = subprocess.run([sys.executable, "-c", CHILD, str(coco), size, str(threads), str(repeats)],
-                         check=True, capture_output=True, text=True)
+                         check=True, capture_output=True, text=True, env=env, cwd=coco.parent)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -54,31 +68,49 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--tree", type=Path, action="append", default=[],
+                        help="a source checkout to time (repeatable; default: the installed inrcodec)")
+    parser.add_argument("--rounds", type=int, default=1, help="trees alternate this many times")
+    parser.add_argument("--sizes", default=",".join(SIZES), help=f"comma-separated, of {', '.join(SIZES)}")
     args = parser.parse_args(argv)
     import inrcodec
 
+    trees: list[Path | None] = list(args.tree) or [None]
+    sizes = [size for size in args.sizes.split(",") if size]
     args.out.mkdir(parents=True, exist_ok=True)
+    rows = []
     with tempfile.TemporaryDirectory() as tmp:
         coco = Path(tmp) / "image.coco"
         coco.write_bytes(inrcodec.encode(args.image, bpp=0.5, effort="fast", device="cpu"))
-        rows = []
-        for size in SIZES:
-            repeats = args.repeats if size != "8192x8192" else 1
-            r = measure(coco, size, args.threads, repeats)
-            rows.append({"image": args.image.name, "size": size, "width": r["width"], "height": r["height"],
-                         "seconds": round(r["seconds"], 3), "peak_rss_mb": round(r["peak_rss_mb"], 1),
-                         "threads": args.threads, "machine": f"{platform.machine()} {platform.processor()} "
-                         f"{os.cpu_count()} cpus", "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-                         "inrcodec": inrcodec.__version__})
+        for round_ in range(args.rounds):
+            for tree in trees:
+                for size in sizes:
+                    repeats = args.repeats if size != "8192x8192" else 1
+                    r = measure(coco, size, args.threads, repeats, tree)
+                    rows.append({"image": args.image.name, "tree": str(tree or "installed"), "round": round_,
+                                 "size": size, "width": r["width"], "height": r["height"],
+                                 "seconds": round(r["seconds"], 4), "peak_rss_mb": round(r["peak_rss_mb"], 1),
+                                 "pixels_md5": r["pixels_md5"], "threads": args.threads,
+                                 "machine": f"{platform.machine()} {platform.processor()} {os.cpu_count()} cpus",
+                                 "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+                                 "inrcodec": inrcodec.__version__})
     with open(args.out / "decode.csv", "w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
     lines = ["# Decode speed and memory", "",
              f"Generated by `python -m bench.decode_speed {' '.join(argv or sys.argv[1:])}`.", "",
-             "| size | seconds (best) | peak RSS (MiB) | threads |", "|---|---|---|---|"]
-    lines += [f"| {r['width']}x{r['height']} | {r['seconds']} | {r['peak_rss_mb']} | {r['threads']} |" for r in rows]
-    lines += ["", f"Machine: {rows[0]['machine']}; date {rows[0]['date']}; inrcodec {rows[0]['inrcodec']}.",
+             "| tree | size | seconds (median of rounds' best) | peak RSS (MiB) | threads | pixels MD5 |",
+             "|---|---|---|---|---|---|"]
+    for tree in trees:
+        for size in sizes:
+            mine = [r for r in rows if r["tree"] == str(tree or "installed") and r["size"] == size]
+            lines.append(f"| {tree or 'installed'} | {mine[0]['width']}x{mine[0]['height']} "
+                         f"| {statistics.median(r['seconds'] for r in mine):.3f} "
+                         f"| {statistics.median(r['peak_rss_mb'] for r in mine):.1f} | {args.threads} "
+                         f"| {', '.join(sorted({r['pixels_md5'][:12] for r in mine}))} |")
+    lines += ["", f"Machine: {rows[0]['machine']}; rows dated {rows[0]['date']} to {rows[-1]['date']}; "
+              f"{args.rounds} round(s), best of {args.repeats} decodes per child (1 at 8192x8192).",
               "Peak RSS is the whole child process (Python, torch and the decoder)."]
     (args.out / "decode.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

@@ -1,0 +1,35 @@
+"""`python -m bench.decode_speed`: decodes in fresh processes, trees alternating, one file for all."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+from helper import synthetic_image
+from PIL import Image
+
+from bench.decode_speed import main
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_each_tree_decodes_the_same_file_in_turn(tmp_path: Path) -> None:
+    # A fake checkout whose decoder returns a different image: its checksum must differ.
+    fake = tmp_path / "fake"
+    (fake / "inrcodec").mkdir(parents=True)
+    (fake / "inrcodec" / "__init__.py").write_text(
+        "import numpy as np\n__version__ = 'fake'\n"
+        "def decode_array(data, size=None):\n    return np.zeros((2, 3, 3), np.uint8)\n")
+    image = tmp_path / "tiny.png"
+    Image.fromarray(synthetic_image(24, 16)).save(image)
+    out = tmp_path / "out"
+    main(["--image", str(image), "--out", str(out), "--tree", str(ROOT), "--tree", str(fake), "--rounds", "2",
+          "--sizes", "native", "--repeats", "1"])
+    rows = list(csv.DictReader((out / "decode.csv").open()))
+    assert [(row["tree"], row["round"]) for row in rows] == [
+        (str(ROOT), "0"), (str(fake), "0"), (str(ROOT), "1"), (str(fake), "1")]
+    real = {row["pixels_md5"] for row in rows if row["tree"] == str(ROOT)}
+    assert len(real) == 1 and real != {row["pixels_md5"] for row in rows if row["tree"] == str(fake)}
+    assert {(row["width"], row["height"]) for row in rows if row["tree"] == str(ROOT)} == {("24", "16")}
+    report = (out / "decode.md").read_text()
+    assert str(ROOT) in report and str(fake) in report and "2 round(s)" in report
