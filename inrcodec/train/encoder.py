@@ -24,7 +24,7 @@ Effort = Literal["fast", "default", "max"]
 
 ARCHITECTURE = Architecture(n_levels=7, synth_hidden=(16, 16), arm_hidden=(16, 16))
 SCHEDULES: dict[str, Schedule] = {
-    "fast": Schedule(iterations=500),
+    "fast": Schedule(iterations=420),
     "default": Schedule(iterations=4200),
     "max": Schedule(iterations=8000, crop=384),
 }
