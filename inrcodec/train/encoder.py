@@ -23,6 +23,10 @@ from .quantize import quantize_model
 Effort = Literal["fast", "default", "max"]
 
 ARCHITECTURE = Architecture(n_levels=7, synth_hidden=(16, 16), arm_hidden=(16, 16))
+# `--effort fast` fits as many steps as keep a Kodak encode within 20 s with
+# two threads on a 2-core machine: 420 (19.2 s at most; 500 took up to 22 s)
+# for BD-rate vs JPEG 4:2:0 +95.8 % (300 steps: +121.6 %);
+# bench/results/kodak-fast-2026-11-30d.
 SCHEDULES: dict[str, Schedule] = {
     "fast": Schedule(iterations=420),
     "default": Schedule(iterations=4200),
@@ -75,7 +79,7 @@ MAX_DEAD_ZONE = 0.45
 # few percent go to the dead zone.
 DEAD_ZONE_MAX_OVERSHOOT = 0.03
 # The rate promise: a file must not end further than this above the request.
-# Short fits (`--effort fast`: 300 steps, 60-step refits that may raise lambda
+# Short fits (`--effort fast`, then 300 steps, 60-step refits that may raise lambda
 # only 3x) cannot always shed the rate, and then even the widest ordinary
 # dead zone is not enough: kodim08 at 0.25 bpp ended at 0.55 bpp, kodim05 at
 # 0.54 (bench/results/kodak-fast-2026-11-29). As a last resort, when refits

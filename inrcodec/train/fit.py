@@ -122,7 +122,7 @@ PROBE_AT = 1 / 6
 # fit is probed at that same step, where the model knows what the rate means
 # (`probe_step`). A shorter fit is probed earlier in its training, when the
 # rate says less: its correction is scaled down by the ratio of the lengths
-# (`--effort fast`, 300 steps, keeps 1/12 of it) and the refits do the rest.
+# (`--effort fast`, 420 steps, keeps 7/60 of it) and the refits do the rest.
 RATE_MODEL_STEPS = 3600
 RATE_MODEL = (-2.63, 2.57, -2.15, 0.78)  # a, b, c, d above
 MAX_LOG_CORRECTION = math.log(8.0)  # outside the calibration, move at most this far
@@ -169,7 +169,7 @@ MAX_STEER_STEP = math.log(2.0)
 # 0.25 bpp). Kodak kodim01-12 at 0.5 bpp, full strength
 # (bench/results/quality-vs-time-2026-11-30d against -30c): 11 / 12 of 12
 # files within 5 % under 10 / 30 s (were 6 / 9), 25.66 / 28.19 dB. Untimed,
-# `--effort fast` has three 60-step refits after its 300-step fit, and there
+# `--effort fast` (then 300 steps) had three 60-step refits after its fit, and there
 # full strength overshot, mostly downwards: 35 of 48 files within 5 % at
 # 0.25-1 bpp instead of 46, kodim06 at 0.75 bpp at 0.441
 # (bench/results/kodak-fast-2026-11-30b against kodak-fast-2026-11-30): the
