@@ -16,7 +16,16 @@ import torch
 from ..format.architecture import Architecture
 from ..format.bitstream import read_coco, read_sections, write_coco
 from ..format.render import render
-from .fit import DROP_FINEST_ABOVE, DROP_LAMBDA_FACTOR, Fitter, ProgressFn, RateTarget, Schedule, initial_lambda
+from .fit import (
+    DROP_FINEST_ABOVE,
+    DROP_LAMBDA_FACTOR,
+    SHORT_FIT_STEPS,
+    Fitter,
+    ProgressFn,
+    RateTarget,
+    Schedule,
+    initial_lambda,
+)
 from .model import CocoNet
 from .quantize import quantize_model
 
@@ -122,6 +131,17 @@ MIN_SECANT_STEP = 0.05  # ln lambda; smaller moves say too little about the slop
 # A secant outside this is noise, not slope (kodim10 at 1 bpp: a floor of 0.2
 # overshot 9 % and cost 0.2 dB in the dead zone).
 MIN_ELASTICITY, MAX_ELASTICITY = 0.3, 1.5
+# A short fit (at most fit.SHORT_FIT_STEPS, `--effort fast`) ends before its
+# rate settles: it keeps falling through the refits whatever lambda does, and
+# a move of lambda shows over several refits, so full moves overshoot. Traced
+# ad hoc (2026-11-30), kodim12 at 0.75 bpp, `--effort fast`: 0.884 bpp after
+# the fit, then 0.844 (lambda raised 1.3x), 0.683 (1.5x more), 0.584 and
+# 0.581 (lowered 1.3x and 2.9x): 23 % under. Refits after such fits move
+# lambda this fraction of the way (untimed encodes only: under a deadline
+# there is seldom time for more than one refit). Kodak kodim01-12 at 0.75
+# bpp, ad hoc: 12 of 12 within 5 % (10 of 12 with full moves,
+# bench/results/kodak-fast-2026-11-30d).
+SHORT_FIT_REFIT_GAIN = 0.5
 REFIT_STE_FRACTION = 0.3
 REFIT_LR_PEAK = 0.5
 CONTAINER_BYTES = 100  # signature, framing and HEAD, close enough to steer by
@@ -303,6 +323,7 @@ def _land_rate(fitter: Fitter, data: bytes, target_bits: float, landing: Landing
     the file and the total training steps.
     """
     model = fitter.model
+    gain = SHORT_FIT_REFIT_GAIN if steps <= SHORT_FIT_STEPS and landing.deadline is None else 1.0
     fitter.recentre_lambda_range()  # refits never raise lambda past 3x today's (see fit.LAMBDA_SPAN_UP)
     trained: list[tuple[float, float, int]] = []  # (ln lambda, ln latent bits, first level) per trained file
     promised: list[tuple[float, bytes]] = []  # (PSNR at the target rate, file) of each file within the promise
@@ -334,9 +355,10 @@ def _land_rate(fitter: Fitter, data: bytes, target_bits: float, landing: Landing
         aim = target_bits * (1 + AIM_ABOVE) if bits < target_bits * (1 - RATE_TOLERANCE) else target_bits
         ratio = max(aim - (bits - latent_bits), 1.0) / max(latent_bits, 1.0)
         fitter.lower_lambda_floor()
-        # The fit is over, so the rate no longer drifts: move lambda at once by
-        # what the miss says and hold it (see REFIT_STE_FRACTION).
-        fitter.move_lambda(-math.log(ratio) / refit_elasticity(trained))
+        # After a long fit the rate no longer drifts: move lambda at once by
+        # what the miss says and hold it (see REFIT_STE_FRACTION). After a
+        # short one it still does, so move part of the way (SHORT_FIT_REFIT_GAIN).
+        fitter.move_lambda(-math.log(ratio) / refit_elasticity(trained) * gain)
         if (attempt == 0 and bits > target_bits and model.first_level == 0 and fitter.lmbda > DROP_FINEST_ABOVE
                 and not _dead_zone_reaches(fitter, _wanted_latent_bpp(fitter, data, target_bits))):
             # Too large even for the dead zone, and the refit's lambda is in
