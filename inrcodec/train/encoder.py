@@ -143,6 +143,14 @@ MIN_ELASTICITY, MAX_ELASTICITY = 0.3, 1.5
 # files within 5 % either way, but the misses half as deep (at worst -11 %,
 # was -23 %); BD-rate vs JPEG 4:2:0 +95.8 % -> +92.3 %.
 SHORT_FIT_REFIT_GAIN = 0.5
+# A short fit that ends this far over the request drops its full-resolution
+# latents at the first refit, whatever lambda is: its refits (lambda at most
+# 3x, answered at elasticity ~0.3) cannot take back more than ~30 %, and the
+# rescue dead zone then cuts every latent. kodim08 at 0.75 bpp, `--effort
+# fast`: 1.47 bpp after the fit, refits to 1.26, rescued at a 0.65 dead zone
+# to 16.3 dB; dropping the level at the first refit landed it at 21.8 dB
+# (ad hoc, 2026-11-30).
+SHORT_FIT_DROP_OVERSHOOT = 0.3
 REFIT_STE_FRACTION = 0.3
 REFIT_LR_PEAK = 0.5
 CONTAINER_BYTES = 100  # signature, framing and HEAD, close enough to steer by
@@ -324,7 +332,8 @@ def _land_rate(fitter: Fitter, data: bytes, target_bits: float, landing: Landing
     the file and the total training steps.
     """
     model = fitter.model
-    gain = SHORT_FIT_REFIT_GAIN if steps <= SHORT_FIT_STEPS and landing.deadline is None else 1.0
+    short_fit = steps <= SHORT_FIT_STEPS and landing.deadline is None
+    gain = SHORT_FIT_REFIT_GAIN if short_fit else 1.0
     fitter.recentre_lambda_range()  # refits never raise lambda past 3x today's (see fit.LAMBDA_SPAN_UP)
     trained: list[tuple[float, float, int]] = []  # (ln lambda, ln latent bits, first level) per trained file
     promised: list[tuple[float, bytes]] = []  # (PSNR at the target rate, file) of each file within the promise
@@ -360,7 +369,9 @@ def _land_rate(fitter: Fitter, data: bytes, target_bits: float, landing: Landing
         # what the miss says and hold it (see REFIT_STE_FRACTION). After a
         # short one it still does, so move part of the way (SHORT_FIT_REFIT_GAIN).
         fitter.move_lambda(-math.log(ratio) / refit_elasticity(trained) * gain)
-        if (attempt == 0 and bits > target_bits and model.first_level == 0 and fitter.lmbda > DROP_FINEST_ABOVE
+        far_over = short_fit and bits > target_bits * (1 + SHORT_FIT_DROP_OVERSHOOT)
+        if (attempt == 0 and bits > target_bits and model.first_level == 0
+                and (fitter.lmbda > DROP_FINEST_ABOVE or far_over)
                 and not _dead_zone_reaches(fitter, _wanted_latent_bpp(fitter, data, target_bits))):
             # Too large even for the dead zone, and the refit's lambda is in
             # the range where the fit itself drops the full-resolution latents:
@@ -373,6 +384,8 @@ def _land_rate(fitter: Fitter, data: bytes, target_bits: float, landing: Landing
             # right after it the context model, trained on the level, codes
             # its zeros at several bpp (kodim08 at 1 bpp: 4.0 bpp), which
             # used to send lambda to its ceiling and the refit to 0.55 bpp.
+            # After a short fit far over the request the level goes whatever
+            # lambda is (see SHORT_FIT_DROP_OVERSHOOT).
             model.drop_finest_level()
             fitter.move_lambda(math.log(DROP_LAMBDA_FACTOR))
         refit = replace(landing.refit, iterations=refit_steps)
