@@ -175,7 +175,8 @@ def symbol_bits(symbols: np.ndarray, mu: np.ndarray, scale: np.ndarray) -> float
 
     def cdf(x: np.ndarray) -> np.ndarray:
         z = (x - mu) / scale
-        return np.where(z <= 0, 0.5 * np.exp(np.minimum(z, 0)), 1 - 0.5 * np.exp(-np.maximum(z, 0)))
+        tail = 0.5 * np.exp(-np.abs(z))  # one exp per value serves both sides
+        return np.where(z <= 0, tail, 1 - tail)
 
     offset = s - LATENT_MIN
     left = np.where(s == LATENT_MIN, 0, np.trunc(free * cdf(s - 0.5)) + offset)
