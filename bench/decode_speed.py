@@ -29,6 +29,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from .results import env_with_tree
+
 SIZES = ("native", "2048x2048", "8192x8192")
 
 CHILD = r"""
@@ -52,9 +54,7 @@ print(json.dumps({"seconds": best, "peak_rss_mb": rss_mb, "width": pixels.shape[
 
 def measure(coco: Path, size: str, threads: int, repeats: int, tree: Path | None = None) -> dict[str, float]:
     """Decode in a child process (with `tree` first on its path); return its best time and peak RSS."""
-    env = dict(os.environ)
-    if tree is not None:
-        env["PYTHONPATH"] = os.pathsep.join([str(tree.resolve()), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    env = env_with_tree(tree)
     # Started in the temporary folder: `python -c` puts the working folder
     # first on sys.path, which would shadow the tree's checkout.
     out = subprocess.run([sys.executable, "-c", CHILD, str(coco), size, str(threads), str(repeats)],

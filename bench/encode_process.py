@@ -24,16 +24,14 @@ import tempfile
 import time
 from pathlib import Path
 
-from .results import machine, utc_now
+from .results import env_with_tree, machine, utc_now
 
 COLUMNS = ("tree", "run", "wall_s", "peak_rss_mb", "bytes", "date")
 
 
 def measure(tree: Path | None, image: Path, args: list[str]) -> dict[str, float]:
     """One encode in a child process: wall seconds, its own peak RSS (MiB) and the file's size."""
-    env = dict(os.environ)
-    if tree is not None:
-        env["PYTHONPATH"] = os.pathsep.join([str(tree.resolve()), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    env = env_with_tree(tree)
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "out.coco"
         start = time.perf_counter()

@@ -46,6 +46,14 @@ def row_key(row: dict[str, Any]) -> RowKey:
     return (row["codec"], row["setting"], row["image"])
 
 
+def env_with_tree(tree: Path | None) -> dict[str, str]:
+    """This process's environment with source checkout `tree` first on PYTHONPATH (None: unchanged)."""
+    env = dict(os.environ)
+    if tree is not None:
+        env["PYTHONPATH"] = os.pathsep.join([str(tree.resolve()), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    return env
+
+
 def utc_now() -> str:
     """The current UTC time, ISO 8601 to the second."""
     return datetime.now(timezone.utc).isoformat(timespec="seconds")

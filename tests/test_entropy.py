@@ -11,7 +11,7 @@ import inrcodec
 from inrcodec import CocoFormatError
 from inrcodec.format import entropy
 from inrcodec.format.bitstream import read_coco, read_sections
-from inrcodec.format.context import N_CONTEXT, context_features, non_anchor_mask
+from inrcodec.format.context import N_CONTEXT, context_features, phase_mask
 from inrcodec.format.entropy import decode_latents, encode_latents, laplace_parameters, phase_parameters
 from inrcodec.format.fixedpoint import IntLinear
 
@@ -30,7 +30,7 @@ def test_phase_parameters_equal_the_context_features_definition(height: int, wid
     arm = _random_arm(rng, hidden)
     grid = torch.from_numpy(rng.integers(-256, 256, (height, width)).astype(np.float64))
     parent = torch.from_numpy(rng.integers(-256, 256, (-(-height // 2), -(-width // 2))).astype(np.float64))
-    odd_cells = non_anchor_mask(height, width)
+    odd_cells = phase_mask(0, height, width, non_anchors=True)
     for p in (parent, None):
         whole = context_features(grid, p).reshape(height, width, N_CONTEXT)
         for r0 in range(height):

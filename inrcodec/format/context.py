@@ -26,11 +26,15 @@ def grid_sizes(height: int, width: int, n_levels: int) -> list[tuple[int, int]]:
     return [(-(-height // 2**i), -(-width // 2**i)) for i in range(n_levels)]
 
 
-def non_anchor_mask(height: int, width: int, device: torch.device | None = None) -> torch.Tensor:
-    """Boolean [H, W] mask of the cells decoded in the second step ((x + y) odd)."""
-    y = torch.arange(height, device=device)[:, None]
-    x = torch.arange(width, device=device)[None, :]
-    return (x + y) % 2 == 1
+def phase_mask(r0: int, r1: int, width: int, non_anchors: bool) -> torch.Tensor:
+    """Boolean [r1 - r0, width] mask of one phase's cells in rows r0..r1-1.
+
+    Anchors ((x + y) even) are decoded in a level's first step, non-anchors
+    ((x + y) odd) in its second.
+    """
+    y = torch.arange(r0, r1)[:, None]
+    x = torch.arange(width)[None, :]
+    return (x + y) % 2 == int(non_anchors)
 
 
 def context_features(grid: torch.Tensor, parent: torch.Tensor | None,

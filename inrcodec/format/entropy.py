@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import CocoFormatError
-from .context import grid_sizes, non_anchor_mask
+from .context import grid_sizes, phase_mask
 from .fixedpoint import (
     ACT_ONE,
     LATENT_MAX,
@@ -66,7 +66,11 @@ def laplace_parameters(arm: list[IntLinear], feats: torch.Tensor) -> tuple[np.nd
     Returns:
         (mu, scale): float64 arrays [N].
     """
-    out = run_int_mlp(feats * ACT_ONE, arm)
+    return _laplace_from_outputs(run_int_mlp(feats * ACT_ONE, arm))
+
+
+def _laplace_from_outputs(out: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and scale from the context model's two Q12 outputs per cell (formats/coco.md, LATS)."""
     mu = quantize_mu(out[:, 0]).numpy()
     scale = scale_from_index(scale_index_from_log2(out[:, 1]).numpy().astype(np.int64))
     return mu, scale
@@ -92,9 +96,7 @@ def phase_parameters(arm: list[IntLinear], grid: torch.Tensor, parent: torch.Ten
     height, width = grid.shape
     first, rest = arm[0], arm[1:]
     weight = torch.as_tensor(first.weight, dtype=torch.float64)  # [hidden, 14]
-    y = torch.arange(r0, r1)[:, None]
-    x = torch.arange(width)[None, :]
-    rows, cols = torch.nonzero((x + y) % 2 == int(non_anchors), as_tuple=True)
+    rows, cols = torch.nonzero(phase_mask(r0, r1, width, non_anchors), as_tuple=True)
     rows = rows + r0
     # The parent part of every parent cell under the band: [parents, hidden].
     pr0, pr1, pw = r0 >> 1, ((r1 - 1) >> 1) + 1, -(-width // 2)
@@ -118,9 +120,7 @@ def phase_parameters(arm: list[IntLinear], grid: torch.Tensor, parent: torch.Ten
     else:
         out = finish_int_layer(parent_part.clone(), first, last)
         out = (run_int_mlp(out, rest) if rest else out)[parent_of]
-    mu = quantize_mu(out[:, 0]).numpy()
-    scale = scale_from_index(scale_index_from_log2(out[:, 1]).numpy().astype(np.int64))
-    return mu, scale
+    return _laplace_from_outputs(out)
 
 
 def _coding_steps(sizes: list[tuple[int, int]]) -> Iterator[tuple[int, int, int, bool, np.ndarray]]:
@@ -137,10 +137,7 @@ def _coding_steps(sizes: list[tuple[int, int]]) -> Iterator[tuple[int, int, int,
         for odd in (False, True):
             for r0 in range(0, height, rows):
                 r1 = min(height, r0 + rows)
-                mask = non_anchor_mask(r1 - r0, width).numpy()
-                if r0 % 2:
-                    mask = ~mask
-                yield level, r0, r1, odd, (mask if odd else ~mask).reshape(-1)
+                yield level, r0, r1, odd, phase_mask(r0, r1, width, odd).numpy().reshape(-1)
 
 
 def encode_latents(latents: list[np.ndarray], arm: list[IntLinear]) -> bytes:
