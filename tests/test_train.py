@@ -320,9 +320,9 @@ def test_a_file_too_large_for_the_dead_zone_refits_dropping_the_finest_level_at_
     assert len(landed) < len(data)
 
 
-@pytest.mark.parametrize("fit_steps", [4200, 420])
-def test_an_undershoot_refit_lowers_lambda_once_by_the_miss_and_holds_it(fit_steps: int) -> None:
-    """The whole move after a long fit and, past the rate promise, after a short one (its falling rate deepens the miss)."""
+@pytest.mark.parametrize(("fit_steps", "gain"), [(4200, 1.0), (420, encoder.SHORT_FIT_REFIT_GAIN)])
+def test_an_undershoot_refit_lowers_lambda_once_by_the_miss_and_holds_it(fit_steps: int, gain: float) -> None:
+    """The whole move after a long fit, part of it after a short one (its rate still drifts)."""
     model = _random_model(64, 64, spread=1.0)
     fitter = Fitter(torch.rand(64, 64, 3), model, RateTarget(None, 1e-2), seed=0)
     data = _quantize_and_write(model, fitter.image, 1e-2, 0)
@@ -337,29 +337,9 @@ def test_an_undershoot_refit_lowers_lambda_once_by_the_miss_and_holds_it(fit_ste
     latent_bits = encoder.latent_section_bits(data)
     aim = target * (1 + encoder.AIM_ABOVE)
     ratio = (aim - (len(data) * 8 - latent_bits)) / latent_bits
-    assert first_refit[0] == pytest.approx(1e-2 * ratio ** (-1 / encoder.REFIT_ELASTICITY))
-    assert len(landed) > len(data)
-
-
-@pytest.mark.parametrize("size_over_target", [1.2, 1 / 1.04])  # 20 % over (past the dead zone's share); 4 % under
-@pytest.mark.parametrize(("fit_steps", "gain"), [(4200, 1.0), (420, encoder.SHORT_FIT_REFIT_GAIN)])
-def test_a_refit_near_the_request_moves_lambda_by_the_miss_or_part_of_it_after_a_short_fit(
-        fit_steps: int, gain: float, size_over_target: float) -> None:
-    """The whole move after a long fit, part of it after a short one (its falling rate does the rest)."""
-    model = _random_model(64, 64, spread=1.0)
-    fitter = Fitter(torch.rand(64, 64, 3), model, RateTarget(None, 1e-3), seed=0)
-    data = _quantize_and_write(model, fitter.image, 1e-3, 0)
-    target = len(data) * 8 / size_over_target
-    seen: list[float] = []
-    schedule = replace(encoder.SCHEDULES["fast"], iterations=60, crop=32)
-    encoder._land_rate(fitter, data, target, _untimed(schedule), lambda it, total, stats: seen.append(stats["lambda"]),
-                       fit_steps)
-    assert model.first_level == 0
-    latent_bits = encoder.latent_section_bits(data)
-    aim = target if size_over_target > 1 else target * (1 + encoder.AIM_ABOVE)
-    ratio = (aim - (len(data) * 8 - latent_bits)) / latent_bits
-    assert seen[0] == pytest.approx(1e-3 * ratio ** (-gain / encoder.REFIT_ELASTICITY))
-    assert (seen[0] > 1e-3) == (size_over_target > 1)
+    assert first_refit[0] == pytest.approx(1e-2 * ratio ** (-gain / encoder.REFIT_ELASTICITY))
+    if gain == 1.0:  # the whole move adds bits at once; half of it may not, on this random model
+        assert len(landed) > len(data)
 
 
 def test_a_timed_landing_moves_lambda_all_the_way_after_a_short_fit() -> None:
