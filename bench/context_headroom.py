@@ -24,8 +24,8 @@ Contexts (all see the 3x3 neighbourhood of the parent cell):
                   auto-regressive model sees): the 12 causal neighbours
                   within 2 cells. A bound, not a candidate: it decodes one
                   cell per range-coder call.
-Each also with wider hidden layers ("@24": 24x24, format 1.0 has 16x16),
-whose extra weights the file would carry too (see network_bits in the CSV).
+Each with format 1.0's hidden widths (16x16) and wider ones (24x24), whose
+extra weights the file would carry too (n_weights in the CSV).
 
 Rows go to headroom.csv (resumable per image); headroom.md gives each
 scheme's latent rate relative to the two-phase reference.
@@ -37,6 +37,7 @@ import argparse
 import csv
 import math
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -45,6 +46,11 @@ import torch.nn.functional as F
 
 from bench.results import append_csv_row, machine, utc_now
 from bench.run import find_images
+from inrcodec.format.context import context_features
+from inrcodec.imageio import load_image
+from inrcodec.train import encoder
+from inrcodec.train.fit import Fitter, RateTarget
+from inrcodec.train.model import CocoNet, context_bits, make_mlp
 
 CSV_NAME = "headroom.csv"
 COLUMNS = ("image", "lmbda", "fit_steps", "fit_latent_bpp", "fit_psnr", "scheme", "hidden", "n_weights", "latent_bpp",
@@ -54,6 +60,7 @@ HIDDEN = ((16, 16), (24, 24))
 CONTEXT_STEPS = 600
 BATCH = 1 << 17
 LEARNING_RATE = 1e-2
+PARENT_FEATURES = 9  # format 1.0's first features: the parent cell's 3x3 neighbourhood
 
 
 def _shifted(grid: torch.Tensor, dy: int, dx: int) -> torch.Tensor:
@@ -63,20 +70,6 @@ def _shifted(grid: torch.Tensor, dy: int, dx: int) -> torch.Tensor:
     return padded[2 + dy : 2 + dy + h, 2 + dx : 2 + dx + w]
 
 
-def _parent_neighbourhood(shape: tuple[int, int], parent: torch.Tensor | None) -> list[torch.Tensor]:
-    """The 3x3 neighbourhood of each cell's parent, row-major (zeros without a parent)."""
-    h, w = shape
-    if parent is None:
-        return [torch.zeros(h, w) for _ in range(9)]
-    padded = F.pad(parent, (1, 1, 1, 1))
-    out = []
-    for dy in (-1, 0, 1):
-        for dx in (-1, 0, 1):
-            plane = padded[1 + dy : 1 + dy + parent.shape[0], 1 + dx : 1 + dx + parent.shape[1]]
-            out.append(plane.repeat_interleave(2, 0).repeat_interleave(2, 1)[:h, :w])
-    return out
-
-
 def _step_of(y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """Four-phase decoding step of cells (y, x): (0,0) -> 0, (1,1) -> 1, (0,1) -> 2, (1,0) -> 3."""
     a, b = y % 2, x % 2
@@ -84,39 +77,33 @@ def _step_of(y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
 
 
 def context_rows(scheme: str, grid: torch.Tensor, parent: torch.Tensor | None) -> torch.Tensor:
-    """[cells, features] context of every cell of one level under `scheme`, raster order."""
+    """[cells, features] context of every cell of one level under `scheme`, raster order.
+
+    Every scheme starts from format 1.0's parent features (`context_features`);
+    "two-phase" is format 1.0's context itself.
+    """
+    reference = context_features(grid, parent)
+    if scheme == "two-phase":
+        return reference
     h, w = grid.shape
     y = torch.arange(h)[:, None].expand(h, w)
     x = torch.arange(w)[None, :].expand(h, w)
-    feats = _parent_neighbourhood((h, w), parent)
-    if scheme == "two-phase":
-        other = ((x + y) % 2 == 1).float()
-        feats += [_shifted(grid, dy, dx) * other for dy, dx in ((-1, 0), (1, 0), (0, -1), (0, 1))] + [other]
-    elif scheme == "four-phase":
+    if scheme == "four-phase":
         step = _step_of(y, x)
-        for dy, dx in ((-1, 0), (1, 0), (0, -1), (0, 1), (-1, -1), (-1, 1), (1, -1), (1, 1)):
-            feats.append(_shifted(grid, dy, dx) * (_step_of(y + dy, x + dx) < step).float())
+        feats = [_shifted(grid, dy, dx) * (_step_of(y + dy, x + dx) < step).float()
+                 for dy, dx in ((-1, 0), (1, 0), (0, -1), (0, 1), (-1, -1), (-1, 1), (1, -1), (1, 1))]
         feats += [(step == k).float() for k in range(4)]
     elif scheme == "raster":
-        feats += [_shifted(grid, dy, dx) for dy in (-2, -1) for dx in range(-2, 3)]
+        feats = [_shifted(grid, dy, dx) for dy in (-2, -1) for dx in range(-2, 3)]
         feats += [_shifted(grid, 0, -2), _shifted(grid, 0, -1)]
     else:
         raise ValueError(f"unknown scheme {scheme!r}")
-    return torch.stack([f.reshape(-1) for f in feats], dim=1)
-
-
-def _laplace_bits(model: torch.nn.Module, feats: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
-    from inrcodec.train.model import LOG2_SCALE_MAX, LOG2_SCALE_MIN, laplace_bits
-
-    out = model(feats)
-    return laplace_bits(values, out[:, 0], torch.exp2(out[:, 1].clamp(LOG2_SCALE_MIN, LOG2_SCALE_MAX)))
+    return torch.cat([reference[:, :PARENT_FEATURES], torch.stack([f.reshape(-1) for f in feats], dim=1)], dim=1)
 
 
 def train_context(scheme: str, hidden: tuple[int, ...], latents: list[torch.Tensor],
                   steps: int = CONTEXT_STEPS, seed: int = 0) -> tuple[list[float], int]:
     """Train a context model of `scheme` on fixed integer latents; bits per level and its weight count."""
-    from inrcodec.train.model import make_mlp
-
     rows = [context_rows(scheme, g, latents[i + 1] if i + 1 < len(latents) else None) for i, g in enumerate(latents)]
     sizes = [r.shape[0] for r in rows]
     feats, values = torch.cat(rows), torch.cat([g.reshape(-1) for g in latents])
@@ -129,24 +116,17 @@ def train_context(scheme: str, hidden: tuple[int, ...], latents: list[torch.Tens
         for group in opt.param_groups:
             group["lr"] = LEARNING_RATE * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * step / steps)))
         pick = torch.randint(0, len(values), (min(BATCH, len(values)),))
-        loss = _laplace_bits(model, feats[pick], values[pick]).mean()
+        loss = context_bits(values[pick], model(feats[pick])).mean()
         opt.zero_grad()
         loss.backward()
         opt.step()
     with torch.no_grad():
-        bits = _laplace_bits(model, feats, values)
+        bits = context_bits(values, model(feats))
     return [float(b.sum()) for b in bits.split(sizes)], sum(p.numel() for p in model.parameters())
 
 
 def fit_latents(path: Path, lmbda: float, steps: int) -> tuple[list[torch.Tensor], float, float, float]:
     """A fixed-lambda fit of the default effort's schedule: rounded latents, latent bpp, PSNR, seconds."""
-    from dataclasses import replace
-
-    from inrcodec.imageio import load_image
-    from inrcodec.train import encoder
-    from inrcodec.train.fit import Fitter, RateTarget
-    from inrcodec.train.model import CocoNet
-
     pixels, _ = load_image(path)
     image = torch.tensor(pixels, dtype=torch.float32) / 255.0
     torch.manual_seed(0)
@@ -201,8 +181,8 @@ def summarize(out: Path) -> str:
         f"{min(r['date'] for r in rows)} to {max(r['date'] for r in rows)}.",
         "",
         "Latent rate reached by a fresh context model trained on each fit's rounded latents, relative to",
-        "format 1.0's two-phase context (16x16) trained the same way. Weight bits are not included: a",
-        "24x24 model has ~460 more weights than a 16x16 one (~0.007 bpp on a Kodak image at ~6 bits each).",
+        "format 1.0's two-phase context (16x16) trained the same way. The bits of the context model's own",
+        "weights (the weights column) are not included.",
         "",
         "| scheme | hidden | weights | " + " | ".join(images) + " | mean |",
         "|---|---|---|" + "---|" * (len(images) + 1),

@@ -18,11 +18,19 @@ def _grid(h: int, w: int, seed: int) -> torch.Tensor:
     return torch.randint(-4, 5, (h, w), generator=torch.Generator().manual_seed(seed)).float()
 
 
+@pytest.mark.parametrize("scheme", ch.SCHEMES)
 @pytest.mark.parametrize(("h", "w"), [(9, 7), (8, 8)])
-def test_the_two_phase_reference_is_format_one_context(h: int, w: int) -> None:
+def test_every_scheme_starts_with_the_parent_neighbourhood(scheme: str, h: int, w: int) -> None:
     grid, parent = _grid(h, w, 0), _grid((h + 1) // 2, (w + 1) // 2, 1)
-    assert torch.equal(ch.context_rows("two-phase", grid, parent), context_features(grid, parent))
-    assert torch.equal(ch.context_rows("two-phase", grid, None), context_features(grid, None))
+    rows = ch.context_rows(scheme, grid, parent).reshape(h, w, -1)
+    for y, x in [(0, 0), (3, 4), (h - 1, w - 1), (4, 1)]:
+        py, px = y // 2, x // 2
+        hood = [float(parent[py + dy, px + dx]) if 0 <= py + dy < parent.shape[0] and 0 <= px + dx < parent.shape[1]
+                else 0.0 for dy in (-1, 0, 1) for dx in (-1, 0, 1)]
+        assert rows[y, x, :9].tolist() == hood
+    assert torch.equal(ch.context_rows(scheme, grid, None)[:, :9], torch.zeros(h * w, 9))
+    if scheme == "two-phase":  # format 1.0's context itself
+        assert torch.equal(ch.context_rows(scheme, grid, parent), context_features(grid, parent))
 
 
 def _decoded_before(scheme: str, cell: tuple[int, int], other: tuple[int, int]) -> bool:

@@ -75,6 +75,12 @@ def laplace_bits(x: torch.Tensor, mu: torch.Tensor, scale: torch.Tensor) -> torc
     return -torch.log2(prob.clamp_min(2.0**-24))
 
 
+def context_bits(values: torch.Tensor, outputs: torch.Tensor) -> torch.Tensor:
+    """Bits of integer `values` under a context model's outputs [N, 2] (mean, log2 scale): [N]."""
+    scale = torch.exp2(outputs[:, 1].clamp(LOG2_SCALE_MIN, LOG2_SCALE_MAX))
+    return laplace_bits(values, outputs[:, 0], scale)
+
+
 class CocoNet(nn.Module):
     """One image's network: latent grids plus synthesis and context MLPs."""
 
@@ -206,9 +212,7 @@ class CocoNet(nn.Module):
                            + [p.other_values for p in parts])
         inside = torch.cat([p.anchor_inside[0] for p in parts] + [p.anchor_inside[1] for p in parts]
                            + [p.other_inside for p in parts])
-        scale = torch.exp2(params[:, 1].clamp(LOG2_SCALE_MIN, LOG2_SCALE_MAX))
-        bits = laplace_bits(values, params[:, 0], scale)
-        return (bits * inside).sum(), [win.at_level(i).n_pixels for i in range(len(crops))]
+        return (context_bits(values, params) * inside).sum(), [win.at_level(i).n_pixels for i in range(len(crops))]
 
 
 @dataclass
