@@ -612,3 +612,49 @@ def test_refits_keep_the_learning_rates_of_the_fit(monkeypatch: pytest.MonkeyPat
     assert fitter.network_lrs == (fit.LR_NETWORK, fit.LR_NETWORK)
     synthesis_lr, context_lr = fitter.opt.param_groups[1]["lr"], fitter.opt.param_groups[2]["lr"]
     assert synthesis_lr == context_lr < fit.LR_NETWORK  # the short rates differ 4x
+
+
+def test_soft_rounding_goes_from_identity_to_rounding() -> None:
+    from inrcodec.train.model import soft_round
+
+    y = torch.tensor([-2.3, -1.5, -0.7, 0.0, 0.2, 0.5, 0.9, 3.45])
+    assert torch.allclose(soft_round(y, 100.0), y, atol=1e-4)  # hot: nearly the identity
+    cold = y[(y - torch.floor(y) - 0.5).abs() > 0.1]  # away from the half-integers
+    assert torch.allclose(soft_round(cold, 0.01), torch.round(cold), atol=1e-6)  # cold: rounding
+    halves = torch.tensor([-1.5, 0.5, 2.5])
+    assert torch.allclose(soft_round(halves, 0.2), halves)  # continuous across the bin edges
+    mid = soft_round(y, 0.3)
+    assert bool(((mid - torch.round(y)).abs() <= (y - torch.round(y)).abs() + 1e-6).all())  # pulled towards integers
+    x = y.clone().requires_grad_(True)
+    soft_round(x, 0.2).sum().backward()
+    assert bool(torch.isfinite(x.grad).all()) and bool((x.grad > 0).all())  # monotone, trainable
+
+
+def test_the_soft_rounding_temperature_anneals_over_the_noise_phase_and_refits_hold_the_last() -> None:
+    schedule = Schedule(iterations=100, ste_fraction=0.2, soft_rounding=(0.5, 0.2))
+    assert schedule.temperature(0.0) == pytest.approx(0.5)
+    assert schedule.temperature(0.4) == pytest.approx((0.5 * 0.2) ** 0.5)  # halfway, geometric
+    assert schedule.temperature(0.8) == pytest.approx(0.2)
+    assert schedule.temperature(0.95) == pytest.approx(0.2)  # rounding phase: the last
+    assert schedule.temperature(0.0, phase="refit") == pytest.approx(0.2)
+    assert replace(schedule, soft_rounding=None).temperature(0.3) is None
+
+
+def test_soft_noisy_latents_charge_the_rate_on_the_noisy_values_and_drop_levels_stay_zero() -> None:
+    from inrcodec.train.model import soft_round
+
+    model = _random_model(40, 56, spread=2.0)
+    model.drop_finest_level()
+    win = Window(4, 30, 8, 40)
+    torch.manual_seed(3)
+    synthesis_in, rate_in = model.soft_noisy_latents(win, 0.3)
+    clean = model.crop_latents(win, "soft")
+    assert len(synthesis_in) == len(rate_in) == len(clean) == 7
+    assert not synthesis_in[0][0].any() and not rate_in[0][0].any()  # dropped level: zeros, no noise
+    noise = []
+    for (s, origin), (r, r_origin), (g, g_origin) in zip(synthesis_in[1:], rate_in[1:], clean[1:]):
+        assert origin == r_origin == g_origin
+        noise.append((r - soft_round(g, 0.3)).reshape(-1))
+        assert torch.allclose(s, soft_round(r, 0.3))
+    noise = torch.cat(noise)
+    assert float(noise.abs().max()) <= 0.5 and float(noise.std()) > 0.2  # U(-0.5, 0.5): sd 0.29

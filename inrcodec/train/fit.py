@@ -186,6 +186,13 @@ DROP_FINEST_ABOVE = 1e-2
 DROP_LAMBDA_FACTOR = 0.5
 
 
+# The noise phase trains on soft-rounded noisy latents (C3's proxy, see
+# `CocoNet.soft_noisy_latents`), the temperature falling from the first value
+# to the second. Plain noise shows the synthesis latents up to half a step
+# from the integers it will get; soft rounding closes the gap as it cools.
+SOFT_ROUNDING = (0.5, 0.2)
+
+
 @dataclass(frozen=True)
 class Schedule:
     """Training hyper-parameters of one effort level.
@@ -203,6 +210,9 @@ class Schedule:
             4200-step fits, 2026-11-29: kodim01 at 2e-3 1.009 -> 0.922 bpp,
             28.55 -> 28.75 dB without it), but it is what keeps the rounding
             dead zone of the landing cheap (see ADAM_BETAS).
+        soft_rounding: (first, last) temperature of the soft rounding in the
+            noise phase (`CocoNet.soft_noisy_latents`), or None for plain
+            additive noise (see SOFT_ROUNDING).
     """
 
     iterations: int
@@ -211,6 +221,22 @@ class Schedule:
     lr_synthesis: float | None = None
     lr_context: float | None = None
     ste_fraction: float = 0.15
+    soft_rounding: tuple[float, float] | None = SOFT_ROUNDING
+
+    def temperature(self, fraction_done: float, phase: str = "fit") -> float | None:
+        """Soft-rounding temperature at a point of the noise phase (None: plain noise).
+
+        A fit anneals geometrically from the first temperature to the second
+        over its noise phase; a refit, which continues a trained fit, holds
+        the second.
+        """
+        if self.soft_rounding is None:
+            return None
+        first, last = self.soft_rounding
+        if phase != "fit":
+            return last
+        progress = min(1.0, fraction_done / max(1e-9, 1 - self.ste_fraction))
+        return first * (last / first) ** progress
 
 
 @dataclass
@@ -433,8 +459,13 @@ class Fitter:
         self.network_lrs = (synthesis if schedule.lr_synthesis is None else schedule.lr_synthesis,
                             context if schedule.lr_context is None else schedule.lr_context)
 
-    def step(self, schedule: Schedule, lr_scale: float, mode: str) -> dict[str, float]:
-        """One optimizer step on a random window; returns its statistics."""
+    def step(self, schedule: Schedule, lr_scale: float, mode: str,
+             temperature: float | None = None) -> dict[str, float]:
+        """One optimizer step on a random window; returns its statistics.
+
+        `temperature`: soft rounding of the noisy latents (see SOFT_ROUNDING);
+        None for plain noise.
+        """
         model = self.model
         if self.network_lrs is None:
             self.plan_network_lrs(schedule, schedule.iterations)
@@ -443,7 +474,10 @@ class Fitter:
         self.opt.param_groups[1]["lr"] = self.network_lrs[0] * lr_scale
         self.opt.param_groups[2]["lr"] = self.network_lrs[1] * lr_scale
         win = self._window(schedule.crop)
-        q = model.crop_latents(win, mode)  # type: ignore[arg-type]
+        if mode == "noise" and temperature is not None:
+            q, q_soft_rate = model.soft_noisy_latents(win, temperature)
+        else:
+            q = model.crop_latents(win, mode)  # type: ignore[arg-type]
         rec = model.synthesize(q, win)
         target = self.image[win.r0 : win.r1, win.c0 : win.c1].reshape(-1, 3)
         mse = ((rec - target) ** 2).mean()
@@ -455,7 +489,12 @@ class Fitter:
         # gradient inside a bin, so under pure straight-through a latent at
         # 0.3 drifts freely to 0.6 and the real rate creeps up while lambda
         # climbs to stop it; noise keeps pricing the magnitude continuously.
-        q_rate = q if mode == "noise" else model.crop_latents(win, "noise")
+        if mode == "noise":
+            q_rate = q if temperature is None else q_soft_rate
+        elif temperature is not None:
+            q_rate = model.soft_noisy_latents(win, temperature)[1]
+        else:
+            q_rate = model.crop_latents(win, "noise")
         bits, _ = model.latent_bits(q_rate, win)
         loss = weight * (mse + self.lmbda * bits / win.n_pixels)
         self.opt.zero_grad()
@@ -532,7 +571,7 @@ class Fitter:
                 probed = True
             if phase == "fit" and it in checkpoints:
                 self.steer(frac, strength=1.0 if deadline is not None else min(1.0, total / RATE_MODEL_STEPS))
-            stats = self.step(schedule, lr_scale, mode)
+            stats = self.step(schedule, lr_scale, mode, schedule.temperature(frac, phase))
             it += 1
             if it == 1:
                 clock_from = time.monotonic()

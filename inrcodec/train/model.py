@@ -16,6 +16,7 @@ quarter of that, and four noisy steps beat one exact one.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Literal
 
@@ -29,7 +30,7 @@ from ..format.fixedpoint import LATENT_MAX, LATENT_MIN, LATENT_SCALE_K_MAX, SCAL
 from ..format.fixedpoint import ACT_ONE
 from ..format.sampling import AxisTaps, pixel_taps
 
-QuantMode = Literal["noise", "ste", "round"]
+QuantMode = Literal["noise", "ste", "round", "soft"]
 Crop = tuple[torch.Tensor, tuple[int, int]]  # sub-grid and its level coordinates
 CROP_MARGIN = 3
 LOG2_SCALE_MIN = SCALE_K_MIN / 8
@@ -139,6 +140,27 @@ class CocoNet(nn.Module):
         """All latent grids as the decoder will see them (or a differentiable proxy)."""
         return [g for g, _ in self.crop_latents(self.full_window(), mode)]
 
+    def soft_noisy_latents(self, win: Window, temperature: float) -> tuple[list[Crop], list[Crop]]:
+        """Soft-rounded noisy latents under `win`: (synthesis input, rate input).
+
+        C3's training proxy (Kim et al. 2024, after Agustsson & Theis 2020):
+        the rate is charged on s(y) + u and the synthesis sees s(s(y) + u),
+        with u ~ U(-0.5, 0.5) and s the soft rounding at `temperature`. As
+        the temperature falls, s approaches rounding and the synthesis sees
+        nearly the integers the decoder will, where plain noise shows it
+        values up to half a step off. Same cropping as `crop_latents`.
+        """
+        synthesis_in, rate_in = [], []
+        for (g, origin), level in zip(self.crop_latents(win, "soft"), range(len(self.latents))):
+            if level < self.first_level:
+                synthesis_in.append((g, origin))
+                rate_in.append((g, origin))
+                continue
+            noisy = soft_round(g, temperature) + torch.empty_like(g).uniform_(-0.5, 0.5)
+            rate_in.append((noisy, origin))
+            synthesis_in.append((soft_round(noisy, temperature), origin))
+        return synthesis_in, rate_in
+
     def crop_latents(self, win: Window, mode: QuantMode) -> list[Crop]:
         """The part of every latent grid that pixels `win` depend on, quantized.
 
@@ -149,7 +171,8 @@ class CocoNet(nn.Module):
 
         noise: additive U(-0.5, 0.5) (training, Balle et al. 2017);
         ste: hard rounding with the identity gradient (final phase, as in C3);
-        round: hard rounding (evaluation), with `self.dead_zone`.
+        round: hard rounding (evaluation), with `self.dead_zone`;
+        soft: the clamped values themselves (`soft_noisy_latents` quantizes them).
         """
         out = []
         for i, grid in enumerate(self.latents):
@@ -164,6 +187,8 @@ class CocoNet(nn.Module):
                 g = g + torch.empty_like(g).uniform_(-0.5, 0.5)
             elif mode == "ste":
                 g = g + (torch.round(g) - g).detach()
+            elif mode == "soft":
+                pass
             else:
                 g = round_latents(g, self.dead_zone)
             out.append((g, (a, c)))
@@ -282,6 +307,17 @@ def _level_rows(level: int, crops: list[Crop] | list[torch.Tensor], w: Window, f
         anchor_inside=(inside[0, 0].reshape(-1), inside[1, 1].reshape(-1)),
         other_inside=torch.cat([inside[0, 1].reshape(-1), inside[1, 0].reshape(-1)]),
     )
+
+
+def soft_round(values: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Differentiable rounding: identity as temperature grows, rounding as it falls to 0.
+
+    s(y) = m + tanh(r / T) / (2 tanh(1 / (2 T))) with m = floor(y) + 1/2 and
+    r = y - m (Agustsson & Theis, NeurIPS 2020): continuous, equal to y at
+    half-integers, and flat near the integers at small T.
+    """
+    middle = torch.floor(values) + 0.5
+    return middle + torch.tanh((values - middle) / temperature) / (2 * math.tanh(0.5 / temperature))
 
 
 def round_latents(values: torch.Tensor, dead_zone: float = 0.0) -> torch.Tensor:
