@@ -186,11 +186,15 @@ DROP_FINEST_ABOVE = 1e-2
 DROP_LAMBDA_FACTOR = 0.5
 
 
-# The noise phase trains on soft-rounded noisy latents (C3's proxy, see
-# `CocoNet.soft_noisy_latents`), the temperature falling from the first value
-# to the second. Plain noise shows the synthesis latents up to half a step
-# from the integers it will get; soft rounding closes the gap as it cools.
-SOFT_ROUNDING = (0.5, 0.2)
+# Soft rounding of the noisy latents (C3's proxy, `CocoNet.soft_noisy_latents`;
+# `Schedule.soft_rounding`) is off: plain noise. At fixed lambdas, soft
+# rounding cooling from 0.5 to 0.2 gained +0.45 dB at the same rate on kodim01
+# and -0.1 dB on kodim03 (0.3 -> 0.1: +0.16 dB on kodim01; ad hoc, and
+# bench/results/fixed-lambda-2026-11-30), but end to end, with the rate
+# landing, it bought nothing: -0.01 dB on average at the requested rate over
+# 11 encodes of kodim01-04 at 0.25-1 bpp, from -0.46 to +0.84 dB
+# (bench/results/kodak-soft-2026-11-30 against kodak-2threads-2026-11-30).
+SOFT_ROUNDING: tuple[float, float] | None = None
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,198 @@
+"""Training variants compared at fixed lambdas: where is the quality gap not?
+
+    python -m bench.fixed_lambda --images ../shared/data/kodak \
+        --pick kodim01:2.2e-3:1.5e-3,kodim03:8e-4:4e-4 --variants base,soft,synth48 \
+        --out bench/results/fixed-lambda-<date>
+
+Each variant fits each picked image once per lambda (no rate target, no
+landing: what `inrcodec encode --lmbda` does with the default effort), then
+the file is written and decoded as usual, so bpp and PSNR are the real
+file's. Comparing variants at the same lambda says little (a variant may
+move the rate), so each variant's files are compared with the baseline's
+rate-distortion curve on the same image: the baseline's PSNR at the
+variant's bpp, read off the straight line through its points in
+(ln bpp, PSNR), the segment around that bpp or the nearest one when outside
+(marked "outside"). The end-to-end question (does it survive the rate
+landing?) is `python -m bench rd`'s.
+
+Variants:
+    base        the default effort's schedule and architecture.
+    soft        soft-rounded noisy latents (`CocoNet.soft_noisy_latents`),
+                temperature 0.5 -> 0.2 over the noise phase.
+    synth48     one hidden synthesis layer of 48 (592 multiply-adds per
+                pixel; the default is 16x16, 528).
+    synth32x2   two hidden synthesis layers of 32 (1456 multiply-adds).
+    long-slow   four times the steps with the latents at learning rate 0.03
+                (the default: 0.1).
+Rows go to fixed_lambda.csv (resumable per image, variant and lambda);
+fixed_lambda.md gives each file against the baseline.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import math
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from bench.results import append_csv_row, machine, utc_now
+from bench.run import find_images
+from inrcodec.format.architecture import Architecture
+from inrcodec.imageio import load_image
+from inrcodec.train import encoder
+from inrcodec.train.fit import Fitter, RateTarget, Schedule
+from inrcodec.train.model import CocoNet
+
+CSV_NAME = "fixed_lambda.csv"
+COLUMNS = ("image", "variant", "lmbda", "steps", "synth_hidden", "bpp", "psnr", "latent_bpp",
+           "level0_nonzero", "fit_s", "torch_threads", "machine", "date")
+
+
+@dataclass(frozen=True)
+class Variant:
+    """A change to the default effort's training: its schedule and architecture."""
+
+    schedule: Schedule
+    architecture: Architecture
+
+
+def variants(steps: int | None = None) -> dict[str, Variant]:
+    """The variants, around the default effort's schedule (with `steps` steps instead, if given)."""
+    base_schedule = encoder.SCHEDULES["default"]
+    if steps is not None:
+        base_schedule = replace(base_schedule, iterations=steps)
+    base_arch = encoder.ARCHITECTURE
+    return {
+        "base": Variant(base_schedule, base_arch),
+        "soft": Variant(replace(base_schedule, soft_rounding=(0.5, 0.2)), base_arch),
+        "synth48": Variant(base_schedule, replace(base_arch, synth_hidden=(48,))),
+        "synth32x2": Variant(base_schedule, replace(base_arch, synth_hidden=(32, 32))),
+        "long-slow": Variant(replace(base_schedule, iterations=4 * base_schedule.iterations, lr_latent=0.03),
+                             base_arch),
+    }
+
+
+def fit_and_write(path: Path, variant: Variant, lmbda: float) -> dict[str, float]:
+    """One fixed-lambda fit of `variant`, written and decoded: the file's bpp and PSNR, and the fit's figures."""
+    pixels, _ = load_image(path)
+    image = torch.tensor(pixels, dtype=torch.float32) / 255.0
+    torch.manual_seed(0)
+    model = CocoNet(pixels.shape[0], pixels.shape[1], variant.architecture)
+    fitter = Fitter(image, model, RateTarget(None, lmbda), seed=0)
+    start = time.monotonic()
+    fitter.run(variant.schedule)
+    seconds = time.monotonic() - start
+    data = encoder._quantize_and_write(model, image, lmbda, 0)
+    return {
+        "bpp": len(data) * 8 / (pixels.shape[0] * pixels.shape[1]),
+        "psnr": encoder.decoded_psnr(pixels)(data),
+        "latent_bpp": fitter.latent_bpp(),
+        "level0_nonzero": float((model.quantized_latents("round")[0] != 0).float().mean()),
+        "fit_s": seconds,
+    }
+
+
+def _done(out: Path) -> set[tuple[str, str, float]]:
+    path = out / CSV_NAME
+    if not path.exists():
+        return set()
+    with path.open() as f:
+        return {(r["image"], r["variant"], float(r["lmbda"])) for r in csv.DictReader(f)}
+
+
+def baseline_psnr_at(points: list[tuple[float, float]], bpp: float) -> tuple[float, bool]:
+    """The baseline's PSNR at `bpp` on the line through its (bpp, PSNR) points in ln bpp; and whether outside them."""
+    pts = sorted((math.log(b), p) for b, p in points)
+    x = math.log(bpp)
+    outside = x < pts[0][0] or x > pts[-1][0]
+    i = min(max(np.searchsorted([p[0] for p in pts], x) - 1, 0), len(pts) - 2)
+    (x0, y0), (x1, y1) = pts[i], pts[i + 1]
+    return y0 + (y1 - y0) * (x - x0) / (x1 - x0), outside
+
+
+def summarize(out: Path) -> str:
+    """fixed_lambda.md: every file, and each variant's mean difference from the baseline at its rate."""
+    with (out / CSV_NAME).open() as f:
+        rows = list(csv.DictReader(f))
+    lines = [
+        "# Training variants at fixed lambdas",
+        "",
+        f"Generated by `python -m bench.fixed_lambda` from {CSV_NAME}; {rows[0]['machine']}, "
+        f"{rows[0]['torch_threads']} torch threads, {min(r['date'] for r in rows)} to {max(r['date'] for r in rows)}.",
+        "",
+        "Each file's PSNR against the baseline's at the same bpp (the line through the baseline's",
+        "points on that image in ln bpp; \"outside\": beyond them, extended from the nearest segment).",
+        "",
+        "| image | variant | lambda | steps | bpp | PSNR (dB) | baseline at that bpp | difference | "
+        "full-res latents non-zero | fit s |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    by_variant: dict[str, list[float]] = {}
+    for image in sorted({r["image"] for r in rows}):
+        base = [(float(r["bpp"]), float(r["psnr"])) for r in rows if r["image"] == image and r["variant"] == "base"]
+        for r in sorted((r for r in rows if r["image"] == image), key=lambda r: (r["variant"] != "base", r["variant"],
+                                                                                  float(r["lmbda"]))):
+            cells = ["", ""]
+            if r["variant"] != "base" and len(base) >= 2:
+                reference, outside = baseline_psnr_at(base, float(r["bpp"]))
+                difference = float(r["psnr"]) - reference
+                by_variant.setdefault(r["variant"], []).append(difference)
+                cells = [f"{reference:.2f}" + (" (outside)" if outside else ""), f"{difference:+.2f}"]
+            lines.append(f"| {image} | {r['variant']} | {r['lmbda']} | {r['steps']} | {float(r['bpp']):.4f} | "
+                         f"{float(r['psnr']):.2f} | " + " | ".join(cells)
+                         + f" | {float(r['level0_nonzero']):.1%} | {r['fit_s']} |")
+    lines += ["", "| variant | files | mean difference (dB) |", "|---|---|---|"]
+    for name, values in sorted(by_variant.items()):
+        lines.append(f"| {name} | {len(values)} | {np.mean(values):+.2f} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--images", required=True, type=Path)
+    parser.add_argument("--pick", required=True,
+                        help="comma-separated name:lambda[:lambda...], e.g. kodim01:2.2e-3:1.5e-3")
+    parser.add_argument("--variants", default="base,soft", help=f"comma-separated, from {', '.join(variants())}")
+    parser.add_argument("--steps", type=int, default=None,
+                        help="the baseline's fit steps (default: the default effort's; long-slow fits 4x)")
+    parser.add_argument("--out", required=True, type=Path)
+    args = parser.parse_args(argv)
+    known = variants(args.steps)
+    chosen = args.variants.split(",")
+    for name in chosen:
+        if name not in known:
+            raise SystemExit(f"unknown variant {name!r}; known: {', '.join(known)}")
+    args.out.mkdir(parents=True, exist_ok=True)
+    torch.set_num_threads(min(2, torch.get_num_threads()))
+    by_stem = {p.stem: p for p in find_images(args.images)}
+    done = _done(args.out)
+    for item in args.pick.split(","):
+        name, *lambdas = item.split(":")
+        if name not in by_stem:
+            raise SystemExit(f"no image {name!r} in {args.images}")
+        for variant in chosen:
+            for lmbda in map(float, lambdas):
+                if (by_stem[name].name, variant, lmbda) in done:
+                    continue
+                result = fit_and_write(by_stem[name], known[variant], lmbda)
+                append_csv_row(args.out / CSV_NAME, COLUMNS, {
+                    "image": by_stem[name].name, "variant": variant, "lmbda": lmbda,
+                    "steps": known[variant].schedule.iterations,
+                    "synth_hidden": "x".join(map(str, known[variant].architecture.synth_hidden)),
+                    "bpp": f"{result['bpp']:.5f}", "psnr": f"{result['psnr']:.3f}",
+                    "latent_bpp": f"{result['latent_bpp']:.5f}", "level0_nonzero": f"{result['level0_nonzero']:.4f}",
+                    "fit_s": f"{result['fit_s']:.1f}", "torch_threads": torch.get_num_threads(),
+                    "machine": machine(), "date": utc_now(),
+                })
+                print(f"{name} {variant} lambda {lmbda:g}: {result['bpp']:.4f} bpp, {result['psnr']:.2f} dB", flush=True)
+    (args.out / "fixed_lambda.md").write_text(summarize(args.out))
+    print(f"wrote {args.out / 'fixed_lambda.md'}")
+
+
+if __name__ == "__main__":
+    main()

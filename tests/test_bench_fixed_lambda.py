@@ -1,0 +1,56 @@
+"""`python -m bench.fixed_lambda`: variants differ only where they say, and files are compared at equal rate."""
+
+from __future__ import annotations
+
+import csv
+import math
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from helper import synthetic_image
+from PIL import Image
+
+from bench import fixed_lambda as fl
+from inrcodec.train import encoder
+
+
+def test_each_variant_changes_only_what_it_names() -> None:
+    known = fl.variants()
+    base = known["base"]
+    assert base.schedule == encoder.SCHEDULES["default"] and base.architecture == encoder.ARCHITECTURE
+    assert known["soft"].schedule == replace(base.schedule, soft_rounding=(0.5, 0.2))
+    assert known["synth48"].architecture.synth_hidden == (48,) and known["synth48"].schedule == base.schedule
+    assert known["long-slow"].schedule == replace(base.schedule, iterations=4 * base.schedule.iterations,
+                                                  lr_latent=0.03)
+    assert fl.variants(30)["long-slow"].schedule.iterations == 120
+
+
+def test_the_baseline_is_read_on_its_line_in_log_rate() -> None:
+    points = [(0.5, 30.0), (1.0, 33.0), (2.0, 35.0)]
+    assert fl.baseline_psnr_at(points, 1.0) == (33.0, False)
+    value, outside = fl.baseline_psnr_at(points, math.sqrt(0.5))  # halfway in ln bpp on the first segment
+    assert value == pytest.approx(31.5) and not outside
+    value, outside = fl.baseline_psnr_at(points, 4.0)  # past the last point: the last segment extended
+    assert value == pytest.approx(37.0) and outside
+
+
+def test_a_tiny_run_writes_real_files_and_compares_them(tmp_path: Path) -> None:
+    images = tmp_path / "images"
+    images.mkdir()
+    Image.fromarray(synthetic_image(64, 48)).save(images / "tiny.png")
+    out = tmp_path / "out"
+    fl.main(["--images", str(images), "--pick", "tiny:1e-2:1e-3", "--variants", "base,synth48",
+             "--steps", "20", "--out", str(out)])
+    with (out / fl.CSV_NAME).open() as f:
+        rows = list(csv.DictReader(f))
+    assert [(r["variant"], float(r["lmbda"])) for r in rows] == [
+        ("base", 1e-2), ("base", 1e-3), ("synth48", 1e-2), ("synth48", 1e-3)]
+    assert all(float(r["bpp"]) > 0 and 5 < float(r["psnr"]) < 60 and r["steps"] == "20" for r in rows)
+    assert rows[2]["synth_hidden"] == "48"
+    report = (out / "fixed_lambda.md").read_text()
+    assert report.count("| tiny.png | synth48 |") == 2 and "| synth48 | 2 |" in report
+    fl.main(["--images", str(images), "--pick", "tiny:1e-2", "--variants", "base", "--steps", "20",
+             "--out", str(out)])  # resumed: nothing refitted
+    with (out / fl.CSV_NAME).open() as f:
+        assert len(list(csv.DictReader(f))) == 4
