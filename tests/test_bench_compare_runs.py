@@ -1,0 +1,38 @@
+"""`python -m bench.compare_runs`: pairs by image and request, compares at the requested rate."""
+
+from __future__ import annotations
+
+import csv
+import math
+from pathlib import Path
+
+import pytest
+
+from bench import compare_runs as cr
+from inrcodec.train.encoder import PSNR_PER_LN_RATE
+
+
+def _rd(path: Path, rows: list[tuple[str, str, str, float, float, float]]) -> Path:
+    with path.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["codec", "setting", "image", "bpp", "psnr", "encode_s"])
+        writer.writerows(rows)
+    return path
+
+
+def test_files_are_compared_at_the_requested_rate(tmp_path: Path) -> None:
+    old = _rd(tmp_path / "old.csv", [
+        ("inrcodec", "bpp=0.5;effort=default", "a.png", 0.5, 30.0, 100.0),
+        ("inrcodec", "bpp=0.5;effort=default", "b.png", 0.5, 31.0, 100.0),  # no partner
+        ("inrcodec", "bpp=0.5;effort=max", "a.png", 0.5, 35.0, 300.0),  # another effort
+        ("jpeg420", "quality=50", "a.png", 0.5, 29.0, 0.01),
+    ])
+    new = _rd(tmp_path / "new.csv", [("inrcodec", "bpp=0.5;effort=default", "a.png", 0.52, 30.5, 110.0)])
+    pairs = cr.read_encodes(old, "default")
+    assert set(pairs) == {("a.png", 0.5), ("b.png", 0.5)}
+    moved = cr.read_encodes(new, "default")[("a.png", 0.5)].at_request
+    assert moved == pytest.approx(30.5 + PSNR_PER_LN_RATE * math.log(0.5 / 0.52))  # 4 % over: ~0.18 dB back
+    table = cr.compare(pairs, cr.read_encodes(new, "default"))
+    assert f"| a.png | 0.5 | 0.500 / 30.00 / 100 | 0.520 / 30.50 / 110 | {moved - 30.0:+.2f} |" in table
+    assert "b.png" not in table and f"| all | 1 | {moved - 30.0:+.2f} | 1 |" in table
+    assert "No (image" in cr.compare(pairs, {})
