@@ -38,11 +38,14 @@ ARCHITECTURE = Architecture(n_levels=7, synth_hidden=(16, 16), arm_hidden=(16, 1
 # bench/results/kodak-fast-2026-11-30d.
 # `--effort max` trains four times as long as the default with the latents
 # at a third of its learning rate: at a fixed lambda of 2.2e-3, kodim01 coded
-# at 0.794 bpp / 28.34 dB where the default schedule gave 0.898 / 28.39 and
-# 0.904 / 28.60 (seeds 0 and 1), +0.4..0.6 dB at the same rate (ad hoc,
-# 2026-11-30); four times the steps at the default learning rate bought
-# +0.13 dB, and a third of it in 4200 steps ~+0.1 dB. The slower latents
-# settled sparse: 11 % of the full-resolution latents non-zero.
+# at 0.794 bpp / 28.34 dB, +0.60 dB over the default schedule at that rate
+# (bench/results/fixed-lambda-2026-11-30; seeds 0 and 1 of the default
+# differ by 0.2 dB, ad hoc); four times the steps at the default learning
+# rate bought +0.13 dB, and a third of it in 4200 steps ~+0.1 dB (ad hoc,
+# 2026-11-30). The slower latents settle sparser: 10.9 % of the
+# full-resolution latents non-zero, 14.6 % in the default fit. End to end,
+# kodim01-03 at 0.5 bpp: +0.50 dB over the previous max (8000 steps of
+# 384-pixel crops at 0.1), 409-520 s (bench/results/kodak-max-2026-11-30b).
 SCHEDULES: dict[str, Schedule] = {
     "fast": Schedule(iterations=420),
     "default": Schedule(iterations=4200),
