@@ -44,8 +44,9 @@ ARCHITECTURE = Architecture(n_levels=7, synth_hidden=(16, 16), arm_hidden=(16, 1
 # rate bought +0.13 dB, and a third of it in 4200 steps ~+0.1 dB (ad hoc,
 # 2026-11-30). The slower latents settle sparser: 10.9 % of the
 # full-resolution latents non-zero, 14.6 % in the default fit. End to end,
-# kodim01-03 at 0.5 bpp: +0.50 dB over the previous max (8000 steps of
-# 384-pixel crops at 0.1), 409-520 s (bench/results/kodak-max-2026-11-30b).
+# kodim01-03 at 0.25 and 0.5 bpp: +0.49 dB over the previous max (8000 steps
+# of 384-pixel crops at 0.1; 5 of 6 files better), 409-583 s
+# (bench/results/kodak-max-2026-11-30b).
 SCHEDULES: dict[str, Schedule] = {
     "fast": Schedule(iterations=420),
     "default": Schedule(iterations=4200),
