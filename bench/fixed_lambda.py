@@ -17,7 +17,7 @@ landing?) is `python -m bench rd`'s.
 
 Variants:
     base        the default effort's schedule and architecture.
-    soft        soft-rounded noisy latents (`CocoNet.soft_noisy_latents`),
+    soft        soft-rounded noisy latents (`CocoNet.noisy_latents`),
                 temperature 0.5 -> 0.2 over the noise phase.
     synth48     one hidden synthesis layer of 48 (592 multiply-adds per
                 pixel; the default is 16x16, 528).

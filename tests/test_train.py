@@ -647,7 +647,7 @@ def test_soft_noisy_latents_charge_the_rate_on_the_noisy_values_and_drop_levels_
     model.drop_finest_level()
     win = Window(4, 30, 8, 40)
     torch.manual_seed(3)
-    synthesis_in, rate_in = model.soft_noisy_latents(win, 0.3)
+    synthesis_in, rate_in = model.noisy_latents(win, 0.3)
     clean = model.crop_latents(win, "soft")
     assert len(synthesis_in) == len(rate_in) == len(clean) == 7
     assert not synthesis_in[0][0].any() and not rate_in[0][0].any()  # dropped level: zeros, no noise

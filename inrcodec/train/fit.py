@@ -186,7 +186,7 @@ DROP_FINEST_ABOVE = 1e-2
 DROP_LAMBDA_FACTOR = 0.5
 
 
-# Soft rounding of the noisy latents (C3's proxy, `CocoNet.soft_noisy_latents`;
+# Soft rounding of the noisy latents (C3's proxy, `CocoNet.noisy_latents`;
 # `Schedule.soft_rounding`) is off: plain noise. At fixed lambdas, soft
 # rounding cooling from 0.5 to 0.2 gained +0.45 dB at the same rate on kodim01
 # and -0.1 dB on kodim03 (0.3 -> 0.1: +0.16 dB on kodim01; ad hoc, and
@@ -215,7 +215,7 @@ class Schedule:
             28.55 -> 28.75 dB without it), but it is what keeps the rounding
             dead zone of the landing cheap (see ADAM_BETAS).
         soft_rounding: (first, last) temperature of the soft rounding in the
-            noise phase (`CocoNet.soft_noisy_latents`), or None for plain
+            noise phase (`CocoNet.noisy_latents`), or None for plain
             additive noise (see SOFT_ROUNDING).
     """
 
@@ -478,27 +478,21 @@ class Fitter:
         self.opt.param_groups[1]["lr"] = self.network_lrs[0] * lr_scale
         self.opt.param_groups[2]["lr"] = self.network_lrs[1] * lr_scale
         win = self._window(schedule.crop)
-        if mode == "noise" and temperature is not None:
-            q, q_soft_rate = model.soft_noisy_latents(win, temperature)
-        else:
-            q = model.crop_latents(win, mode)  # type: ignore[arg-type]
-        rec = model.synthesize(q, win)
-        target = self.image[win.r0 : win.r1, win.c0 : win.c1].reshape(-1, 3)
-        mse = ((rec - target) ** 2).mean()
-        # Clipped border windows are smaller: weigh by area so every pixel
-        # counts the same whatever window it falls in.
-        weight = win.n_pixels / (min(schedule.crop, self.model.height) * min(schedule.crop, self.model.width))
         # Mixed quantization in the final phase: the decoder sees rounded
         # latents, but the rate is charged on noisy ones. Rounding has no rate
         # gradient inside a bin, so under pure straight-through a latent at
         # 0.3 drifts freely to 0.6 and the real rate creeps up while lambda
         # climbs to stop it; noise keeps pricing the magnitude continuously.
         if mode == "noise":
-            q_rate = q if temperature is None else q_soft_rate
-        elif temperature is not None:
-            q_rate = model.soft_noisy_latents(win, temperature)[1]
+            q, q_rate = model.noisy_latents(win, temperature)
         else:
-            q_rate = model.crop_latents(win, "noise")
+            q, q_rate = model.crop_latents(win, mode), model.noisy_latents(win, temperature)[1]  # type: ignore[arg-type]
+        rec = model.synthesize(q, win)
+        target = self.image[win.r0 : win.r1, win.c0 : win.c1].reshape(-1, 3)
+        mse = ((rec - target) ** 2).mean()
+        # Clipped border windows are smaller: weigh by area so every pixel
+        # counts the same whatever window it falls in.
+        weight = win.n_pixels / (min(schedule.crop, self.model.height) * min(schedule.crop, self.model.width))
         bits, _ = model.latent_bits(q_rate, win)
         loss = weight * (mse + self.lmbda * bits / win.n_pixels)
         self.opt.zero_grad()

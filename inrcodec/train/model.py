@@ -140,16 +140,20 @@ class CocoNet(nn.Module):
         """All latent grids as the decoder will see them (or a differentiable proxy)."""
         return [g for g, _ in self.crop_latents(self.full_window(), mode)]
 
-    def soft_noisy_latents(self, win: Window, temperature: float) -> tuple[list[Crop], list[Crop]]:
-        """Soft-rounded noisy latents under `win`: (synthesis input, rate input).
+    def noisy_latents(self, win: Window, temperature: float | None = None) -> tuple[list[Crop], list[Crop]]:
+        """The training proxy of the latents under `win`: (synthesis input, rate input).
 
-        C3's training proxy (Kim et al. 2024, after Agustsson & Theis 2020):
+        Without a temperature, both are the latents plus U(-0.5, 0.5) noise
+        (`crop_latents` in "noise" mode). With one, C3's proxy (Kim et al. 2024, after Agustsson & Theis 2020):
         the rate is charged on s(y) + u and the synthesis sees s(s(y) + u),
         with u ~ U(-0.5, 0.5) and s the soft rounding at `temperature`. As
         the temperature falls, s approaches rounding and the synthesis sees
         nearly the integers the decoder will, where plain noise shows it
         values up to half a step off. Same cropping as `crop_latents`.
         """
+        if temperature is None:
+            noisy = self.crop_latents(win, "noise")
+            return noisy, noisy
         synthesis_in, rate_in = [], []
         for (g, origin), level in zip(self.crop_latents(win, "soft"), range(len(self.latents))):
             if level < self.first_level:
@@ -172,7 +176,7 @@ class CocoNet(nn.Module):
         noise: additive U(-0.5, 0.5) (training, Balle et al. 2017);
         ste: hard rounding with the identity gradient (final phase, as in C3);
         round: hard rounding (evaluation), with `self.dead_zone`;
-        soft: the clamped values themselves (`soft_noisy_latents` quantizes them).
+        soft: the clamped values themselves (`noisy_latents` quantizes them).
         """
         out = []
         for i, grid in enumerate(self.latents):
