@@ -24,6 +24,9 @@ Variants:
     synth32x2   two hidden synthesis layers of 32 (1456 multiply-adds).
     long-slow   four times the steps with the latents at learning rate 0.03
                 (the default: 0.1).
+    fine-<lr>   the full-resolution latents alone at learning rate <lr>
+                (e.g. fine-0.03; the other levels stay at 0.1).
+    latent-<lr> all the latents at learning rate <lr>.
 Rows go to fixed_lambda.csv (resumable per image, variant and lambda);
 fixed_lambda.md gives each file against the baseline.
 """
@@ -75,6 +78,30 @@ def variants(steps: int | None = None) -> dict[str, Variant]:
         "long-slow": Variant(replace(base_schedule, iterations=4 * base_schedule.iterations, lr_latent=0.03),
                              base_arch),
     }
+
+
+LEARNING_RATE_VARIANTS = {"fine": "lr_latent_finest", "latent": "lr_latent"}
+
+
+def variant(name: str, steps: int | None = None) -> Variant:
+    """A named variant (see `variants`), or a learning-rate one: "fine-<lr>", "latent-<lr>".
+
+    Raises:
+        ValueError: for any other name.
+    """
+    known = variants(steps)
+    if name in known:
+        return known[name]
+    prefix, _, rate = name.partition("-")
+    try:
+        lr = float(rate)
+    except ValueError:
+        lr = math.nan
+    if prefix not in LEARNING_RATE_VARIANTS or not 0 < lr < 10:
+        msg = f"unknown variant {name!r}; known: {', '.join(known)}, fine-<lr>, latent-<lr>"
+        raise ValueError(msg)
+    base = known["base"]
+    return Variant(replace(base.schedule, **{LEARNING_RATE_VARIANTS[prefix]: lr}), base.architecture)
 
 
 def fit_and_write(path: Path, variant: Variant, lmbda: float) -> dict[str, float]:
@@ -157,16 +184,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--images", required=True, type=Path)
     parser.add_argument("--pick", required=True,
                         help="comma-separated name:lambda[:lambda...], e.g. kodim01:2.2e-3:1.5e-3")
-    parser.add_argument("--variants", default="base,soft", help=f"comma-separated, from {', '.join(variants())}")
+    parser.add_argument("--variants", default="base,soft",
+                        help=f"comma-separated, from {', '.join(variants())}, fine-<lr>, latent-<lr>")
     parser.add_argument("--steps", type=int, default=None,
                         help="the baseline's fit steps (default: the default effort's; long-slow fits 4x)")
     parser.add_argument("--out", required=True, type=Path)
     args = parser.parse_args(argv)
-    known = variants(args.steps)
     chosen = args.variants.split(",")
-    for name in chosen:
-        if name not in known:
-            raise SystemExit(f"unknown variant {name!r}; known: {', '.join(known)}")
+    try:
+        known = {name: variant(name, args.steps) for name in chosen}
+    except ValueError as error:
+        raise SystemExit(str(error)) from None
     args.out.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(min(2, torch.get_num_threads()))
     by_stem = {p.stem: p for p in find_images(args.images)}
@@ -175,21 +203,21 @@ def main(argv: list[str] | None = None) -> None:
         name, *lambdas = item.split(":")
         if name not in by_stem:
             raise SystemExit(f"no image {name!r} in {args.images}")
-        for variant in chosen:
+        for label in chosen:
             for lmbda in map(float, lambdas):
-                if (by_stem[name].name, variant, lmbda) in done:
+                if (by_stem[name].name, label, lmbda) in done:
                     continue
-                result = fit_and_write(by_stem[name], known[variant], lmbda)
+                result = fit_and_write(by_stem[name], known[label], lmbda)
                 append_csv_row(args.out / CSV_NAME, COLUMNS, {
-                    "image": by_stem[name].name, "variant": variant, "lmbda": lmbda,
-                    "steps": known[variant].schedule.iterations,
-                    "synth_hidden": "x".join(map(str, known[variant].architecture.synth_hidden)),
+                    "image": by_stem[name].name, "variant": label, "lmbda": lmbda,
+                    "steps": known[label].schedule.iterations,
+                    "synth_hidden": "x".join(map(str, known[label].architecture.synth_hidden)),
                     "bpp": f"{result['bpp']:.5f}", "psnr": f"{result['psnr']:.3f}",
                     "latent_bpp": f"{result['latent_bpp']:.5f}", "level0_nonzero": f"{result['level0_nonzero']:.4f}",
                     "fit_s": f"{result['fit_s']:.1f}", "torch_threads": torch.get_num_threads(),
                     "machine": machine(), "date": utc_now(),
                 })
-                print(f"{name} {variant} lambda {lmbda:g}: {result['bpp']:.4f} bpp, {result['psnr']:.2f} dB", flush=True)
+                print(f"{name} {label} lambda {lmbda:g}: {result['bpp']:.4f} bpp, {result['psnr']:.2f} dB", flush=True)
     (args.out / "fixed_lambda.md").write_text(summarize(args.out))
     print(f"wrote {args.out / 'fixed_lambda.md'}")
 

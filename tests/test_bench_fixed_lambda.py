@@ -24,6 +24,11 @@ def test_each_variant_changes_only_what_it_names() -> None:
     assert known["long-slow"].schedule == replace(base.schedule, iterations=4 * base.schedule.iterations,
                                                   lr_latent=0.03)
     assert fl.variants(30)["long-slow"].schedule.iterations == 120
+    assert fl.variant("fine-0.03").schedule == replace(base.schedule, lr_latent_finest=0.03)
+    assert fl.variant("latent-0.05", 30).schedule == replace(base.schedule, lr_latent=0.05, iterations=30)
+    for bad in ("fine", "fine-x", "fine-0", "coarse-0.1", "synth-48"):
+        with pytest.raises(ValueError, match="unknown variant"):
+            fl.variant(bad)
 
 
 def test_the_baseline_is_read_on_its_line_in_log_rate() -> None:

@@ -583,11 +583,12 @@ def test_short_fits_train_their_networks_faster_and_each_group_at_its_own_rate()
     for rate, fast in zip(middle, short):
         assert rate == pytest.approx((fast * fit.LR_NETWORK) ** 0.5, rel=1e-3)  # halfway in log-log
     fitter = _fitter(None)
-    schedule = Schedule(iterations=1, lr_latent=0.1, lr_synthesis=0.02, lr_context=0.08)
+    schedule = Schedule(iterations=1, lr_latent=0.1, lr_synthesis=0.02, lr_context=0.08, lr_latent_finest=0.06)
     fitter.run(schedule)
     fitter.step(schedule, lr_scale=0.5, mode="noise")
     by_rate = {group["lr"]: {id(p) for p in group["params"]} for group in fitter.opt.param_groups}
-    assert by_rate[0.05] == {id(p) for p in fitter.model.latents.parameters()}
+    assert by_rate[0.03] == {id(fitter.model.latents[0])}
+    assert by_rate[0.05] == {id(p) for p in list(fitter.model.latents)[1:]}
     assert by_rate[0.01] == {id(p) for p in fitter.model.synthesis.parameters()}
     assert by_rate[0.04] == {id(p) for p in fitter.model.arm.parameters()}
 
@@ -610,7 +611,7 @@ def test_refits_keep_the_learning_rates_of_the_fit(monkeypatch: pytest.MonkeyPat
     assert fitter.network_lrs == (fit.LR_NETWORK, fit.LR_NETWORK)
     fitter.run(replace(schedule, iterations=5), phase="refit")  # short, yet at the fit's rates
     assert fitter.network_lrs == (fit.LR_NETWORK, fit.LR_NETWORK)
-    synthesis_lr, context_lr = fitter.opt.param_groups[1]["lr"], fitter.opt.param_groups[2]["lr"]
+    synthesis_lr, context_lr = fitter.opt.param_groups[2]["lr"], fitter.opt.param_groups[3]["lr"]
     assert synthesis_lr == context_lr < fit.LR_NETWORK  # the short rates differ 4x
 
 

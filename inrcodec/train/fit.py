@@ -208,6 +208,8 @@ class Schedule:
             the latents, the synthesis MLP and the context model; None
             (the networks' default): by the fit's length
             (`network_learning_rates`).
+        lr_latent_finest: peak learning rate of the full-resolution latent
+            level alone; None: lr_latent's.
         ste_fraction: final fraction of steps with straight-through rounding
             (distortion on rounded latents, rate on noisy ones). At a fixed
             lambda the phase makes files larger and no better (ad-hoc
@@ -224,6 +226,7 @@ class Schedule:
     lr_latent: float = 0.1
     lr_synthesis: float | None = None
     lr_context: float | None = None
+    lr_latent_finest: float | None = None
     ste_fraction: float = 0.15
     soft_rounding: tuple[float, float] | None = SOFT_ROUNDING
 
@@ -359,8 +362,10 @@ class Fitter:
         # Peak (synthesis, context model) learning rates: the fit plans them by
         # its length, refits keep them (see LR_NETWORK).
         self.network_lrs: tuple[float, float] | None = None
-        self.opt = Adam([model.latents.parameters(), model.synthesis.parameters(), model.arm.parameters()],
-                        betas=ADAM_BETAS)
+        # Groups: the full-resolution latents, the coarser ones, the synthesis
+        # MLP, the context model (see Schedule.lr_latent_finest).
+        self.opt = Adam([[model.latents[0]], list(model.latents)[1:], model.synthesis.parameters(),
+                         model.arm.parameters()], betas=ADAM_BETAS)
 
     def probe(self, confidence: float = 1.0) -> None:
         """At PROBE_AT: aim lambda (with a rate target), then drop the finest level if lambda is high."""
@@ -474,9 +479,10 @@ class Fitter:
         if self.network_lrs is None:
             self.plan_network_lrs(schedule, schedule.iterations)
         assert self.network_lrs is not None
-        self.opt.param_groups[0]["lr"] = schedule.lr_latent * lr_scale
-        self.opt.param_groups[1]["lr"] = self.network_lrs[0] * lr_scale
-        self.opt.param_groups[2]["lr"] = self.network_lrs[1] * lr_scale
+        finest = schedule.lr_latent if schedule.lr_latent_finest is None else schedule.lr_latent_finest
+        rates = (finest, schedule.lr_latent, *self.network_lrs)
+        for group, rate in zip(self.opt.param_groups, rates):
+            group["lr"] = rate * lr_scale
         win = self._window(schedule.crop)
         # Mixed quantization in the final phase: the decoder sees rounded
         # latents, but the rate is charged on noisy ones. Rounding has no rate
