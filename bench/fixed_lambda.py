@@ -27,6 +27,7 @@ Variants:
     fine-<lr>   the full-resolution latents alone at learning rate <lr>
                 (e.g. fine-0.03; the other levels stay at 0.1).
     latent-<lr> all the latents at learning rate <lr>.
+    Learning-rate variants combine with "+": latent-0.15+fine-0.03.
 Rows go to fixed_lambda.csv (resumable per image, variant and lambda);
 fixed_lambda.md gives each file against the baseline.
 """
@@ -84,7 +85,10 @@ LEARNING_RATE_VARIANTS = {"fine": "lr_latent_finest", "latent": "lr_latent"}
 
 
 def variant(name: str, steps: int | None = None) -> Variant:
-    """A named variant (see `variants`), or a learning-rate one: "fine-<lr>", "latent-<lr>".
+    """A named variant (see `variants`), or learning-rate ones joined by "+".
+
+    "fine-<lr>" sets the full-resolution latents' rate, "latent-<lr>" every
+    level's (the finest keeps its own if also given): "latent-0.15+fine-0.03".
 
     Raises:
         ValueError: for any other name.
@@ -92,16 +96,19 @@ def variant(name: str, steps: int | None = None) -> Variant:
     known = variants(steps)
     if name in known:
         return known[name]
-    prefix, _, rate = name.partition("-")
-    try:
-        lr = float(rate)
-    except ValueError:
-        lr = math.nan
-    if prefix not in LEARNING_RATE_VARIANTS or not 0 < lr < 10:
-        msg = f"unknown variant {name!r}; known: {', '.join(known)}, fine-<lr>, latent-<lr>"
-        raise ValueError(msg)
     base = known["base"]
-    return Variant(replace(base.schedule, **{LEARNING_RATE_VARIANTS[prefix]: lr}), base.architecture)
+    changes: dict[str, float] = {}
+    for part in name.split("+"):
+        prefix, _, rate = part.partition("-")
+        try:
+            lr = float(rate)
+        except ValueError:
+            lr = math.nan
+        if prefix not in LEARNING_RATE_VARIANTS or not 0 < lr < 10:
+            msg = f"unknown variant {name!r}; known: {', '.join(known)}, fine-<lr>, latent-<lr>, joined by +"
+            raise ValueError(msg)
+        changes[LEARNING_RATE_VARIANTS[prefix]] = lr
+    return Variant(replace(base.schedule, **changes), base.architecture)
 
 
 def fit_and_write(path: Path, variant: Variant, lmbda: float) -> dict[str, float]:

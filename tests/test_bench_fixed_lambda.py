@@ -26,7 +26,9 @@ def test_each_variant_changes_only_what_it_names() -> None:
     assert fl.variants(30)["long-slow"].schedule.iterations == 120
     assert fl.variant("fine-0.03").schedule == replace(base.schedule, lr_latent_finest=0.03)
     assert fl.variant("latent-0.05", 30).schedule == replace(base.schedule, lr_latent=0.05, iterations=30)
-    for bad in ("fine", "fine-x", "fine-0", "coarse-0.1", "synth-48"):
+    assert fl.variant("latent-0.15+fine-0.03").schedule == replace(base.schedule, lr_latent=0.15,
+                                                                   lr_latent_finest=0.03)
+    for bad in ("fine", "fine-x", "fine-0", "coarse-0.1", "synth-48", "fine-0.03+", "soft+fine-0.03"):
         with pytest.raises(ValueError, match="unknown variant"):
             fl.variant(bad)
 
