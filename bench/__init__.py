@@ -6,7 +6,7 @@ Usage, from the repository root::
         [--codecs jpeg420,jpeg444,webp,avif,jp2,inrcodec] [--inrcodec-bpps 0.25,0.5,0.75,1.0] \\
         [--inrcodec-efforts default] [--jobs N] [--limit-images K]
     python -m bench summary <results-dir>    # summary CSVs and report.md from rd.csv alone
-    python -m bench plot <results-dir>       # RD plots, visual sheet and report.md
+    python -m bench plot <results-dir>       # RD plots, visual sheet (unless --no-sheet) and report.md
 
 ``rd`` appends one row per (codec, setting, image) to ``<out>/rd.csv`` and skips rows already there, so an
 interrupted sweep continues where it stopped; it ends by running ``summary`` and ``plot``.

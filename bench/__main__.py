@@ -52,6 +52,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     plots.add_argument("--crop-bpp", type=float, default=0.25, help="rate of the visual sheet (default: 0.25)")
     plots.add_argument("--max-bpp", type=float, default=2.0, help="x-axis end of the RD plots (default: 2)")
+    plots.add_argument(
+        "--no-sheet",
+        action="store_true",
+        help="skip the visual sheet (it re-encodes one image with every codec setting shown: "
+        "~8 min for an --effort max sweep; `plot` can draw it later)",
+    )
 
     run = sub.add_parser("rd", parents=[plots], help="run codecs over images into OUT/rd.csv, then summarise")
     run.add_argument("--images", type=Path, required=True, help="folder of source images")
@@ -82,7 +88,7 @@ def _finish(results: Path, images: Path | None, args: argparse.Namespace | None)
     summary = write_summary(results, rows)
     if args is not None:
         crop = Crop(args.crop_image, *args.crop)
-        write_plots(results, summary, rows, images, crop, args.crop_bpp, args.max_bpp)
+        write_plots(results, summary, rows, None if args.no_sheet else images, crop, args.crop_bpp, args.max_bpp)
     write_report(results, summary, rows, read_runs(results))
 
 

@@ -120,6 +120,10 @@ def test_summary_and_plot_commands(images: Path, tmp_path: Path) -> None:
     assert (out / "rd_psnr.svg").exists()
     with Image.open(out / "visual.png") as sheet:
         assert sheet.height > 64
+    (out / "visual.png").unlink()
+    (out / "rd_psnr.svg").unlink()
+    assert main(["plot", str(out), "--no-sheet"]) == 0
+    assert (out / "rd_psnr.svg").exists() and not (out / "visual.png").exists()
     assert main(["summary", str(tmp_path / "nothing")]) == 2
 
 
