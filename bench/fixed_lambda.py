@@ -131,12 +131,12 @@ def fit_and_write(path: Path, variant: Variant, lmbda: float) -> dict[str, float
     }
 
 
-def _done(out: Path) -> set[tuple[str, str, float]]:
-    path = out / CSV_NAME
+def fitted(path: Path, variant_column: str = "variant") -> set[tuple[str, str, float]]:
+    """The (image, variant, lambda) triples already in a resumable CSV (none if it does not exist)."""
     if not path.exists():
         return set()
     with path.open() as f:
-        return {(r["image"], r["variant"], float(r["lmbda"])) for r in csv.DictReader(f)}
+        return {(r["image"], r[variant_column], float(r["lmbda"])) for r in csv.DictReader(f)}
 
 
 def baseline_psnr_at(points: list[tuple[float, float]], bpp: float) -> tuple[float, bool]:
@@ -205,7 +205,7 @@ def main(argv: list[str] | None = None) -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(min(2, torch.get_num_threads()))
     by_stem = {p.stem: p for p in find_images(args.images)}
-    done = _done(args.out)
+    done = fitted(args.out / CSV_NAME)
     for item in args.pick.split(","):
         name, *lambdas = item.split(":")
         if name not in by_stem:

@@ -35,7 +35,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from bench.fixed_lambda import baseline_psnr_at
+from bench.fixed_lambda import baseline_psnr_at, fitted
 from bench.results import append_csv_row, machine, utc_now
 from bench.run import find_images
 from inrcodec.format.architecture import Architecture
@@ -156,10 +156,7 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(min(2, torch.get_num_threads()))
     by_stem = {p.stem: p for p in find_images(args.images)}
     path = args.out / CSV_NAME
-    done = set()
-    if path.exists():
-        with path.open() as f:
-            done = {(r["image"], r["slope_levels"], float(r["lmbda"])) for r in csv.DictReader(f)}
+    done = fitted(path, "slope_levels")
     for item in args.pick.split(","):
         name, *lambdas = item.split(":")
         if name not in by_stem:
