@@ -4,8 +4,10 @@
         --bpps 0.25,0.5,1.0,1.5 --jobs 2 --out bench/results/rate-model-<date>
 
 Each (image, bpp) runs the encoder's fit exactly as `inrcodec encode --bpp`
-would (default effort, the rate model in `inrcodec.train.fit` aiming lambda
-at the probe), but stops before quantization and landing. It records the rate
+would (the --effort's schedule, lambda starting where `inrcodec.train.prior`
+puts it for fits of at least `prior.MIN_STEPS`, the probe and the steering of
+`inrcodec.train.fit`), but stops
+before quantization and landing. It records the rate
 the model saw at the probe, the lambda the fit then held and the latent rate
 it ended at. From the miss it infers the lambda that would have landed:
 
@@ -23,7 +25,10 @@ first checkpoint's rate and lambda it fits
 
 (g: how far the rate fell on its own after the first checkpoint; e: how hard
 it answered the moves) and gives the spread of the final rate around the target, which is
-what the steering is for. Rows go to calibration.csv (resumable); rate_model.md
+what the steering is for. And it fits `inrcodec.train.prior`'s starting
+lambda, `ln lambda_needed = a + b ln(target) + c ln(JPEG bpp of the image)`,
+with each image's residual when it is left out of the fit (the "Prior"
+section; the JPEG sizes come from --images). Rows go to calibration.csv (resumable); rate_model.md
 gives the fitted coefficients, their residuals and the landing error each implies.
 The closer the model used for the runs already is, the less the elasticity
 approximation matters: run it again after adopting new coefficients.
@@ -52,20 +57,20 @@ COLUMNS = ("image", "bpp", "iterations", "target_latent_bpp", "lambda_start", "p
            "torch_threads", "machine", "date")
 
 
-def _calibration_run(image: Path, bpp: float, iterations: int | None) -> dict[str, object]:
+def _calibration_run(image: Path, bpp: float, iterations: int | None, effort: str = "default") -> dict[str, object]:
     from dataclasses import replace
 
-    from inrcodec.train import encoder
+    from inrcodec.train import encoder, prior
     from inrcodec.train.fit import DROP_LAMBDA_FACTOR, Fitter
     from inrcodec.train.model import CocoNet
 
     torch.set_num_threads(1)
     pixels = np.asarray(Image.open(image).convert("RGB"))
     height, width, _ = pixels.shape
-    target = encoder.rate_target(bpp, height * width)
-    schedule = encoder.SCHEDULES["default"]
+    schedule = encoder.schedule_for(effort, bpp)  # type: ignore[arg-type]
     if iterations is not None:
         schedule = replace(schedule, iterations=iterations)
+    target = encoder.rate_target(bpp, height * width, pixels if schedule.iterations >= prior.MIN_STEPS else None)
     torch.manual_seed(0)
     fitter = Fitter(torch.tensor(pixels, dtype=torch.float32) / 255.0,
                     CocoNet(height, width, encoder.ARCHITECTURE), target, seed=0)
@@ -145,8 +150,66 @@ def _steer_lines(rows: list[dict[str, str]]) -> list[str]:
     ]
 
 
-def write_summary(out: Path, elasticity: float) -> None:
-    """The fitted model and its residuals, from the CSV alone."""
+def fit_prior(rows: list[dict[str, str]], complexity: dict[str, float]) -> tuple[list[float], list[float], list[float]]:
+    """Least-squares (a, b, c) of `inrcodec.train.prior`'s model; its residuals, and each image's left out of its fit.
+
+    `complexity`: `prior.jpeg_bpp` per image name. The left-out residuals
+    (each image predicted by a model fitted on the others) are what a new
+    image can expect.
+    """
+    x = np.array([[1.0, math.log(float(r["target_latent_bpp"])), math.log(complexity[r["image"]])] for r in rows])
+    y = np.array([math.log(float(r["lambda_needed"])) for r in rows])
+    coef, *_ = np.linalg.lstsq(x, y, rcond=None)
+    names = np.array([r["image"] for r in rows])
+    left_out = np.zeros_like(y)
+    for name in set(names):
+        keep = names != name
+        if keep.sum() >= x.shape[1]:
+            own, *_ = np.linalg.lstsq(x[keep], y[keep], rcond=None)
+            left_out[~keep] = y[~keep] - x[~keep] @ own
+        else:
+            left_out[~keep] = math.nan
+    return [float(c) for c in coef], [float(e) for e in y - x @ coef], [float(e) for e in left_out]
+
+
+def _prior_lines(rows: list[dict[str, str]], images: Path | None) -> list[str]:
+    from inrcodec.train import fit, prior
+
+    if images is None:
+        return []
+    complexity = {}
+    for name in {r["image"] for r in rows}:
+        path = images / name
+        if not path.exists():
+            return ["", "## Prior", "", f"Not fitted: {path} is missing."]
+        complexity[name] = prior.jpeg_bpp(np.asarray(Image.open(path).convert("RGB")))
+    coef, residuals, left_out = fit_prior(rows, complexity)
+    needed = [math.log(float(r["lambda_needed"])) for r in rows]
+    generic = [n - math.log(fit.initial_lambda(float(r["bpp"]))) for n, r in zip(needed, rows)]
+    return [
+        "",
+        "## Prior",
+        "",
+        f"`inrcodec.train.prior`'s model fitted on these rows: `ln lambda = {coef[0]:.3f} + {coef[1]:.3f} "
+        f"ln(target latent bpp) + {coef[2]:.3f} ln(JPEG bpp at quality {prior.JPEG_QUALITY})` "
+        f"(PRIOR_MODEL = ({', '.join(f'{c:.2f}' for c in coef)})).",
+        "",
+        f"Residual sd {statistics.pstdev(residuals):.3f} in ln lambda; with each image left out of the fit "
+        f"that predicts it, {statistics.pstdev([e for e in left_out if not math.isnan(e)]):.3f}. The generic "
+        f"start (`fit.initial_lambda`) misses lambda needed by sd {statistics.pstdev(generic):.3f} "
+        f"(mean {statistics.fmean(generic):+.3f}).",
+        "",
+        "| image | JPEG bpp | mean residual (ln) | left out (ln) |",
+        "|---|---|---|---|",
+        *(f"| {name} | {complexity[name]:.3f} | "
+          f"{statistics.fmean(e for e, r in zip(residuals, rows) if r['image'] == name):+.2f} | "
+          f"{statistics.fmean(e for e, r in zip(left_out, rows) if r['image'] == name):+.2f} |"
+          for name in sorted(complexity)),
+    ]
+
+
+def write_summary(out: Path, elasticity: float, images: Path | None = None) -> None:
+    """The fitted models and their residuals, from the CSV (and, for the prior, the images)."""
     with (out / CSV_NAME).open(newline="") as f:
         rows = list(csv.DictReader(f))
     coef, residuals = fit_model(rows)
@@ -172,6 +235,7 @@ def write_summary(out: Path, elasticity: float) -> None:
         lines.append(f"| {row['image']} | {row['bpp']} | {float(row['probe_rate']):.3f} | "
                      f"{float(row['lambda_held']):.2e} | {ratio:.2f} | {float(row['lambda_needed']):.2e} | {res:+.2f} |")
     lines += _steer_lines(rows)
+    lines += _prior_lines(rows, images)
     (out / "rate_model.md").write_text("\n".join(lines) + "\n")
 
 
@@ -189,7 +253,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--images", type=Path, required=True)
     parser.add_argument("--pick", default=None, help="comma-separated image stems (default: all)")
     parser.add_argument("--bpps", default="0.25,0.5,1.0,1.5")
-    parser.add_argument("--iterations", type=int, default=None, help="override the default effort's steps (tests)")
+    parser.add_argument("--effort", default="default", choices=("fast", "default", "max"),
+                        help="the schedule fitted (default: the default effort's)")
+    parser.add_argument("--iterations", type=int, default=None, help="override the effort's steps (tests)")
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
@@ -202,14 +268,14 @@ def main(argv: list[str] | None = None) -> None:
     done = _done(path)
     tasks = [(image, float(b)) for b in args.bpps.split(",") for image in images if (image.name, float(b)) not in done]
     with ProcessPoolExecutor(max_workers=args.jobs) as pool:
-        futures = [pool.submit(_calibration_run, image, bpp, args.iterations) for image, bpp in tasks]
+        futures = [pool.submit(_calibration_run, image, bpp, args.iterations, args.effort) for image, bpp in tasks]
         for future in futures:
             row = future.result()
             append_csv_row(path, COLUMNS, row)
             print(f"{row['image']} {row['bpp']} bpp: probe {row['probe_rate']}, lambda {row['lambda_held']} -> "
                   f"{row['final_latent_bpp']} (target {row['target_latent_bpp']}), needed {row['lambda_needed']}",
                   flush=True)
-    write_summary(args.out, REFIT_ELASTICITY)
+    write_summary(args.out, REFIT_ELASTICITY, args.images)
 
 
 if __name__ == "__main__":

@@ -188,5 +188,18 @@ def test_rate_calibration_rows_and_summary(tmp_path: Path) -> None:
     calibrate_rate.main(argv)  # resumable: nothing new
     assert (out / calibrate_rate.CSV_NAME).read_text().splitlines() == rows
     summary = (out / "rate_model.md").read_text()
-    assert "RATE_MODEL = (" in summary and summary.count("| a.png |") == 2
-    assert "## Steering" in summary
+    assert "RATE_MODEL = (" in summary and summary.count("| a.png |") == 3  # two fits, one prior row
+    assert "## Steering" in summary and "## Prior" in summary
+    assert summary.count("ln(JPEG bpp at quality 30)") == 1
+
+
+def test_prior_fit_recovers_a_planted_model() -> None:
+    from bench.calibrate_rate import fit_prior
+
+    a, b, c = -6.0, -1.7, 3.0
+    complexity = {"x.png": 0.4, "y.png": 0.7, "z.png": 1.0, "w.png": 0.55}
+    rows = [{"image": name, "target_latent_bpp": str(t), "lambda_needed": str(math.exp(a + b * math.log(t) + c * math.log(j)))}
+            for name, j in complexity.items() for t in (0.25, 0.5, 1.0)]
+    coef, residuals, left_out = fit_prior(rows, complexity)
+    assert coef == pytest.approx([a, b, c], abs=1e-9)
+    assert max(abs(e) for e in residuals + left_out) < 1e-9
