@@ -4,9 +4,8 @@
         --bpps 0.25,0.5,1.0,1.5 --jobs 2 --out bench/results/rate-model-<date>
 
 Each (image, bpp) runs the encoder's fit exactly as `inrcodec encode --bpp`
-would (the --effort's schedule, lambda starting where `inrcodec.train.prior`
-puts it for fits of at least `prior.MIN_STEPS`, the probe and the steering of
-`inrcodec.train.fit`), but stops
+would (the --effort's schedule, the rate model in `inrcodec.train.fit`
+aiming lambda at the probe, the steering), but stops
 before quantization and landing. It records the rate
 the model saw at the probe, the lambda the fit then held and the latent rate
 it ended at. From the miss it infers the lambda that would have landed:
@@ -25,10 +24,17 @@ first checkpoint's rate and lambda it fits
 
 (g: how far the rate fell on its own after the first checkpoint; e: how hard
 it answered the moves) and gives the spread of the final rate around the target, which is
-what the steering is for. And it fits `inrcodec.train.prior`'s starting
-lambda, `ln lambda_needed = a + b ln(target) + c ln(JPEG bpp of the image)`,
+what the steering is for. And it fits a prior that needs no training at all,
+
+    ln lambda_needed = a + b ln(target) + c ln(JPEG bpp of the image at quality 30)
+
 with each image's residual when it is left out of the fit (the "Prior"
-section; the JPEG sizes come from --images). Rows go to calibration.csv (resumable); rate_model.md
+section; the JPEG sizes come from --images): a plain JPEG's size measures how
+busy the image is. On kodim01-12 it predicted lambda needed better than the
+probe's model (bench/results/rate-model-prior-2026-12-01), but neither
+starting the fit from it (bench/results/kodak-prior-2026-12-01) nor aiming
+the probe with it (bench/results/kodak-prior-probe-2026-12-01) landed files
+any better: the steering already does. Rows go to calibration.csv (resumable); rate_model.md
 gives the fitted coefficients, their residuals and the landing error each implies.
 The closer the model used for the runs already is, the less the elasticity
 approximation matters: run it again after adopting new coefficients.
@@ -38,6 +44,8 @@ from __future__ import annotations
 
 import argparse
 import csv
+import functools
+import io
 import math
 import statistics
 import time
@@ -60,7 +68,7 @@ COLUMNS = ("image", "bpp", "iterations", "target_latent_bpp", "lambda_start", "p
 def _calibration_run(image: Path, bpp: float, iterations: int | None, effort: str = "default") -> dict[str, object]:
     from dataclasses import replace
 
-    from inrcodec.train import encoder, prior
+    from inrcodec.train import encoder
     from inrcodec.train.fit import DROP_LAMBDA_FACTOR, Fitter
     from inrcodec.train.model import CocoNet
 
@@ -70,7 +78,7 @@ def _calibration_run(image: Path, bpp: float, iterations: int | None, effort: st
     schedule = encoder.schedule_for(effort, bpp)  # type: ignore[arg-type]
     if iterations is not None:
         schedule = replace(schedule, iterations=iterations)
-    target = encoder.rate_target(bpp, height * width, pixels if schedule.iterations >= prior.MIN_STEPS else None)
+    target = encoder.rate_target(bpp, height * width)
     torch.manual_seed(0)
     fitter = Fitter(torch.tensor(pixels, dtype=torch.float32) / 255.0,
                     CocoNet(height, width, encoder.ARCHITECTURE), target, seed=0)
@@ -151,9 +159,9 @@ def _steer_lines(rows: list[dict[str, str]]) -> list[str]:
 
 
 def fit_prior(rows: list[dict[str, str]], complexity: dict[str, float]) -> tuple[list[float], list[float], list[float]]:
-    """Least-squares (a, b, c) of `inrcodec.train.prior`'s model; its residuals, and each image's left out of its fit.
+    """Least-squares (a, b, c) of the prior (see the module docstring); its residuals, and each image's left out of its fit.
 
-    `complexity`: `prior.jpeg_bpp` per image name. The left-out residuals
+    `complexity`: `jpeg_bpp` per image name. The left-out residuals
     (each image predicted by a model fitted on the others) are what a new
     image can expect.
     """
@@ -172,8 +180,34 @@ def fit_prior(rows: list[dict[str, str]], complexity: dict[str, float]) -> tuple
     return [float(c) for c in coef], [float(e) for e in y - x @ coef], [float(e) for e in left_out]
 
 
+JPEG_QUALITY = 30
+# Baseline JPEG spends ~0.125 bpp even on a flat image (a DC and an
+# end-of-block code per 8x8 block); Kodak's images cost 0.45-1.03 bpp. The
+# floor only keeps the log finite.
+MIN_JPEG_BPP = 0.05
+
+
+def _jpeg_bytes(pixels: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(pixels), "RGB").save(buffer, "JPEG", quality=JPEG_QUALITY)
+    return buffer.getvalue()
+
+
+@functools.cache
+def _jpeg_overhead_bytes() -> int:
+    """Bytes of a JPEG that carry no image: headers and tables (a one-block flat image, ~2 bytes of data)."""
+    return len(_jpeg_bytes(np.full((8, 8, 3), 128, dtype=np.uint8))) - 2
+
+
+def jpeg_bpp(pixels: np.ndarray) -> float:
+    """Bits per pixel of a uint8 [H, W, 3] image's JPEG at JPEG_QUALITY (4:2:0), headers left out."""
+    height, width, _ = pixels.shape
+    payload = len(_jpeg_bytes(pixels)) - _jpeg_overhead_bytes()
+    return max(MIN_JPEG_BPP, 8.0 * payload / (height * width))
+
+
 def _prior_lines(rows: list[dict[str, str]], images: Path | None) -> list[str]:
-    from inrcodec.train import fit, prior
+    from inrcodec.train import fit
 
     if images is None:
         return []
@@ -182,7 +216,7 @@ def _prior_lines(rows: list[dict[str, str]], images: Path | None) -> list[str]:
         path = images / name
         if not path.exists():
             return ["", "## Prior", "", f"Not fitted: {path} is missing."]
-        complexity[name] = prior.jpeg_bpp(np.asarray(Image.open(path).convert("RGB")))
+        complexity[name] = jpeg_bpp(np.asarray(Image.open(path).convert("RGB")))
     coef, residuals, left_out = fit_prior(rows, complexity)
     needed = [math.log(float(r["lambda_needed"])) for r in rows]
     generic = [n - math.log(fit.initial_lambda(float(r["bpp"]))) for n, r in zip(needed, rows)]
@@ -190,9 +224,8 @@ def _prior_lines(rows: list[dict[str, str]], images: Path | None) -> list[str]:
         "",
         "## Prior",
         "",
-        f"`inrcodec.train.prior`'s model fitted on these rows: `ln lambda = {coef[0]:.3f} + {coef[1]:.3f} "
-        f"ln(target latent bpp) + {coef[2]:.3f} ln(JPEG bpp at quality {prior.JPEG_QUALITY})` "
-        f"(PRIOR_MODEL = ({', '.join(f'{c:.2f}' for c in coef)})).",
+        f"Fitted on these rows: `ln lambda = {coef[0]:.3f} + {coef[1]:.3f} "
+        f"ln(target latent bpp) + {coef[2]:.3f} ln(JPEG bpp at quality {JPEG_QUALITY})`.",
         "",
         f"Residual sd {statistics.pstdev(residuals):.3f} in ln lambda; with each image left out of the fit "
         f"that predicts it, {statistics.pstdev([e for e in left_out if not math.isnan(e)]):.3f}. The generic "

@@ -203,3 +203,18 @@ def test_prior_fit_recovers_a_planted_model() -> None:
     coef, residuals, left_out = fit_prior(rows, complexity)
     assert coef == pytest.approx([a, b, c], abs=1e-9)
     assert max(abs(e) for e in residuals + left_out) < 1e-9
+
+
+def test_jpeg_bpp_measures_detail_without_the_headers() -> None:
+    from bench.calibrate_rate import MIN_JPEG_BPP, jpeg_bpp
+
+    y, x = np.mgrid[0:64, 0:96]
+    smooth = np.stack([x * 255 // 96, y * 255 // 64, (x + y) * 255 // 160], -1).astype(np.uint8)
+    noise = np.random.default_rng(0).integers(0, 256, (64, 96, 3), dtype=np.uint8)
+    assert MIN_JPEG_BPP <= jpeg_bpp(smooth) < 0.5 < jpeg_bpp(noise)
+    # Headers are left out: a flat image costs little per pixel at any size
+    # (an 8x8 one with its ~600 bytes of headers would be ~80 bpp) ...
+    for size in (8, 16, 200):
+        assert MIN_JPEG_BPP <= jpeg_bpp(np.full((size, size, 3), 77, dtype=np.uint8)) < 0.5
+    # ... and a tile of the noise costs about what the whole does per pixel.
+    assert jpeg_bpp(noise[:32, :32]) == pytest.approx(jpeg_bpp(noise), rel=0.1)

@@ -26,7 +26,6 @@ from .fit import (
     Schedule,
     initial_lambda,
 )
-from . import prior
 from .model import CocoNet
 from .quantize import quantize_model
 
@@ -74,10 +73,6 @@ SCHEDULES: dict[str, Schedule] = {
 # two encodes side by side). Measured at 1 bpp only, hence the threshold.
 HIGH_RATE_BPP = 1.0
 HIGH_RATE_STEP_FACTOR = 1.2
-# The prior lambda (`rate_target`) moves at most this far from the generic
-# one: Kodak's images need up to ~4x either way; past 16x the image is unlike
-# anything the prior was fitted on.
-MAX_PRIOR_SHIFT = math.log(16.0)
 RATE_TOLERANCE = 0.02  # the file may miss the requested size by this fraction
 # With the 1 % learning-rate floor (fit.LR_FLOOR) refits cut the rate more
 # readily than they add it back: kodim02 and kodim12 at 0.5 bpp went over,
@@ -244,22 +239,11 @@ def _weight_bits_guess(arch: Architecture) -> float:
     return 7.0 * n_params
 
 
-def rate_target(bpp: float, n_pixels: int, pixels: np.ndarray | None = None) -> RateTarget:
-    """What training aims at for a whole-file rate: latent bits per pixel, AIM_ABOVE high.
-
-    With the image's `pixels` lambda starts where the image's JPEG says it
-    lands (`prior`, within MAX_PRIOR_SHIFT of the rate's generic lambda) and
-    the fit's probe only measures; without, at the generic lambda, which
-    the probe re-aims.
-    """
+def rate_target(bpp: float, n_pixels: int) -> RateTarget:
+    """What training aims at for a whole-file rate: latent bits per pixel, AIM_ABOVE high."""
     overhead = CONTAINER_BYTES * 8 + _weight_bits_guess(ARCHITECTURE)
-    latent_bpp = max(bpp * n_pixels - overhead, 0.02 * bpp * n_pixels) / n_pixels * (1 + AIM_ABOVE)
-    generic = math.log(initial_lambda(bpp))
-    if pixels is None:
-        return RateTarget(latent_bpp, math.exp(generic))
-    shift = prior.prior_log_lambda(latent_bpp, prior.jpeg_bpp(pixels)) - generic
-    return RateTarget(latent_bpp, math.exp(generic + max(-MAX_PRIOR_SHIFT, min(MAX_PRIOR_SHIFT, shift))),
-                      aimed=True)
+    latent_bpp = max(bpp * n_pixels - overhead, 0.02 * bpp * n_pixels) / n_pixels
+    return RateTarget(latent_bpp * (1 + AIM_ABOVE), initial_lambda(bpp))
 
 
 def schedule_for(effort: Effort, bpp: float | None) -> Schedule:
@@ -289,8 +273,7 @@ def encode_array(pixels: np.ndarray, opts: EncodeOptions, progress: ProgressFn |
         target = RateTarget(None, opts.lmbda)
     else:
         assert opts.bpp is not None
-        # The prior is for long fits only (see prior.MIN_STEPS).
-        target = rate_target(opts.bpp, n_pixels, pixels if schedule.iterations >= prior.MIN_STEPS else None)
+        target = rate_target(opts.bpp, n_pixels)
     fit_deadline = start + FIT_SHARE_OF_TIME * opts.time_limit if opts.time_limit else None
     land_deadline = start + LANDING_SHARE_OF_TIME * opts.time_limit if opts.time_limit else None
 

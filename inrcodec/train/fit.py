@@ -248,15 +248,10 @@ class Schedule:
 
 @dataclass
 class RateTarget:
-    """What the probe aims lambda at: latent bits per pixel (None: fixed lambda).
-
-    lmbda is where the fit starts. aimed: it was chosen for this image
-    (`prior`), so the probe only measures; otherwise the probe re-aims it.
-    """
+    """What the probe aims lambda at: latent bits per pixel (None: fixed lambda)."""
 
     latent_bpp: float | None
     lmbda: float
-    aimed: bool = False
 
 
 @functools.cache
@@ -373,8 +368,8 @@ class Fitter:
                          model.arm.parameters()], betas=ADAM_BETAS)
 
     def probe(self, confidence: float = 1.0) -> None:
-        """At PROBE_AT: aim lambda (with a rate target not aimed yet), then drop the finest level if lambda is high."""
-        self.aim_lambda(0.0 if self.target.aimed else confidence)
+        """At PROBE_AT: aim lambda (with a rate target), then drop the finest level if lambda is high."""
+        self.aim_lambda(confidence)
         self.drop_finest_level_if_lambda_high()
 
     def drop_finest_level_if_lambda_high(self) -> None:
@@ -395,8 +390,7 @@ class Fitter:
     def aim_lambda(self, confidence: float = 1.0) -> None:
         """Set lambda from the rate measured now (see RATE_MODEL), once per fit.
 
-        `confidence` in [0, 1] scales the log correction (see RATE_MODEL_STEPS);
-        at 0 it only measures.
+        `confidence` in (0, 1] scales the log correction (see RATE_MODEL_STEPS).
         """
         if not self.target.latent_bpp:
             return
