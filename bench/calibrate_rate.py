@@ -34,7 +34,7 @@ busy the image is. On kodim01-12 it predicted lambda needed better than the
 probe's model (bench/results/rate-model-prior-2026-12-01), but neither
 starting the fit from it (bench/results/kodak-prior-2026-12-01, -0.14 dB)
 nor aiming the probe with it (bench/results/kodak-prior-probe-2026-12-01,
-+0.07 dB) did much for the files: the steering already lands the rate. Rows go to calibration.csv (resumable); rate_model.md
+-0.02 dB) did much for the files: the steering already lands the rate. Rows go to calibration.csv (resumable); rate_model.md
 gives the fitted coefficients, their residuals and the landing error each implies.
 The closer the model used for the runs already is, the less the elasticity
 approximation matters: run it again after adopting new coefficients.
