@@ -5,8 +5,8 @@
 
 Each (image, bpp) runs the encoder's fit exactly as `inrcodec encode --bpp`
 would (the --effort's schedule, the rate model in `inrcodec.train.fit`
-aiming lambda at the probe, the steering), but stops
-before quantization and landing. It records the rate
+aiming lambda at the probe, the steering), but stops before quantization and
+landing. It records the rate
 the model saw at the probe, the lambda the fit then held and the latent rate
 it ended at. From the miss it infers the lambda that would have landed:
 
@@ -34,10 +34,12 @@ busy the image is. On kodim01-12 it predicted lambda needed better than the
 probe's model (bench/results/rate-model-prior-2026-12-01), but neither
 starting the fit from it (bench/results/kodak-prior-2026-12-01, -0.14 dB)
 nor aiming the probe with it (bench/results/kodak-prior-probe-2026-12-01,
--0.02 dB) did much for the files: the steering already lands the rate. Rows go to calibration.csv (resumable); rate_model.md
-gives the fitted coefficients, their residuals and the landing error each implies.
-The closer the model used for the runs already is, the less the elasticity
-approximation matters: run it again after adopting new coefficients.
+-0.02 dB) did much for the files: the steering already lands the rate.
+
+Rows go to calibration.csv (resumable); rate_model.md gives the fitted
+coefficients, their residuals and the landing error each implies. The closer
+the model used for the runs already is, the less the elasticity approximation
+matters: run it again after adopting new coefficients.
 """
 
 from __future__ import annotations
@@ -56,13 +58,19 @@ import numpy as np
 import torch
 from PIL import Image
 
-from bench.results import append_csv_row, machine, utc_now
+from bench.results import append_csv_row, machine, read_csv, utc_now
 from bench.run import find_images
 
 CSV_NAME = "calibration.csv"
 COLUMNS = ("image", "bpp", "iterations", "target_latent_bpp", "lambda_start", "probe_rate", "probe_mse", "lambda_held",
            "dropped_finest", "final_latent_bpp", "lambda_needed", "probe_lambda", "steer_rate", "steer_log", "fit_s",
            "torch_threads", "machine", "date")
+# The prior's measure of how busy an image is: its JPEG at this quality
+# (`jpeg_bpp`). Baseline JPEG spends ~0.125 bpp even on a flat image (a DC
+# and an end-of-block code per 8x8 block); Kodak's images cost 0.45-1.03 bpp.
+# The floor only keeps the log finite.
+JPEG_QUALITY = 30
+MIN_JPEG_BPP = 0.05
 
 
 def _calibration_run(image: Path, bpp: float, iterations: int | None, effort: str = "default") -> dict[str, object]:
@@ -115,9 +123,14 @@ def features(row: dict[str, str]) -> list[float]:
 def fit_model(rows: list[dict[str, str]]) -> tuple[list[float], list[float]]:
     """Least-squares coefficients of ln lambda_needed on `features`; and the residuals."""
     x = np.array([features(r) for r in rows])
-    y = np.array([math.log(float(r["lambda_needed"])) for r in rows])
+    y = log_lambda_needed(rows)
     coef, *_ = np.linalg.lstsq(x, y, rcond=None)
     return [float(c) for c in coef], [float(e) for e in y - x @ coef]
+
+
+def log_lambda_needed(rows: list[dict[str, str]]) -> np.ndarray:
+    """ln lambda_needed of each row: what every model here is fitted to."""
+    return np.array([math.log(float(r["lambda_needed"])) for r in rows])
 
 
 def _first_checkpoint_rate(row: dict[str, str]) -> str:
@@ -166,7 +179,7 @@ def fit_prior(rows: list[dict[str, str]], complexity: dict[str, float]) -> tuple
     image can expect.
     """
     x = np.array([[1.0, math.log(float(r["target_latent_bpp"])), math.log(complexity[r["image"]])] for r in rows])
-    y = np.array([math.log(float(r["lambda_needed"])) for r in rows])
+    y = log_lambda_needed(rows)
     coef, *_ = np.linalg.lstsq(x, y, rcond=None)
     names = np.array([r["image"] for r in rows])
     left_out = np.zeros_like(y)
@@ -178,13 +191,6 @@ def fit_prior(rows: list[dict[str, str]], complexity: dict[str, float]) -> tuple
         else:
             left_out[~keep] = math.nan
     return [float(c) for c in coef], [float(e) for e in y - x @ coef], [float(e) for e in left_out]
-
-
-JPEG_QUALITY = 30
-# Baseline JPEG spends ~0.125 bpp even on a flat image (a DC and an
-# end-of-block code per 8x8 block); Kodak's images cost 0.45-1.03 bpp. The
-# floor only keeps the log finite.
-MIN_JPEG_BPP = 0.05
 
 
 def _jpeg_bytes(pixels: np.ndarray) -> bytes:
@@ -218,8 +224,7 @@ def _prior_lines(rows: list[dict[str, str]], images: Path | None) -> list[str]:
             return ["", "## Prior", "", f"Not fitted: {path} is missing."]
         complexity[name] = jpeg_bpp(np.asarray(Image.open(path).convert("RGB")))
     coef, residuals, left_out = fit_prior(rows, complexity)
-    needed = [math.log(float(r["lambda_needed"])) for r in rows]
-    generic = [n - math.log(fit.initial_lambda(float(r["bpp"]))) for n, r in zip(needed, rows)]
+    generic = [float(n) - math.log(fit.initial_lambda(float(r["bpp"]))) for n, r in zip(log_lambda_needed(rows), rows)]
     return [
         "",
         "## Prior",
@@ -243,8 +248,7 @@ def _prior_lines(rows: list[dict[str, str]], images: Path | None) -> list[str]:
 
 def write_summary(out: Path, elasticity: float, images: Path | None = None) -> None:
     """The fitted models and their residuals, from the CSV (and, for the prior, the images)."""
-    with (out / CSV_NAME).open(newline="") as f:
-        rows = list(csv.DictReader(f))
+    rows = read_csv(out / CSV_NAME)
     coef, residuals = fit_model(rows)
     lines = [
         "# Rate model calibration",

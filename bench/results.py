@@ -81,12 +81,15 @@ def _parse(row: dict[str, str]) -> dict[str, Any]:
     return {k: (float(v) if k in NUMERIC else v) for k, v in row.items()}
 
 
+def read_csv(path: Path) -> list[dict[str, str]]:
+    """All rows of a CSV file with a header line, as strings."""
+    with path.open(newline="") as f:
+        return list(csv.DictReader(f))
+
+
 def read_rows(path: Path) -> list[dict[str, Any]]:
     """All rows of an ``rd.csv``, numeric columns as floats; an empty list if it doesn't exist."""
-    if not path.exists():
-        return []
-    with path.open(newline="") as f:
-        return [_parse(row) for row in csv.DictReader(f)]
+    return [_parse(row) for row in read_csv(path)] if path.exists() else []
 
 
 class RowWriter:

@@ -39,6 +39,17 @@ def synthetic_image(width: int = 48, height: int = 32) -> np.ndarray:
     return np.stack([red, green, blue], axis=-1).round().astype(np.uint8)
 
 
+def image_folder(root: Path, sizes: dict[str, tuple[int, int]]) -> Path:
+    """A folder `root`/images holding synthetic PNGs: file name -> (width, height)."""
+    from PIL import Image
+
+    folder = root / "images"
+    folder.mkdir()
+    for name, (width, height) in sizes.items():
+        Image.fromarray(synthetic_image(width, height)).save(folder / name)
+    return folder
+
+
 TINY_BPP = 6.0  # reachable for 48x32 (the network alone is ~2.5 bpp), so one short refit at most
 TINY_ITERATIONS = 30
 

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import csv
 import math
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from helper import synthetic_image
-from PIL import Image
+from helper import image_folder
 
 from bench import fixed_lambda as fl
+from bench.results import read_csv
 from inrcodec.train import encoder
 
 
@@ -43,14 +42,11 @@ def test_the_baseline_is_read_on_its_line_in_log_rate() -> None:
 
 
 def test_a_tiny_run_writes_real_files_and_compares_them(tmp_path: Path) -> None:
-    images = tmp_path / "images"
-    images.mkdir()
-    Image.fromarray(synthetic_image(64, 48)).save(images / "tiny.png")
+    images = image_folder(tmp_path, {"tiny.png": (64, 48)})
     out = tmp_path / "out"
     fl.main(["--images", str(images), "--pick", "tiny:1e-2:1e-3", "--variants", "base,synth48",
              "--steps", "20", "--out", str(out)])
-    with (out / fl.CSV_NAME).open() as f:
-        rows = list(csv.DictReader(f))
+    rows = read_csv(out / fl.CSV_NAME)
     assert [(r["variant"], float(r["lmbda"])) for r in rows] == [
         ("base", 1e-2), ("base", 1e-3), ("synth48", 1e-2), ("synth48", 1e-3)]
     assert all(float(r["bpp"]) > 0 and 5 < float(r["psnr"]) < 60 and r["steps"] == "20" for r in rows)
@@ -59,5 +55,4 @@ def test_a_tiny_run_writes_real_files_and_compares_them(tmp_path: Path) -> None:
     assert report.count("| tiny.png | synth48 |") == 2 and "| synth48 | 2 |" in report
     fl.main(["--images", str(images), "--pick", "tiny:1e-2", "--variants", "base", "--steps", "20",
              "--out", str(out)])  # resumed: nothing refitted
-    with (out / fl.CSV_NAME).open() as f:
-        assert len(list(csv.DictReader(f))) == 4
+    assert len(read_csv(out / fl.CSV_NAME)) == 4

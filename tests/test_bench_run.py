@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helper import synthetic_image
+from helper import image_folder, synthetic_image
 from PIL import Image
 
 from bench.__main__ import main
@@ -130,9 +130,7 @@ def test_summary_and_plot_commands(images: Path, tmp_path: Path) -> None:
 def test_quality_vs_time_rows_and_summary(tmp_path: Path) -> None:
     from bench import quality_vs_time
 
-    images = tmp_path / "images"
-    images.mkdir()
-    Image.fromarray(synthetic_image(40, 32)).save(images / "tiny.png")
+    images = image_folder(tmp_path, {"tiny.png": (40, 32)})
     out = tmp_path / "out"
     argv = ["--images", str(images), "--seconds", "0.5,1", "--bpp", "4", "--threads", "1", "--out", str(out)]
     quality_vs_time.main(argv)
@@ -175,10 +173,7 @@ def test_steering_calibration_fit_recovers_a_known_model() -> None:
 def test_rate_calibration_rows_and_summary(tmp_path: Path) -> None:
     from bench import calibrate_rate
 
-    images = tmp_path / "images"
-    images.mkdir()
-    for name, size in [("a.png", (40, 32)), ("b.png", (32, 40)), ("c.png", (48, 24))]:
-        Image.fromarray(synthetic_image(*size)).save(images / name)
+    images = image_folder(tmp_path, {"a.png": (40, 32), "b.png": (32, 40), "c.png": (48, 24)})
     out = tmp_path / "out"
     argv = ["--images", str(images), "--pick", "a,b,c", "--bpps", "2,4", "--iterations", "12", "--jobs", "1",
             "--out", str(out)]

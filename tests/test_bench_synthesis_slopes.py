@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
 import pytest
 import torch
-from helper import synthetic_image
-from PIL import Image
+from helper import image_folder
 
 from bench import synthesis_slopes as ss
+from bench.results import read_csv
 from inrcodec.train import encoder
 
 
@@ -57,14 +56,11 @@ def test_slope_levels_are_parsed_strictly() -> None:
 
 
 def test_a_tiny_run_compares_each_variant_with_the_baseline(tmp_path: Path) -> None:
-    images = tmp_path / "images"
-    images.mkdir()
-    Image.fromarray(synthetic_image(40, 32)).save(images / "tiny.png")
+    images = image_folder(tmp_path, {"tiny.png": (40, 32)})
     out = tmp_path / "out"
     ss.main(["--images", str(images), "--pick", "tiny:1e-2:1e-3", "--slope-levels", "0",
              "--steps", "15", "--out", str(out)])
-    with (out / ss.CSV_NAME).open() as f:
-        rows = list(csv.DictReader(f))
+    rows = read_csv(out / ss.CSV_NAME)
     assert [(r["slope_levels"], float(r["lmbda"])) for r in rows] == [
         ("-", 1e-2), ("0", 1e-2), ("-", 1e-3), ("0", 1e-3)]
     assert all(float(r["latent_bpp"]) > 0 and 5 < float(r["psnr"]) < 60 for r in rows)
