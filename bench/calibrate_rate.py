@@ -78,7 +78,6 @@ def _calibration_run(image: Path, bpp: float, iterations: int | None, effort: st
 
     from inrcodec.train import encoder
     from inrcodec.train.fit import DROP_LAMBDA_FACTOR, Fitter
-    from inrcodec.train.model import CocoNet
 
     torch.set_num_threads(1)
     pixels = np.asarray(Image.open(image).convert("RGB"))
@@ -89,7 +88,7 @@ def _calibration_run(image: Path, bpp: float, iterations: int | None, effort: st
     target = encoder.rate_target(bpp, height * width)
     torch.manual_seed(0)
     fitter = Fitter(torch.tensor(pixels, dtype=torch.float32) / 255.0,
-                    CocoNet(height, width, encoder.ARCHITECTURE), target, seed=0)
+                    encoder.new_model(height, width, schedule), target, seed=0)
     start = time.monotonic()
     fitter.run(schedule)
     seconds = time.monotonic() - start

@@ -22,12 +22,19 @@ Variants:
     synth48     one hidden synthesis layer of 48 (592 multiply-adds per
                 pixel; the default is 16x16, 528).
     synth32x2   two hidden synthesis layers of 32 (1456 multiply-adds).
+    pretrained  the networks start from the shipped pretrained weights
+                (`inrcodec.train.pretrained`) and train at the long fits'
+                learning rate.
     long-slow   four times the steps with the latents at learning rate 0.03
                 (the default: 0.1).
     fine-<lr>   the full-resolution latents alone at learning rate <lr>
                 (e.g. fine-0.03; the other levels stay at 0.1).
     latent-<lr> all the latents at learning rate <lr>.
-    Learning-rate variants combine with "+": latent-0.15+fine-0.03.
+    synth-<lr>  the synthesis MLP at peak learning rate <lr>.
+    context-<lr> the context model at peak learning rate <lr>.
+    init=<path> the synthesis and context model start from the weights in
+                <path> (a networks.json of `bench.pretrain_networks`).
+    These combine with "+": latent-0.15+fine-0.03, init=nets.json+synth-0.005.
 Rows go to fixed_lambda.csv (resumable per image, variant and lambda);
 fixed_lambda.md gives each file against the baseline.
 """
@@ -51,6 +58,7 @@ from inrcodec.imageio import load_image
 from inrcodec.train import encoder
 from inrcodec.train.fit import Fitter, RateTarget, Schedule
 from inrcodec.train.model import CocoNet
+from inrcodec.train.pretrained import load_networks_file, start_from_pretrained
 
 CSV_NAME = "fixed_lambda.csv"
 COLUMNS = ("image", "variant", "lmbda", "steps", "synth_hidden", "bpp", "psnr", "latent_bpp",
@@ -63,6 +71,7 @@ class Variant:
 
     schedule: Schedule
     architecture: Architecture
+    networks: Path | None = None  # pretrained starting weights (see `bench.pretrain_networks`)
 
 
 def variants(steps: int | None = None) -> dict[str, Variant]:
@@ -74,6 +83,7 @@ def variants(steps: int | None = None) -> dict[str, Variant]:
     return {
         "base": Variant(base_schedule, base_arch),
         "soft": Variant(replace(base_schedule, soft_rounding=(0.5, 0.2)), base_arch),
+        "pretrained": Variant(replace(base_schedule, pretrained=True), base_arch),
         "synth48": Variant(base_schedule, replace(base_arch, synth_hidden=(48,))),
         "synth32x2": Variant(base_schedule, replace(base_arch, synth_hidden=(32, 32))),
         "long-slow": Variant(replace(base_schedule, iterations=4 * base_schedule.iterations, lr_latent=0.03),
@@ -81,7 +91,8 @@ def variants(steps: int | None = None) -> dict[str, Variant]:
     }
 
 
-LEARNING_RATE_VARIANTS = {"fine": "lr_latent_finest", "latent": "lr_latent"}
+LEARNING_RATE_VARIANTS = {"fine": "lr_latent_finest", "latent": "lr_latent", "synth": "lr_synthesis",
+                          "context": "lr_context"}
 
 
 def variant(name: str, steps: int | None = None) -> Variant:
@@ -98,17 +109,24 @@ def variant(name: str, steps: int | None = None) -> Variant:
         return known[name]
     base = known["base"]
     changes: dict[str, float] = {}
+    networks = None
     for part in name.split("+"):
+        if part.startswith("init="):
+            networks = Path(part[len("init="):])
+            if not networks.is_file():
+                raise ValueError(f"variant {name!r}: no file {networks}")
+            continue
         prefix, _, rate = part.partition("-")
         try:
             lr = float(rate)
         except ValueError:
             lr = math.nan
         if prefix not in LEARNING_RATE_VARIANTS or not 0 < lr < 10:
-            msg = f"unknown variant {name!r}; known: {', '.join(known)}, fine-<lr>, latent-<lr>, joined by +"
+            msg = (f"unknown variant {name!r}; known: {', '.join(known)}, fine-<lr>, latent-<lr>, synth-<lr>, "
+                   "context-<lr>, init=<path>, joined by +")
             raise ValueError(msg)
         changes[LEARNING_RATE_VARIANTS[prefix]] = lr
-    return Variant(replace(base.schedule, **changes), base.architecture)
+    return Variant(replace(base.schedule, **changes), base.architecture, networks)
 
 
 def fit_and_write(path: Path, variant: Variant, lmbda: float) -> dict[str, float]:
@@ -117,6 +135,10 @@ def fit_and_write(path: Path, variant: Variant, lmbda: float) -> dict[str, float
     image = torch.tensor(pixels, dtype=torch.float32) / 255.0
     torch.manual_seed(0)
     model = CocoNet(pixels.shape[0], pixels.shape[1], variant.architecture)
+    if variant.networks is not None:
+        load_networks_file(variant.networks, model)
+    elif variant.schedule.pretrained:
+        start_from_pretrained(model)
     fitter = Fitter(image, model, RateTarget(None, lmbda), seed=0)
     start = time.monotonic()
     fitter.run(variant.schedule)

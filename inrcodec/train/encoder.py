@@ -27,6 +27,7 @@ from .fit import (
     initial_lambda,
 )
 from .model import CocoNet
+from .pretrained import start_from_pretrained
 from .quantize import quantize_model
 
 Effort = Literal["fast", "default", "max"]
@@ -254,6 +255,14 @@ def schedule_for(effort: Effort, bpp: float | None) -> Schedule:
     return schedule
 
 
+def new_model(height: int, width: int, schedule: Schedule, device: torch.device | str = "cpu") -> CocoNet:
+    """A CocoNet to fit: random networks, or the pretrained ones if the schedule says so."""
+    model = CocoNet(height, width, ARCHITECTURE)
+    if schedule.pretrained:
+        start_from_pretrained(model)
+    return model.to(device)
+
+
 def encode_array(pixels: np.ndarray, opts: EncodeOptions, progress: ProgressFn | None = None) -> EncodeResult:
     """Encode a uint8 [H, W, 3] image into `.coco` bytes.
 
@@ -278,7 +287,7 @@ def encode_array(pixels: np.ndarray, opts: EncodeOptions, progress: ProgressFn |
     land_deadline = start + LANDING_SHARE_OF_TIME * opts.time_limit if opts.time_limit else None
 
     torch.manual_seed(opts.seed)
-    fitter = Fitter(image, CocoNet(height, width, ARCHITECTURE).to(device), target, opts.seed)
+    fitter = Fitter(image, new_model(height, width, schedule, device), target, opts.seed)
     steps = fitter.run(schedule, progress, fit_deadline)
     written = time.monotonic()
     data = _quantize_and_write(fitter.model, image, fitter.lmbda, opts.seed)

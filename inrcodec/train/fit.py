@@ -219,6 +219,10 @@ class Schedule:
         soft_rounding: (first, last) temperature of the soft rounding in the
             noise phase (`CocoNet.noisy_latents`), or None for plain
             additive noise (see SOFT_ROUNDING).
+        pretrained: the synthesis and context model start from the shipped
+            pretrained weights (`inrcodec.train.pretrained`, loaded by
+            `encoder.new_model`) instead of random ones; they then train at
+            LR_NETWORK whatever the fit's length (see LR_NETWORK).
     """
 
     iterations: int
@@ -229,6 +233,7 @@ class Schedule:
     lr_latent_finest: float | None = None
     ste_fraction: float = 0.15
     soft_rounding: tuple[float, float] | None = SOFT_ROUNDING
+    pretrained: bool = False
 
     def temperature(self, fraction_done: float, phase: str = "fit") -> float | None:
         """Soft-rounding temperature at a point of the noise phase (None: plain noise).
@@ -464,7 +469,7 @@ class Fitter:
         `step` plans them by the schedule's length if nothing has (a refit
         with no fit before it, or a caller stepping by hand).
         """
-        synthesis, context = network_learning_rates(steps)
+        synthesis, context = (LR_NETWORK, LR_NETWORK) if schedule.pretrained else network_learning_rates(steps)
         self.network_lrs = (synthesis if schedule.lr_synthesis is None else schedule.lr_synthesis,
                             context if schedule.lr_context is None else schedule.lr_context)
 
