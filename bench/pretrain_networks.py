@@ -1,7 +1,7 @@
 """Pretrain the synthesis and context networks on other images: a starting point for every fit.
 
-    python -m bench.pretrain_networks --images ../shared/data/kodak \
-        --names kodim13,kodim14,...,kodim24 --lambdas 4e-4,1.5e-3,5e-3 \
+    python -m bench.pretrain_networks --images ../shared/data/set5 \
+        --names baby,bird,butterfly,head,woman --lambdas 4e-4,1.5e-3,5e-3 \
         --steps 12000 --out bench/results/pretrain-<date>
 
 Every fit starts its synthesis MLP and context model from random weights and
@@ -11,15 +11,15 @@ Here one synthesis and one context model are fitted jointly to several
 images at several lambdas (one latent pyramid per image and lambda, the
 networks shared; each step draws a few of them and a random crop of each),
 so the networks learn what is common to them. The images must not be the
-ones the result is judged on: issue 4 judges on kodim01-12, so this trains on
-kodim13-24.
+ones the result is judged on: issue 4 judges on Kodak kodim01-12, so the
+shipped networks were trained on Set5 (bench/results/pretrain-set5-2026-12-01).
 
 Writes networks.json (the two networks' weights, float32 values as JSON
 numbers, with the architecture and how they were made; no pickle) and
 pretrain.csv (the loss along the way). `python -m bench.fixed_lambda
 --variants init=<networks.json>` fits from them; copied to
-`inrcodec/train/pretrained_networks.json` they are what fits start from
-(`inrcodec.train.pretrained`).
+`inrcodec/train/pretrained_networks.json` they are what fits whose schedule
+says so start from (`inrcodec.train.pretrained`).
 """
 
 from __future__ import annotations
@@ -53,7 +53,8 @@ def random_window(gen: np.random.Generator, height: int, width: int, crop: int) 
     return Window(max(0, r0), min(height, r0 + crop), max(0, c0), min(width, c0 + crop))
 
 
-def crop_loss(model: CocoNet, image: torch.Tensor, win: Window, lmbda: float, crop: int) -> tuple[torch.Tensor, float, float]:
+def crop_loss(model: CocoNet, image: torch.Tensor, win: Window, lmbda: float,
+              crop: int) -> tuple[torch.Tensor, float, float]:
     """The fit's loss on one window with noisy latents: (loss, MSE, bits per pixel)."""
     q, q_rate = model.noisy_latents(win)
     rec = model.synthesize(q, win)
@@ -62,6 +63,51 @@ def crop_loss(model: CocoNet, image: torch.Tensor, win: Window, lmbda: float, cr
     bits, _ = model.latent_bits(q_rate, win)
     weight = win.n_pixels / (min(crop, model.height) * min(crop, model.width))
     return weight * (mse + lmbda * bits / win.n_pixels), float(mse.detach()), float(bits.detach()) / win.n_pixels
+
+
+Pyramid = tuple[CocoNet, torch.Tensor, float]  # a model holding one image's latents, the image, its lambda
+
+
+def shared_pyramids(images: dict[str, torch.Tensor], lambdas: list[float]) -> tuple[CocoNet, list[Pyramid]]:
+    """One latent pyramid per image and lambda, all using the networks of the first model returned."""
+    arch = encoder.ARCHITECTURE
+    shared = CocoNet(8, 8, arch)  # holds the networks every pyramid shares
+    pyramids = []
+    for name, image in images.items():
+        for lmbda in lambdas:
+            model = CocoNet(image.shape[0], image.shape[1], arch)
+            model.synthesis, model.arm = shared.synthesis, shared.arm
+            pyramids.append((model, image, lmbda))
+    return shared, pyramids
+
+
+def train(shared: CocoNet, pyramids: list[Pyramid], args: argparse.Namespace, gen: np.random.Generator,
+          log: Path) -> None:
+    """Fit the pyramids and the shared networks: each step a crop of `args.batch` pyramids, cosine-decayed Adam."""
+    opt = Adam([[g for m, _, _ in pyramids for g in m.latents], shared.synthesis.parameters(),
+                shared.arm.parameters()])
+    batch = min(args.batch, len(pyramids))
+    start = time.monotonic()
+    sums = np.zeros(3)
+    for step in range(args.steps):
+        scale = LR_FLOOR + (1 - LR_FLOOR) * 0.5 * (1 + math.cos(math.pi * step / args.steps))
+        for group, rate in zip(opt.param_groups, (args.lr_latent, args.lr_networks, args.lr_networks)):
+            group["lr"] = rate * scale
+        opt.zero_grad()
+        for index in gen.choice(len(pyramids), size=batch, replace=False):
+            model, image, lmbda = pyramids[index]
+            win = random_window(gen, model.height, model.width, args.crop)
+            loss, mse, bpp = crop_loss(model, image, win, lmbda, args.crop)
+            loss.backward()
+            sums += (float(loss.detach()), mse, bpp)
+        opt.step()
+        if (step + 1) % LOG_EVERY == 0:
+            mean_loss, mse, bpp = sums / (LOG_EVERY * batch)
+            sums[:] = 0
+            row = {"step": step + 1, "loss": f"{mean_loss:.6f}", "psnr": f"{-10 * math.log10(max(mse, 1e-10)):.2f}",
+                   "bits_per_pixel": f"{bpp:.4f}", "seconds": f"{time.monotonic() - start:.0f}"}
+            append_csv_row(log, COLUMNS, row)
+            print(" ".join(f"{k} {v}" for k, v in row.items()), flush=True)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -86,42 +132,12 @@ def main(argv: list[str] | None = None) -> None:
     if missing:
         raise SystemExit(f"no image {', '.join(missing)} in {args.images}")
     lambdas = [float(x) for x in args.lambdas.split(",")]
-    arch = encoder.ARCHITECTURE
     images = {n: torch.tensor(load_image(by_stem[n])[0], dtype=torch.float32) / 255.0 for n in names}
-    shared = CocoNet(8, 8, arch)  # holds the networks every pyramid shares
-    pyramids: list[tuple[CocoNet, torch.Tensor, float]] = []
-    for name in names:
-        h, w = images[name].shape[:2]
-        for lmbda in lambdas:
-            model = CocoNet(h, w, arch)
-            model.synthesis, model.arm = shared.synthesis, shared.arm
-            pyramids.append((model, images[name], lmbda))
-    opt = Adam([[g for m, _, _ in pyramids for g in m.latents], shared.synthesis.parameters(),
-                shared.arm.parameters()])
+    shared, pyramids = shared_pyramids(images, lambdas)
     args.out.mkdir(parents=True, exist_ok=True)
-    log = args.out / "pretrain.csv"
     start = time.monotonic()
-    sums = np.zeros(3)
-    for step in range(args.steps):
-        scale = LR_FLOOR + (1 - LR_FLOOR) * 0.5 * (1 + math.cos(math.pi * step / args.steps))
-        for group, rate in zip(opt.param_groups, (args.lr_latent, args.lr_networks, args.lr_networks)):
-            group["lr"] = rate * scale
-        opt.zero_grad()
-        for index in gen.choice(len(pyramids), size=min(args.batch, len(pyramids)), replace=False):
-            model, image, lmbda = pyramids[index]
-            win = random_window(gen, model.height, model.width, args.crop)
-            loss, mse, bpp = crop_loss(model, image, win, lmbda, args.crop)
-            loss.backward()
-            sums += (float(loss.detach()), mse, bpp)
-        opt.step()
-        if (step + 1) % LOG_EVERY == 0:
-            n = LOG_EVERY * min(args.batch, len(pyramids))
-            loss, mse, bpp = sums / n
-            sums[:] = 0
-            row = {"step": step + 1, "loss": f"{loss:.6f}", "psnr": f"{-10 * math.log10(max(mse, 1e-10)):.2f}",
-                   "bits_per_pixel": f"{bpp:.4f}", "seconds": f"{time.monotonic() - start:.0f}"}
-            append_csv_row(log, COLUMNS, row)
-            print(" ".join(f"{k} {v}" for k, v in row.items()), flush=True)
+    train(shared, pyramids, args, gen, args.out / "pretrain.csv")
+    arch = shared.arch
     payload = {
         "what": "inrcodec synthesis and context-model weights pretrained by bench.pretrain_networks",
         "architecture": {"n_levels": arch.n_levels, "synth_hidden": list(arch.synth_hidden),
