@@ -292,8 +292,12 @@ def test_subprocess_exit_codes(folder: Path) -> None:
     assert not (folder / "x.png").exists()
 
 
+# The child answers Ctrl-C as an interactive command does even when the
+# suite itself was started in the background, where the shell hands every
+# process SIGINT ignored (`(nohup bash -c '.ci/run' &)` failed these tests).
 CHILD = textwrap.dedent("""
-    import sys
+    import signal, sys
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     import inrcodec.api, inrcodec.cli, inrcodec.imageio  # the slow imports, before "ready"
     print("ready", flush=True)
     inrcodec.cli.main(sys.argv[1:])
