@@ -82,10 +82,15 @@ def load_networks_file(path: Path, model: CocoNet) -> None:
         ValueError: the file is unreadable or holds another architecture.
     """
     content = read_networks_file(path)
-    arch = model.arch
-    if content["architecture"] != (arch.n_levels, arch.synth_hidden, arch.arm_hidden):
+    if not _fits(content, model):
         raise ValueError(f"{path} holds networks for another architecture: {content['architecture']}")
     load_network_state(model, content["networks"])
+
+
+def _fits(content: dict, model: CocoNet) -> bool:
+    """Whether a networks file's architecture is the model's."""
+    arch = model.arch
+    return content["architecture"] == (arch.n_levels, arch.synth_hidden, arch.arm_hidden)
 
 
 @functools.cache
@@ -96,8 +101,7 @@ def _shipped() -> dict:
 def start_from_pretrained(model: CocoNet) -> bool:
     """Load the shipped networks into `model` if they fit its architecture; whether they did."""
     content = _shipped()
-    arch = model.arch
-    if content["architecture"] != (arch.n_levels, arch.synth_hidden, arch.arm_hidden):
+    if not _fits(content, model):
         return False
     load_network_state(model, content["networks"])
     return True
