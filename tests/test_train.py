@@ -297,6 +297,33 @@ def test_dropping_the_finest_level_lowers_an_aimed_lambda(monkeypatch: pytest.Mo
     assert fitter.lmbda == pytest.approx(0.05 * fit.DROP_LAMBDA_FACTOR)
 
 
+def test_the_exponent_search_reuses_only_the_layers_a_call_shares_with_the_last() -> None:
+    from inrcodec.train.quantize import _PrefixRun
+
+    torch.manual_seed(0)
+    x = torch.randn(50, 7, dtype=torch.float64)
+    layers = [(torch.randn(16, 7, dtype=torch.float64), torch.randn(16, dtype=torch.float64)),
+              (torch.randn(16, 16, dtype=torch.float64), torch.randn(16, dtype=torch.float64)),
+              (torch.randn(3, 16, dtype=torch.float64), torch.randn(3, dtype=torch.float64))]
+
+    def plain(layers: list[tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
+        h = x
+        for i, (w, b) in enumerate(layers):
+            h = h @ w.T + b
+            h = h if i == len(layers) - 1 else torch.relu(h)
+        return h
+
+    run = _PrefixRun(x)
+    assert torch.equal(run(layers), plain(layers))
+    first_hidden = run.chain[0][1]
+    changed = [layers[0], (layers[1][0] * 0.5, layers[1][1]), layers[2]]  # a new tensor in the middle layer
+    assert torch.equal(run(changed), plain(changed))
+    assert run.chain[0][1] is first_hidden  # the first layer was not recomputed
+    same_values = [(w.clone(), b) for w, b in layers]  # equal values, other objects: recomputed, same result
+    assert torch.equal(run(same_values), plain(layers))
+    assert run.chain[0][1] is not first_hidden
+
+
 def _untimed(schedule: Schedule) -> encoder.Landing:
     """The landing of a fit of `schedule` without a time limit."""
     return encoder.Landing(encoder.refit_schedule(schedule, schedule.iterations))

@@ -71,22 +71,50 @@ class _Scorer:
             self.cell_factor = vals.numel() / max(1, cidx.numel())
         assert self.ctx.shape[1] == N_CONTEXT
 
+        self.synthesis_run, self.context_run = _PrefixRun(self.feats), _PrefixRun(self.ctx)
+
     def distortion(self, layers: list[tuple[torch.Tensor, torch.Tensor]]) -> float:
-        return float(((_run(self.feats, layers) - self.target) ** 2).mean())
+        return float(((self.synthesis_run(layers) - self.target) ** 2).mean())
 
     def latent_bits(self, layers: list[tuple[torch.Tensor, torch.Tensor]]) -> float:
-        out = _run(self.ctx, layers)
+        out = self.context_run(layers)
         scale = torch.exp2(out[:, 1].clamp(LOG2_SCALE_MIN, LOG2_SCALE_MAX))
         mu = torch.round(out[:, 0] * 16) / 16
         return float(laplace_bits(self.vals, mu, scale).sum()) * self.cell_factor
 
 
-def _run(x: torch.Tensor, layers: list[tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
-    for i, (w, b) in enumerate(layers):
-        x = x @ w.T + b
-        if i < len(layers) - 1:
-            x = torch.relu(x)
-    return x
+def _layer(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor, last: bool) -> torch.Tensor:
+    x = x @ w.T + b
+    return x if last else torch.relu(x)
+
+
+class _PrefixRun:
+    """`_run` on a fixed input, reusing the layers the previous call shared with this one.
+
+    The exponent search changes one tensor at a time, in layer order, so
+    consecutive calls share every layer before it: recomputing only from the
+    changed layer on halves the search (~0.7 -> ~0.35 s of a Kodak file
+    write). The same operations on the same tensors: the same results.
+    Layers are recognised by identity, so callers pass the same tensor
+    objects for unchanged layers (`_choose_exponents` caches them).
+    """
+
+    def __init__(self, x: torch.Tensor) -> None:
+        self.x = x
+        self.chain: list[tuple[tuple[torch.Tensor, torch.Tensor], torch.Tensor]] = []  # (layer, its output)
+
+    def __call__(self, layers: list[tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
+        shared = 0
+        while (shared < min(len(layers), len(self.chain)) and self.chain[shared][0][0] is layers[shared][0]
+               and self.chain[shared][0][1] is layers[shared][1]):
+            shared += 1
+        del self.chain[shared:]
+        x = self.chain[-1][1] if self.chain else self.x
+        for i in range(shared, len(layers)):
+            w, b = layers[i]
+            x = _layer(x, w, b, last=i == len(layers) - 1)
+            self.chain.append(((w, b), x))
+        return x
 
 
 def _dequantized(linears: list[torch.nn.Linear], exps: list) -> list[tuple[torch.Tensor, torch.Tensor]]:  # noqa: ANN001
@@ -101,13 +129,24 @@ def _dequantized(linears: list[torch.nn.Linear], exps: list) -> list[tuple[torch
 def _choose_exponents(linears: list[torch.nn.Linear], cost) -> list[tuple[int, int]]:  # noqa: ANN001
     """Greedy per-tensor choice of (weight_exp, bias_exp) minimising `cost`."""
     exps = [[DEFAULT_EXP, DEFAULT_EXP] for _ in linears]
+    # Per (layer, exponents): the dequantized tensors, the same objects each
+    # time (`_PrefixRun` recognises unchanged layers by identity), and bits.
+    layer_cache: dict[tuple[int, int, int], tuple[torch.Tensor, torch.Tensor]] = {}
+    bits_cache: dict[tuple[int, int, int], float] = {}
 
     def dequantized() -> list[tuple[torch.Tensor, torch.Tensor]]:
-        return _dequantized(linears, exps)
+        for i, (we, be) in enumerate(exps):
+            if (i, we, be) not in layer_cache:
+                layer_cache[i, we, be] = _dequantized([linears[i]], [(we, be)])[0]
+        return [layer_cache[i, we, be] for i, (we, be) in enumerate(exps)]
+
+    def tensor_bits_at(i: int, slot: int, exp: int) -> float:
+        if (i, slot, exp) not in bits_cache:
+            bits_cache[i, slot, exp] = tensor_bits(to_int(linears[i].weight if slot == 0 else linears[i].bias, exp))
+        return bits_cache[i, slot, exp]
 
     def bits() -> float:
-        return sum(tensor_bits(to_int(lin.weight, we)) + tensor_bits(to_int(lin.bias, be))
-                   for lin, (we, be) in zip(linears, exps))
+        return sum(tensor_bits_at(i, 0, we) + tensor_bits_at(i, 1, be) for i, (we, be) in enumerate(exps))
 
     # Hill-climb each exponent from the default: the cost is close to convex in
     # the exponent (coarser steps: fewer bits, more error), so a local search
