@@ -89,7 +89,7 @@ def _layer(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor, last: bool) -> tor
 
 
 class _PrefixRun:
-    """`_run` on a fixed input, reusing the layers the previous call shared with this one.
+    """An MLP (ReLU between layers) on a fixed input, reusing what it shared with the last call.
 
     The exponent search changes one tensor at a time, in layer order, so
     consecutive calls share every layer before it: recomputing only from the
