@@ -27,9 +27,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import math
-import time
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -37,13 +34,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bench.fixed_lambda import baseline_psnr_at, fitted
+from bench.fixed_lambda import against_baseline, fitted, float_fit, mean_differences, picks
 from bench.results import append_csv_row, machine, utc_now
-from bench.run import find_images
 from inrcodec.format.architecture import Architecture
-from inrcodec.imageio import load_image
 from inrcodec.train import encoder
-from inrcodec.train.fit import Fitter, RateTarget
+from inrcodec.train.fit import Fitter
 from inrcodec.train.model import Crop, CocoNet, Window
 
 CSV_NAME = "conv.csv"
@@ -114,20 +109,12 @@ def psnr_8bit(fitter: Fitter, pixels: np.ndarray) -> float:
 
 def fit(path: Path, n_convs: int, lmbda: float, steps: int | None) -> dict[str, float]:
     """One fixed-lambda fit of the default schedule, measured in float."""
-    pixels, _ = load_image(path)
-    image = torch.tensor(pixels, dtype=torch.float32) / 255.0
-    torch.manual_seed(0)
-    model = ConvNet(pixels.shape[0], pixels.shape[1], encoder.ARCHITECTURE, n_convs)
-    schedule = encoder.SCHEDULES["default"]
-    if steps is not None:
-        schedule = replace(schedule, iterations=steps)
-    fitter = Fitter(image, model, RateTarget(None, lmbda), seed=0)
-    start = time.monotonic()
-    fitter.run(schedule)
-    seconds = time.monotonic() - start
-    n_pixels = pixels.shape[0] * pixels.shape[1]
-    return {"latent_bpp": fitter.latent_bpp(), "weight_bpp": BITS_PER_WEIGHT * model.added_weights() / n_pixels,
-            "psnr": psnr_8bit(fitter, pixels), "fit_s": seconds, "steps": schedule.iterations}
+    done = float_fit(path, lambda h, w: ConvNet(h, w, encoder.ARCHITECTURE, n_convs), lmbda, steps)
+    model = done.fitter.model
+    assert isinstance(model, ConvNet)
+    n_pixels = model.height * model.width
+    return {"latent_bpp": done.fitter.latent_bpp(), "weight_bpp": BITS_PER_WEIGHT * model.added_weights() / n_pixels,
+            "psnr": psnr_8bit(done.fitter, done.pixels), "fit_s": done.seconds, "steps": done.steps}
 
 
 def summarize(rows: list[dict[str, str]]) -> str:
@@ -142,25 +129,14 @@ def summarize(rows: list[dict[str, str]]) -> str:
         "| image | convs | lambda | rate (bpp) | PSNR (dB) | baseline at that rate | difference | fit s |",
         "|---|---|---|---|---|---|---|---|",
     ]
-    differences: dict[str, list[float]] = {}
-
     def rate(r: dict[str, str]) -> float:
         return float(r["latent_bpp"]) + float(r["weight_bpp"])
 
-    for image in sorted({r["image"] for r in rows}):
-        mine = [r for r in rows if r["image"] == image]
-        base = [(rate(r), float(r["psnr"])) for r in mine if r["convs"] == "0"]
-        for r in sorted(mine, key=lambda r: (int(r["convs"]), float(r["lmbda"]))):
-            cells = ["", ""]
-            if r["convs"] != "0" and len(base) >= 2:
-                reference, outside = baseline_psnr_at(base, rate(r))
-                difference = float(r["psnr"]) - reference
-                differences.setdefault(r["convs"], []).append(difference)
-                cells = [f"{reference:.2f}" + (" (outside)" if outside else ""), f"{difference:+.2f}"]
-            lines.append(f"| {image} | {r['convs']} | {r['lmbda']} | {rate(r):.4f} | {float(r['psnr']):.2f} | "
-                         + " | ".join(cells) + f" | {float(r['fit_s']):.0f} |")
-    lines += ["", "| convs | fits | mean difference (dB) |", "|---|---|---|"]
-    lines += [f"| {name} | {len(values)} | {np.mean(values):+.2f} |" for name, values in sorted(differences.items())]
+    shown, differences = against_baseline(rows, "convs", "0", rate)
+    for r, cells in shown:
+        lines.append(f"| {r['image']} | {r['convs']} | {r['lmbda']} | {rate(r):.4f} | {float(r['psnr']):.2f} | "
+                     + " | ".join(cells) + f" | {float(r['fit_s']):.0f} |")
+    lines += mean_differences("convs", differences)
     return "\n".join(lines) + "\n"
 
 
@@ -180,20 +156,18 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit("--convs: between 0 and 4 layers")
     args.out.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(min(2, torch.get_num_threads()))
-    by_stem = {p.stem: p for p in find_images(args.images)}
+    chosen = picks(args.images, args.pick)
     path = args.out / CSV_NAME
     done = fitted(path, "convs")
-    for item in args.pick.split(","):
-        name, *lambdas = item.split(":")
-        if name not in by_stem:
-            raise SystemExit(f"no image {name!r} in {args.images}")
-        for lmbda in map(float, lambdas):
+    for image, lambdas in chosen:
+        name = image.stem
+        for lmbda in lambdas:
             for n_convs in counts:
-                if (by_stem[name].name, str(n_convs), lmbda) in done:
+                if (image.name, str(n_convs), lmbda) in done:
                     continue
-                result = fit(by_stem[name], n_convs, lmbda, args.steps)
+                result = fit(image, n_convs, lmbda, args.steps)
                 append_csv_row(path, COLUMNS, {
-                    "image": by_stem[name].name, "convs": n_convs, "lmbda": lmbda, "steps": result["steps"],
+                    "image": image.name, "convs": n_convs, "lmbda": lmbda, "steps": result["steps"],
                     "latent_bpp": f"{result['latent_bpp']:.5f}", "weight_bpp": f"{result['weight_bpp']:.5f}",
                     "psnr": f"{result['psnr']:.3f}", "fit_s": f"{result['fit_s']:.1f}",
                     "torch_threads": torch.get_num_threads(), "machine": machine(), "date": utc_now(),

@@ -45,6 +45,7 @@ import argparse
 import csv
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -153,6 +154,58 @@ def fit_and_write(path: Path, variant: Variant, lmbda: float) -> dict[str, float
     }
 
 
+def picks(images: Path, pick: str) -> list[tuple[Path, list[float]]]:
+    """The images and lambdas of a --pick "name:lambda[:lambda...],...", all checked before any fit.
+
+    Raises:
+        SystemExit: an image not in `images`, or a lambda that is not a positive number.
+    """
+    by_stem = {p.stem: p for p in find_images(images)}
+    chosen = []
+    for item in pick.split(","):
+        name, *texts = item.split(":")
+        if name not in by_stem:
+            raise SystemExit(f"no image {name!r} in {images}")
+        try:
+            lambdas = [float(text) for text in texts]
+        except ValueError:
+            lambdas = []
+        if not lambdas or not all(0 < lmbda < math.inf for lmbda in lambdas):
+            raise SystemExit(f"--pick {item!r}: name:lambda[:lambda...] with positive lambdas")
+        chosen.append((by_stem[name], lambdas))
+    return chosen
+
+
+@dataclass
+class FloatFit:
+    """A fixed-lambda fit measured in float (`float_fit`)."""
+
+    fitter: Fitter
+    pixels: np.ndarray
+    seconds: float
+    steps: int
+
+
+def float_fit(path: Path, new_net: Callable[[int, int], CocoNet], lmbda: float, steps: int | None) -> FloatFit:
+    """Fit `new_net(height, width)` (built after seeding torch with 0) to an image at a fixed lambda.
+
+    The default effort's schedule, or `steps` steps of it. Prototypes that
+    no file can carry (`bench.synthesis_slopes`, `bench.conv_synthesis`)
+    measure the result in float.
+    """
+    pixels, _ = load_image(path)
+    image = torch.tensor(pixels, dtype=torch.float32) / 255.0
+    torch.manual_seed(0)
+    model = new_net(pixels.shape[0], pixels.shape[1])
+    schedule = encoder.SCHEDULES["default"]
+    if steps is not None:
+        schedule = replace(schedule, iterations=steps)
+    fitter = Fitter(image, model, RateTarget(None, lmbda), seed=0)
+    start = time.monotonic()
+    fitter.run(schedule)
+    return FloatFit(fitter, pixels, time.monotonic() - start, schedule.iterations)
+
+
 def fitted(path: Path, variant_column: str = "variant") -> set[tuple[str, str, float]]:
     """The (image, variant, lambda) triples already in a resumable CSV (none if it does not exist)."""
     if not path.exists():
@@ -169,6 +222,41 @@ def baseline_psnr_at(points: list[tuple[float, float]], bpp: float) -> tuple[flo
     i = min(max(np.searchsorted([p[0] for p in pts], x) - 1, 0), len(pts) - 2)
     (x0, y0), (x1, y1) = pts[i], pts[i + 1]
     return y0 + (y1 - y0) * (x - x0) / (x1 - x0), outside
+
+
+Row = dict[str, str]
+
+
+def against_baseline(rows: list[Row], column: str, base: str,
+                     rate_of: Callable[[Row], float]) -> tuple[list[tuple[Row, list[str]]], dict[str, list[float]]]:
+    """Each fit against the baseline's line on its image (`baseline_psnr_at`).
+
+    Rows are grouped by image, the baseline's (`column` == `base`) first,
+    then by variant and lambda. Returns each row with its two cells (the
+    baseline's PSNR at the row's rate and the difference, empty for the
+    baseline and where it has fewer than two points), and the differences
+    by variant.
+    """
+    shown: list[tuple[Row, list[str]]] = []
+    differences: dict[str, list[float]] = {}
+    for image in sorted({r["image"] for r in rows}):
+        mine = [r for r in rows if r["image"] == image]
+        line = [(rate_of(r), float(r["psnr"])) for r in mine if r[column] == base]
+        for r in sorted(mine, key=lambda r: (r[column] != base, r[column], float(r["lmbda"]))):
+            cells = ["", ""]
+            if r[column] != base and len(line) >= 2:
+                reference, outside = baseline_psnr_at(line, rate_of(r))
+                difference = float(r["psnr"]) - reference
+                differences.setdefault(r[column], []).append(difference)
+                cells = [f"{reference:.2f}" + (" (outside)" if outside else ""), f"{difference:+.2f}"]
+            shown.append((r, cells))
+    return shown, differences
+
+
+def mean_differences(label: str, differences: dict[str, list[float]], counted: str = "fits") -> list[str]:
+    """The table of each variant's mean difference from the baseline (`against_baseline`)."""
+    lines = ["", f"| {label} | {counted} | mean difference (dB) |", "|---|---|---|"]
+    return lines + [f"| {name} | {len(values)} | {np.mean(values):+.2f} |" for name, values in sorted(differences.items())]
 
 
 def summarize(out: Path) -> str:
@@ -188,23 +276,12 @@ def summarize(out: Path) -> str:
         "full-res latents non-zero | fit s |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
-    by_variant: dict[str, list[float]] = {}
-    for image in sorted({r["image"] for r in rows}):
-        base = [(float(r["bpp"]), float(r["psnr"])) for r in rows if r["image"] == image and r["variant"] == "base"]
-        for r in sorted((r for r in rows if r["image"] == image), key=lambda r: (r["variant"] != "base", r["variant"],
-                                                                                  float(r["lmbda"]))):
-            cells = ["", ""]
-            if r["variant"] != "base" and len(base) >= 2:
-                reference, outside = baseline_psnr_at(base, float(r["bpp"]))
-                difference = float(r["psnr"]) - reference
-                by_variant.setdefault(r["variant"], []).append(difference)
-                cells = [f"{reference:.2f}" + (" (outside)" if outside else ""), f"{difference:+.2f}"]
-            lines.append(f"| {image} | {r['variant']} | {r['lmbda']} | {r['steps']} | {float(r['bpp']):.4f} | "
-                         f"{float(r['psnr']):.2f} | " + " | ".join(cells)
-                         + f" | {float(r['level0_nonzero']):.1%} | {r['fit_s']} |")
-    lines += ["", "| variant | files | mean difference (dB) |", "|---|---|---|"]
-    for name, values in sorted(by_variant.items()):
-        lines.append(f"| {name} | {len(values)} | {np.mean(values):+.2f} |")
+    shown, differences = against_baseline(rows, "variant", "base", lambda r: float(r["bpp"]))
+    for r, cells in shown:
+        lines.append(f"| {r['image']} | {r['variant']} | {r['lmbda']} | {r['steps']} | {float(r['bpp']):.4f} | "
+                     f"{float(r['psnr']):.2f} | " + " | ".join(cells)
+                     + f" | {float(r['level0_nonzero']):.1%} | {r['fit_s']} |")
+    lines += mean_differences("variant", differences, counted="files")
     return "\n".join(lines) + "\n"
 
 
@@ -226,19 +303,17 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(str(error)) from None
     args.out.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(min(2, torch.get_num_threads()))
-    by_stem = {p.stem: p for p in find_images(args.images)}
+    chosen_images = picks(args.images, args.pick)
     done = fitted(args.out / CSV_NAME)
-    for item in args.pick.split(","):
-        name, *lambdas = item.split(":")
-        if name not in by_stem:
-            raise SystemExit(f"no image {name!r} in {args.images}")
+    for path, lambdas in chosen_images:
+        name = path.stem
         for label in chosen:
-            for lmbda in map(float, lambdas):
-                if (by_stem[name].name, label, lmbda) in done:
+            for lmbda in lambdas:
+                if (path.name, label, lmbda) in done:
                     continue
-                result = fit_and_write(by_stem[name], known[label], lmbda)
+                result = fit_and_write(path, known[label], lmbda)
                 append_csv_row(args.out / CSV_NAME, COLUMNS, {
-                    "image": by_stem[name].name, "variant": label, "lmbda": lmbda,
+                    "image": path.name, "variant": label, "lmbda": lmbda,
                     "steps": known[label].schedule.iterations,
                     "synth_hidden": "x".join(map(str, known[label].architecture.synth_hidden)),
                     "bpp": f"{result['bpp']:.5f}", "psnr": f"{result['psnr']:.3f}",

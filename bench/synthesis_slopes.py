@@ -27,21 +27,15 @@ from __future__ import annotations
 import argparse
 import csv
 import math
-import time
-from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
-from bench.fixed_lambda import baseline_psnr_at, fitted
+from bench.fixed_lambda import against_baseline, fitted, float_fit, mean_differences, picks
 from bench.results import append_csv_row, machine, utc_now
-from bench.run import find_images
 from inrcodec.format.architecture import Architecture
-from inrcodec.imageio import load_image
 from inrcodec.train import encoder
-from inrcodec.train.fit import Fitter, RateTarget
 from inrcodec.train.model import Crop, CocoNet, Window, make_mlp
 
 CSV_NAME = "slopes.csv"
@@ -83,21 +77,10 @@ class SlopeNet(CocoNet):
 
 def fit(path: Path, slope_levels: list[int], lmbda: float, steps: int | None) -> dict[str, float]:
     """One fixed-lambda fit of the default schedule: its float PSNR and latent rate with rounded latents."""
-    pixels, _ = load_image(path)
-    image = torch.tensor(pixels, dtype=torch.float32) / 255.0
-    torch.manual_seed(0)
-    model = SlopeNet(pixels.shape[0], pixels.shape[1], encoder.ARCHITECTURE, slope_levels)
-    schedule = encoder.SCHEDULES["default"]
-    if steps is not None:
-        schedule = replace(schedule, iterations=steps)
-    fitter = Fitter(image, model, RateTarget(None, lmbda), seed=0)
-    start = time.monotonic()
-    fitter.run(schedule)
-    seconds = time.monotonic() - start
+    done = float_fit(path, lambda h, w: SlopeNet(h, w, encoder.ARCHITECTURE, slope_levels), lmbda, steps)
     with torch.no_grad():
-        psnr = 10 * math.log10(1 / fitter.image_mse())
-        return {"latent_bpp": fitter.latent_bpp(), "psnr": psnr, "fit_s": seconds,
-                "steps": schedule.iterations}
+        psnr = 10 * math.log10(1 / done.fitter.image_mse())
+        return {"latent_bpp": done.fitter.latent_bpp(), "psnr": psnr, "fit_s": done.seconds, "steps": done.steps}
 
 
 def parse_levels(text: str) -> list[int]:
@@ -121,21 +104,11 @@ def summarize(rows: list[dict[str, str]]) -> str:
         "| image | slope levels | lambda | latent bpp | PSNR (dB) | baseline at that bpp | difference |",
         "|---|---|---|---|---|---|---|",
     ]
-    differences: dict[str, list[float]] = {}
-    for image in sorted({r["image"] for r in rows}):
-        mine = [r for r in rows if r["image"] == image]
-        base = [(float(r["latent_bpp"]), float(r["psnr"])) for r in mine if r["slope_levels"] == BASE]
-        for r in sorted(mine, key=lambda r: (r["slope_levels"] != BASE, r["slope_levels"], float(r["lmbda"]))):
-            cells = ["", ""]
-            if r["slope_levels"] != BASE and len(base) >= 2:
-                reference, outside = baseline_psnr_at(base, float(r["latent_bpp"]))
-                difference = float(r["psnr"]) - reference
-                differences.setdefault(r["slope_levels"], []).append(difference)
-                cells = [f"{reference:.2f}" + (" (outside)" if outside else ""), f"{difference:+.2f}"]
-            lines.append(f"| {image} | {r['slope_levels']} | {r['lmbda']} | {float(r['latent_bpp']):.4f} | "
-                         f"{float(r['psnr']):.2f} | " + " | ".join(cells) + " |")
-    lines += ["", "| slope levels | fits | mean difference (dB) |", "|---|---|---|"]
-    lines += [f"| {name} | {len(values)} | {np.mean(values):+.2f} |" for name, values in sorted(differences.items())]
+    shown, differences = against_baseline(rows, "slope_levels", BASE, lambda r: float(r["latent_bpp"]))
+    for r, cells in shown:
+        lines.append(f"| {r['image']} | {r['slope_levels']} | {r['lmbda']} | {float(r['latent_bpp']):.4f} | "
+                     f"{float(r['psnr']):.2f} | " + " | ".join(cells) + " |")
+    lines += mean_differences("slope levels", differences)
     return "\n".join(lines) + "\n"
 
 
@@ -154,20 +127,18 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(str(error)) from None
     args.out.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(min(2, torch.get_num_threads()))
-    by_stem = {p.stem: p for p in find_images(args.images)}
+    chosen = picks(args.images, args.pick)
     path = args.out / CSV_NAME
     done = fitted(path, "slope_levels")
-    for item in args.pick.split(","):
-        name, *lambdas = item.split(":")
-        if name not in by_stem:
-            raise SystemExit(f"no image {name!r} in {args.images}")
-        for lmbda in map(float, lambdas):
+    for image, lambdas in chosen:
+        name = image.stem
+        for lmbda in lambdas:
             for text, levels in variants.items():
-                if (by_stem[name].name, text, lmbda) in done:
+                if (image.name, text, lmbda) in done:
                     continue
-                result = fit(by_stem[name], levels, lmbda, args.steps)
+                result = fit(image, levels, lmbda, args.steps)
                 append_csv_row(path, COLUMNS, {
-                    "image": by_stem[name].name, "slope_levels": text, "lmbda": lmbda, "steps": result["steps"],
+                    "image": image.name, "slope_levels": text, "lmbda": lmbda, "steps": result["steps"],
                     "latent_bpp": f"{result['latent_bpp']:.5f}", "psnr": f"{result['psnr']:.3f}",
                     "fit_s": f"{result['fit_s']:.1f}", "torch_threads": torch.get_num_threads(),
                     "machine": machine(), "date": utc_now(),

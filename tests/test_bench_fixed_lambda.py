@@ -56,3 +56,11 @@ def test_a_tiny_run_writes_real_files_and_compares_them(tmp_path: Path) -> None:
     fl.main(["--images", str(images), "--pick", "tiny:1e-2", "--variants", "base", "--steps", "20",
              "--out", str(out)])  # resumed: nothing refitted
     assert len(read_csv(out / fl.CSV_NAME)) == 4
+
+
+def test_picks_are_checked_before_any_fit(tmp_path: Path) -> None:
+    images = image_folder(tmp_path, {"a.png": (16, 16), "b.png": (16, 16)})
+    assert fl.picks(images, "a:1e-3:2e-3,b:5e-3") == [(images / "a.png", [1e-3, 2e-3]), (images / "b.png", [5e-3])]
+    for bad in ("a:1e-3,c:1e-3", "a", "a:x", "a:-1e-3", "a:0", "a:inf"):
+        with pytest.raises(SystemExit):
+            fl.picks(images, bad)
