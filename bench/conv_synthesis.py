@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bench.fixed_lambda import against_baseline, fitted, float_fit, mean_differences, picks
+from bench.fixed_lambda import against_baseline, fitted, float_fit, mean_differences, pending, picks
 from bench.results import append_csv_row, machine, utc_now
 from inrcodec.format.architecture import Architecture
 from inrcodec.train import encoder
@@ -159,21 +159,17 @@ def main(argv: list[str] | None = None) -> None:
     chosen = picks(args.images, args.pick)
     path = args.out / CSV_NAME
     done = fitted(path, "convs")
-    for image, lambdas in chosen:
-        name = image.stem
-        for lmbda in lambdas:
-            for n_convs in counts:
-                if (image.name, str(n_convs), lmbda) in done:
-                    continue
-                result = fit(image, n_convs, lmbda, args.steps)
-                append_csv_row(path, COLUMNS, {
-                    "image": image.name, "convs": n_convs, "lmbda": lmbda, "steps": result["steps"],
-                    "latent_bpp": f"{result['latent_bpp']:.5f}", "weight_bpp": f"{result['weight_bpp']:.5f}",
-                    "psnr": f"{result['psnr']:.3f}", "fit_s": f"{result['fit_s']:.1f}",
-                    "torch_threads": torch.get_num_threads(), "machine": machine(), "date": utc_now(),
-                })
-                print(f"{name} convs {n_convs} lambda {lmbda:g}: {result['latent_bpp']:.4f} latent bpp, "
-                      f"{result['psnr']:.2f} dB", flush=True)
+    for image, lmbda, label in pending(chosen, [str(n) for n in counts], done):
+        n_convs = int(label)
+        result = fit(image, n_convs, lmbda, args.steps)
+        append_csv_row(path, COLUMNS, {
+            "image": image.name, "convs": n_convs, "lmbda": lmbda, "steps": result["steps"],
+            "latent_bpp": f"{result['latent_bpp']:.5f}", "weight_bpp": f"{result['weight_bpp']:.5f}",
+            "psnr": f"{result['psnr']:.3f}", "fit_s": f"{result['fit_s']:.1f}",
+            "torch_threads": torch.get_num_threads(), "machine": machine(), "date": utc_now(),
+        })
+        print(f"{image.stem} convs {n_convs} lambda {lmbda:g}: {result['latent_bpp']:.4f} latent bpp, "
+              f"{result['psnr']:.2f} dB", flush=True)
     with path.open() as f:
         (args.out / "conv.md").write_text(summarize(list(csv.DictReader(f))))
     print(f"wrote {args.out / 'conv.md'}")

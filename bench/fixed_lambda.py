@@ -45,7 +45,7 @@ import argparse
 import csv
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -174,6 +174,16 @@ def picks(images: Path, pick: str) -> list[tuple[Path, list[float]]]:
             raise SystemExit(f"--pick {item!r}: name:lambda[:lambda...] with positive lambdas")
         chosen.append((by_stem[name], lambdas))
     return chosen
+
+
+def pending(chosen: list[tuple[Path, list[float]]], labels: list[str], done: set[tuple[str, str, float]],
+            ) -> Iterator[tuple[Path, float, str]]:
+    """The (image, lambda, variant label) fits of a resumable sweep not yet in its CSV (`fitted`), in run order."""
+    for image, lambdas in chosen:
+        for lmbda in lambdas:
+            for label in labels:
+                if (image.name, label, lmbda) not in done:
+                    yield image, lmbda, label
 
 
 @dataclass

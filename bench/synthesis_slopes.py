@@ -32,7 +32,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from bench.fixed_lambda import against_baseline, fitted, float_fit, mean_differences, picks
+from bench.fixed_lambda import against_baseline, fitted, float_fit, mean_differences, pending, picks
 from bench.results import append_csv_row, machine, utc_now
 from inrcodec.format.architecture import Architecture
 from inrcodec.train import encoder
@@ -130,21 +130,16 @@ def main(argv: list[str] | None = None) -> None:
     chosen = picks(args.images, args.pick)
     path = args.out / CSV_NAME
     done = fitted(path, "slope_levels")
-    for image, lambdas in chosen:
-        name = image.stem
-        for lmbda in lambdas:
-            for text, levels in variants.items():
-                if (image.name, text, lmbda) in done:
-                    continue
-                result = fit(image, levels, lmbda, args.steps)
-                append_csv_row(path, COLUMNS, {
-                    "image": image.name, "slope_levels": text, "lmbda": lmbda, "steps": result["steps"],
-                    "latent_bpp": f"{result['latent_bpp']:.5f}", "psnr": f"{result['psnr']:.3f}",
-                    "fit_s": f"{result['fit_s']:.1f}", "torch_threads": torch.get_num_threads(),
-                    "machine": machine(), "date": utc_now(),
-                })
-                print(f"{name} slopes {text} lambda {lmbda:g}: {result['latent_bpp']:.4f} bpp, "
-                      f"{result['psnr']:.2f} dB", flush=True)
+    for image, lmbda, text in pending(chosen, list(variants), done):
+        result = fit(image, variants[text], lmbda, args.steps)
+        append_csv_row(path, COLUMNS, {
+            "image": image.name, "slope_levels": text, "lmbda": lmbda, "steps": result["steps"],
+            "latent_bpp": f"{result['latent_bpp']:.5f}", "psnr": f"{result['psnr']:.3f}",
+            "fit_s": f"{result['fit_s']:.1f}", "torch_threads": torch.get_num_threads(),
+            "machine": machine(), "date": utc_now(),
+        })
+        print(f"{image.stem} slopes {text} lambda {lmbda:g}: {result['latent_bpp']:.4f} bpp, "
+              f"{result['psnr']:.2f} dB", flush=True)
     with path.open() as f:
         (args.out / "slopes.md").write_text(summarize(list(csv.DictReader(f))))
     print(f"wrote {args.out / 'slopes.md'}")
