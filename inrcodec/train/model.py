@@ -20,6 +20,7 @@ import math
 from dataclasses import dataclass
 from typing import Literal
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -228,89 +229,112 @@ class CocoNet(nn.Module):
         parent's neighbourhood, so they share one prediction; and only the
         two non-anchors add same-level neighbours. That is 3 MLP rows per
         parent instead of 4 and no 14-wide feature rows.
+
+        All levels go through the same few operations: every value the
+        context model reads is gathered, by precomputed indices
+        (`_ContextIndex`), from one flat vector of all crops. Per-level
+        slicing cost ~500 small operations a step, and as many autograd
+        nodes: more time than the arithmetic at crop 256 on a 2-core CPU.
         """
         first, rest = self.arm[0], self.arm[1:]
-        parts = [_level_rows(i, crops, win.at_level(i), first) for i in range(len(crops))]
-        hidden = torch.cat([p.anchor_rows for p in parts] + [p.other_rows for p in parts])
-        out = rest(hidden)
-        n_anchor_rows = sum(p.anchor_rows.shape[0] for p in parts)
-        anchor_out = out[:n_anchor_rows]
-        # Each anchor row predicts both anchors of its parent cell.
-        params = torch.cat([anchor_out, anchor_out, out[n_anchor_rows:]])
-        values = torch.cat([p.anchor_values[0] for p in parts] + [p.anchor_values[1] for p in parts]
-                           + [p.other_values for p in parts])
-        inside = torch.cat([p.anchor_inside[0] for p in parts] + [p.anchor_inside[1] for p in parts]
-                           + [p.other_inside for p in parts])
-        return (context_bits(values, params) * inside).sum(), [win.at_level(i).n_pixels for i in range(len(crops))]
+        grids = [_split(crop) for crop in crops]
+        index = _ContextIndex.of([(g.shape, origin) for g, origin in grids], win, _tensor(crops[0]).device)
+        flat = torch.cat([F.pad(g, (1, 2, 1, 2)).reshape(-1) for g, _ in grids] + [grids[0][0].new_zeros(1)])
+        weight, bias = first.weight, first.bias  # [hidden, 14]: parent 3x3, N, S, W, E, non-anchor flag
+        hoods = flat.index_select(0, index.hoods).view(-1, 9)
+        parent_rows = torch.addmm(bias, hoods, weight[:, :9].T)
+        neighbours = flat.index_select(0, index.neighbours).view(-1, 4)
+        other_rows = torch.addmm(parent_rows.repeat(2, 1) + weight[:, 13], neighbours, weight[:, 9:13].T)
+        out = rest(torch.cat([parent_rows, other_rows]))
+        n_parents = parent_rows.shape[0]
+        # Each parent row predicts both anchors under it.
+        params = torch.cat([out[:n_parents], out])
+        values = flat.index_select(0, index.values)
+        bits = (context_bits(values, params) * index.inside).sum()
+        return bits, [win.at_level(i).n_pixels for i in range(len(crops))]
 
 
-@dataclass
-class _LevelRows:
-    """One level's cells under a window, grouped by parent cell (see `CocoNet.latent_bits`).
+@dataclass(frozen=True)
+class _ContextIndex:
+    """Where `CocoNet.latent_bits` finds each value, in one flat vector of all crops.
 
-    anchor_rows: [n_parents, hidden] first-layer pre-activations of the anchors;
-    other_rows: [2 * n_parents, hidden] those of the non-anchors, phase (0, 1)
-    then (1, 0); the values and inside-the-window flags (float) in the same
-    order, the anchors' as phase (0, 0) and phase (1, 1).
+    The flat vector holds each level's crop padded with one zero row and
+    column before and two after (finest level first, row major), then one
+    zero. The padding stands in for the cells outside the crop, which
+    `context_features` reads as zeros outside the level: with CROP_MARGIN
+    cells around the window, the two differ only for cells outside the
+    window, which do not count.
+
+    Per level, the window is widened to even edges so that it covers whole
+    2x2 blocks, one per parent cell; parents run in raster order, levels
+    finest first. Every index array is then one template (the parents'
+    raster) plus a constant per neighbour.
+
+    hoods: [n_parents * 9] the 3x3 parent neighbourhood (row major) of each parent cell;
+    neighbours: [2 * n_parents * 4] N, S, W, E of each non-anchor: the phase
+        (0, 1) cells of every level, then the phase (1, 0) ones;
+    values: [4 * n_parents] anchors (0, 0), anchors (1, 1), non-anchors in the
+        same order, so that value i is predicted by MLP row i mod
+        n_parents for anchors (their parent's) and i - n_parents for the
+        rest (parent rows first, then non-anchor rows);
+    inside: [4 * n_parents] 1.0 where the cell of `values` is in the window.
+
+    Indices are int32: building them is ~1 ms a step, most of it writing memory.
     """
 
-    anchor_rows: torch.Tensor
-    other_rows: torch.Tensor
-    anchor_values: tuple[torch.Tensor, torch.Tensor]
-    other_values: torch.Tensor
-    anchor_inside: tuple[torch.Tensor, torch.Tensor]
-    other_inside: torch.Tensor
+    hoods: torch.Tensor
+    neighbours: torch.Tensor
+    values: torch.Tensor
+    inside: torch.Tensor
 
+    @staticmethod
+    def of(grids: list[tuple[torch.Size, tuple[int, int]]], win: Window, device: torch.device) -> "_ContextIndex":
+        """Indices for crops (shape, origin in level coordinates), finest first, under `win`."""
+        widths = [int(shape[1]) + 3 for shape, _ in grids]
+        bases = np.cumsum([0] + [(int(shape[0]) + 3) * width for (shape, _), width in zip(grids, widths)])
+        zero = int(bases[-1])
 
-def _level_rows(level: int, crops: list[Crop] | list[torch.Tensor], w: Window, first: nn.Linear) -> _LevelRows:
-    """First-layer rows of the cells of `level` in window `w` (level coordinates), by parent cell.
+        def flat(level: int, y: int, x: int) -> int:
+            """Index of level cell (y, x) in the flat vector."""
+            gy, gx = grids[level][1]
+            return int(bases[level]) + (y - gy + 1) * widths[level] + (x - gx + 1)
 
-    The window is widened to even edges so that it covers whole 2x2 blocks
-    (one block per parent cell); cells outside `w` get inside = 0, and cells
-    outside the level are zeros, as `context_features` sees them.
-    """
-    grid, (gy, gx) = _split(crops[level])
-    r0, r1, c0, c1 = w.r0 & ~1, w.r1 + (w.r1 & 1), w.c0 & ~1, w.c1 + (w.c1 & 1)
-    ph, pw = (r1 - r0) // 2, (c1 - c0) // 2
-    # One zero cell before the crop and two after: the neighbours of a
-    # widened window reach one cell past the level's last, odd-sized, row.
-    padded = F.pad(grid, (1, 2, 1, 2))
-    a, b = r0 - gy + 1, c0 - gx + 1
+        hoods: list[np.ndarray] = []
+        neighbours: list[list[np.ndarray]] = [[], []]  # phase (0, 1), phase (1, 0)
+        # anchors (0, 0), anchors (1, 1), non-anchors (0, 1), non-anchors (1, 0)
+        values: list[list[np.ndarray]] = [[], [], [], []]
+        inside: list[list[np.ndarray]] = [[], [], [], []]
+        for level in range(len(grids)):
+            w = win.at_level(level)
+            r0, c0 = w.r0 & ~1, w.c0 & ~1
+            ph, pw = ((w.r1 + 1) >> 1) - (r0 >> 1), ((w.c1 + 1) >> 1) - (c0 >> 1)
+            width = widths[level]
+            corner = flat(level, r0, c0)
+            cells = (2 * width * np.arange(ph, dtype=np.int32))[:, None] + 2 * np.arange(pw, dtype=np.int32)[None, :]
+            cells = cells.reshape(-1, 1) + corner
+            if level + 1 < len(grids):
+                up = widths[level + 1]
+                parents = ((up * np.arange(ph, dtype=np.int32))[:, None] + np.arange(pw, dtype=np.int32)[None, :]
+                           + flat(level + 1, r0 >> 1, c0 >> 1))
+                hood = np.array([dy * up + dx for dy in (-1, 0, 1) for dx in (-1, 0, 1)], dtype=np.int32)
+                hoods.append((parents.reshape(-1, 1) + hood).reshape(-1))
+            else:  # the coarsest level has no parent: its parent features are zero
+                hoods.append(np.full(ph * pw * 9, zero, dtype=np.int32))
+            for slot, (dy, dx) in enumerate(((0, 0), (1, 1), (0, 1), (1, 0))):
+                values[slot].append((cells + dy * width + dx).reshape(-1))
+                rows_in = (r0 + dy + 2 * np.arange(ph) >= w.r0) & (r0 + dy + 2 * np.arange(ph) < w.r1)
+                cols_in = (c0 + dx + 2 * np.arange(pw) >= w.c0) & (c0 + dx + 2 * np.arange(pw) < w.c1)
+                inside[slot].append((rows_in[:, None] & cols_in[None, :]).reshape(-1))
+            # N, S, W, E of the phase (0, 1) cells, and of the phase (1, 0) ones.
+            neighbours[0].append((cells + np.array([1 - width, 1 + width, 0, 2], dtype=np.int32)).reshape(-1))
+            neighbours[1].append((cells + np.array([0, 2 * width, width - 1, width + 1], dtype=np.int32)).reshape(-1))
 
-    def phases(plane: torch.Tensor) -> torch.Tensor:
-        """A widened-window plane as [2, 2, parent rows, parent cols]: cell (2y + i, 2x + j) at [i, j, y, x]."""
-        return plane.reshape(ph, 2, pw, 2).permute(1, 3, 0, 2)
+        def tensor(parts: list[np.ndarray]) -> torch.Tensor:
+            return torch.from_numpy(np.concatenate(parts)).to(device)
 
-    def shifted(dy: int, dx: int) -> torch.Tensor:
-        """Values of the widened window moved by (dy, dx), as phases."""
-        return phases(padded[a + dy : a + dy + 2 * ph, b + dx : b + dx + 2 * pw])
-
-    rows = torch.arange(r0, r1, device=grid.device)
-    cols = torch.arange(c0, c1, device=grid.device)
-    inside = phases((((rows >= w.r0) & (rows < w.r1))[:, None] & ((cols >= w.c0) & (cols < w.c1))[None, :])
-                    .to(grid.dtype))
-    values = shifted(0, 0)
-    weight, bias = first.weight, first.bias  # [hidden, 14]: parent 3x3, N, S, W, E, non-anchor flag
-    if level + 1 < len(crops):
-        parent, (py, px) = _split(crops[level + 1])
-        block = F.pad(parent, (1, 1, 1, 1))[r0 // 2 - py : r0 // 2 - py + ph + 2, c0 // 2 - px : c0 // 2 - px + pw + 2]
-        hood = F.unfold(block[None, None], 3)[0]  # [9, parents], row-major 3x3
-        parent_part = torch.addmm(bias, hood.T, weight[:, :9].T)
-    else:  # the coarsest level has no parent: its parent features are zero
-        parent_part = bias.expand(ph * pw, -1)
-    # Non-anchors (x + y odd; the widened window starts on an even cell) are
-    # phases (0, 1) and (1, 0); their same-level neighbours are anchors.
-    neighbours = torch.stack([shifted(-1, 0), shifted(1, 0), shifted(0, -1), shifted(0, 1)], dim=-1)
-    other_neighbours = torch.cat([neighbours[0, 1], neighbours[1, 0]]).reshape(2 * ph * pw, 4)
-    other_rows = parent_part.repeat(2, 1) + other_neighbours @ weight[:, 9:13].T + weight[:, 13]
-    return _LevelRows(
-        anchor_rows=parent_part,
-        other_rows=other_rows,
-        anchor_values=(values[0, 0].reshape(-1), values[1, 1].reshape(-1)),
-        other_values=torch.cat([values[0, 1].reshape(-1), values[1, 0].reshape(-1)]),
-        anchor_inside=(inside[0, 0].reshape(-1), inside[1, 1].reshape(-1)),
-        other_inside=torch.cat([inside[0, 1].reshape(-1), inside[1, 0].reshape(-1)]),
-    )
+        return _ContextIndex(hoods=tensor(hoods), neighbours=tensor(neighbours[0] + neighbours[1]),
+                             values=tensor(values[0] + values[1] + values[2] + values[3]),
+                             inside=tensor([np.concatenate(i).astype(np.float32) for i in inside]))
 
 
 def soft_round(values: torch.Tensor, temperature: float) -> torch.Tensor:

@@ -5,12 +5,11 @@ methods are wrapped to opt out of compilation), which takes ~1.5 s on the
 2-core machine: 10 % of an `--effort fast` encode and 15 % of a 10 s
 `--time-limit`, paid by every `inrcodec encode` process. The update is the
 textbook one (Kingma & Ba, 2015), as `torch.optim.Adam` computes it with its
-default options, on lists of tensors at a time.
+default options, in its fused kernel.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable
 
 import torch
@@ -23,6 +22,11 @@ class Adam:
     `torch.optim`: the caller sets each group's "lr" before `step`.
     Parameters without a gradient are left alone, moments included (the
     dropped finest latent level gets none).
+
+    The update runs as ATen's fused Adam kernel (what `torch.optim.Adam`
+    calls with fused=True): one pass over each tensor instead of seven
+    `_foreach` passes. Over the full latent grids that was 2.2 ms of a
+    ~30 ms step on the 2-core CPU, and 0.4 ms fused (ad hoc, 2026-12-01).
     """
 
     def __init__(self, groups: Iterable[Iterable[torch.nn.Parameter]],
@@ -31,7 +35,8 @@ class Adam:
         self.betas, self.eps = betas, eps
         params = [p for group in self.param_groups for p in group["params"]]
         self._moments = {id(p): (torch.zeros_like(p), torch.zeros_like(p)) for p in params}
-        self._steps = {id(p): 0 for p in params}  # per parameter: one may miss steps
+        # Per parameter, as the fused kernel wants them: one may miss steps.
+        self._steps = {id(p): torch.zeros((), dtype=torch.float32, device=p.device) for p in params}
 
     def zero_grad(self) -> None:
         for group in self.param_groups:
@@ -42,20 +47,12 @@ class Adam:
     def step(self) -> None:
         beta1, beta2 = self.betas
         for group in self.param_groups:
-            # Parameters share a step count unless some missed a step: group by it.
-            by_count: dict[int, list[torch.Tensor]] = {}
-            for p in group["params"]:
-                if p.grad is not None:
-                    self._steps[id(p)] += 1
-                    by_count.setdefault(self._steps[id(p)], []).append(p)
-            for count, params in by_count.items():
-                grads = [p.grad for p in params]
-                firsts = [self._moments[id(p)][0] for p in params]
-                seconds = [self._moments[id(p)][1] for p in params]
-                torch._foreach_lerp_(firsts, grads, 1 - beta1)
-                torch._foreach_mul_(seconds, beta2)
-                torch._foreach_addcmul_(seconds, grads, grads, 1 - beta2)
-                denominators = torch._foreach_sqrt(seconds)
-                torch._foreach_div_(denominators, math.sqrt(1 - beta2**count))
-                torch._foreach_add_(denominators, self.eps)
-                torch._foreach_addcdiv_(params, firsts, denominators, -group["lr"] / (1 - beta1**count))
+            params = [p for p in group["params"] if p.grad is not None]
+            if not params:
+                continue
+            steps = [self._steps[id(p)] for p in params]
+            torch._foreach_add_(steps, 1.0)
+            torch._fused_adam_(params, [p.grad for p in params], [self._moments[id(p)][0] for p in params],
+                               [self._moments[id(p)][1] for p in params], [], steps, lr=group["lr"],
+                               beta1=beta1, beta2=beta2, weight_decay=0.0, eps=self.eps, amsgrad=False,
+                               maximize=False)
