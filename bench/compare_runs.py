@@ -50,18 +50,22 @@ def compare(old: dict[tuple[str, float], Encode], new: dict[tuple[str, float], E
         return "No (image, requested bpp) in both sweeps.\n"
     lines = ["| image | requested bpp | old bpp / PSNR / s | new bpp / PSNR / s | difference at the request (dB) |",
              "|---|---|---|---|---|"]
-    by_rate: dict[float, list[float]] = defaultdict(list)
+    by_rate: dict[float, list[tuple[float, float, float]]] = defaultdict(list)  # (dB, old s, new s)
     for key in keys:
         a, b = old[key], new[key]
         difference = b.at_request - a.at_request
-        by_rate[key[1]].append(difference)
+        by_rate[key[1]].append((difference, a.seconds, b.seconds))
         lines.append(f"| {key[0]} | {key[1]:g} | {a.bpp:.3f} / {a.psnr:.2f} / {a.seconds:.0f} | "
                      f"{b.bpp:.3f} / {b.psnr:.2f} / {b.seconds:.0f} | {difference:+.2f} |")
-    lines += ["", "| requested bpp | pairs | mean difference (dB) | new better |", "|---|---|---|---|"]
-    every = [d for values in by_rate.values() for d in values]
-    for rate, values in sorted(by_rate.items()):
-        lines.append(f"| {rate:g} | {len(values)} | {sum(values) / len(values):+.2f} | {sum(d > 0 for d in values)} |")
-    lines.append(f"| all | {len(every)} | {sum(every) / len(every):+.2f} | {sum(d > 0 for d in every)} |")
+    lines += ["", "| requested bpp | pairs | mean difference (dB) | new better | mean encode s, old / new |",
+              "|---|---|---|---|---|"]
+    every = [pair for values in by_rate.values() for pair in values]
+    for rate, values in [*sorted(by_rate.items()), ("all", every)]:
+        n = len(values)
+        differences = [d for d, _, _ in values]
+        lines.append(f"| {rate if isinstance(rate, str) else format(rate, 'g')} | {n} | {sum(differences) / n:+.2f} | "
+                     f"{sum(d > 0 for d in differences)} | {sum(s for _, s, _ in values) / n:.1f} / "
+                     f"{sum(s for _, _, s in values) / n:.1f} |")
     return "\n".join(lines) + "\n"
 
 
