@@ -36,7 +36,7 @@ ARCHITECTURE = Architecture(n_levels=7, synth_hidden=(16, 16), arm_hidden=(16, 1
 # `--effort fast` fits as many steps as keep a Kodak encode within 20 s with
 # two threads on a 2-core machine: 420 (19.2 s at most; 500 took up to 22 s)
 # for BD-rate vs JPEG 4:2:0 +95.8 % (300 steps: +121.6 %);
-# bench/results/kodak-fast-2026-11-30d. Since training steps got ~30 %
+# bench/results/kodak-fast-2026-11-30d. Since training steps got ~15-20 %
 # cheaper (8dfbfa5), 540 steps (and refits of 90) take the time 420 took:
 # kodim01-06 at 0.5 and 1 bpp, 29.9 s mean before, 29.5 s after on one
 # (slow) machine, +0.80 dB at the request; over kodim01-12 at 0.25-1 bpp
