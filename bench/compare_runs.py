@@ -60,10 +60,10 @@ def compare(old: dict[tuple[str, float], Encode], new: dict[tuple[str, float], E
     lines += ["", "| requested bpp | pairs | mean difference (dB) | new better | mean encode s, old / new |",
               "|---|---|---|---|---|"]
     every = [pair for values in by_rate.values() for pair in values]
-    for rate, values in [*sorted(by_rate.items()), ("all", every)]:
+    for label, values in [*((f"{rate:g}", v) for rate, v in sorted(by_rate.items())), ("all", every)]:
         n = len(values)
         differences = [d for d, _, _ in values]
-        lines.append(f"| {rate if isinstance(rate, str) else format(rate, 'g')} | {n} | {sum(differences) / n:+.2f} | "
+        lines.append(f"| {label} | {n} | {sum(differences) / n:+.2f} | "
                      f"{sum(d > 0 for d in differences)} | {sum(s for _, s, _ in values) / n:.1f} / "
                      f"{sum(s for _, _, s in values) / n:.1f} |")
     return "\n".join(lines) + "\n"
