@@ -64,7 +64,7 @@ ARCHITECTURE = Architecture(n_levels=7, synth_hidden=(16, 16), arm_hidden=(16, 1
 # of 384-pixel crops at 0.1; 5 of 6 files better), 409-583 s
 # (bench/results/kodak-max-2026-11-30b).
 SCHEDULES: dict[str, Schedule] = {
-    "fast": Schedule(iterations=540, lr_latent=0.15),
+    "fast": Schedule(iterations=650, lr_latent=0.15),
     "default": Schedule(iterations=4200),
     "max": Schedule(iterations=16800, lr_latent=0.03),
 }
