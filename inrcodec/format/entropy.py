@@ -98,27 +98,28 @@ def phase_parameters(arm: list[IntLinear], grid: torch.Tensor, parent: torch.Ten
     weight = torch.as_tensor(first.weight, dtype=torch.float64)  # [hidden, 14]
     rows, cols = torch.nonzero(phase_mask(r0, r1, width, non_anchors), as_tuple=True)
     rows = rows + r0
-    # The parent part of every parent cell under the band: [parents, hidden].
+    # The parent part of every parent cell under the band, one column per
+    # parent: [hidden, parents] (columns, as in `run_int_mlp`).
     pr0, pr1, pw = r0 >> 1, ((r1 - 1) >> 1) + 1, -(-width // 2)
-    parent_part = aligned_bias(first).expand((pr1 - pr0) * pw, -1)
+    parent_part = aligned_bias(first)[:, None].expand(-1, (pr1 - pr0) * pw)
     if parent is not None:
         block = torch.zeros(pr1 - pr0 + 2, pw + 2, dtype=torch.float64)  # zero beyond the level
         lo, hi = max(0, pr0 - 1), min(parent.shape[0], pr1 + 1)
         block[lo - pr0 + 1 : hi - pr0 + 1, 1:-1] = parent[lo:hi]
-        hood = F.unfold(block[None, None], 3)[0].T  # [parents, 9], row-major 3x3 as in context_features
-        parent_part = torch.addmm(parent_part, hood * ACT_ONE, weight[:, :9].T)
+        hood = F.unfold(block[None, None], 3)[0]  # [9, parents], row-major 3x3 as in context_features
+        parent_part = torch.addmm(parent_part, weight[:, :9], hood * ACT_ONE)
     parent_of = (rows >> 1).sub_(pr0).mul_(pw).add_(cols >> 1)
     last = not rest
     if non_anchors:
         padded = F.pad(grid[max(0, r0 - 1) : r1 + 1], (1, 1, int(r0 == 0), int(r1 >= height)))
         ry, cx = rows - max(0, r0 - 1) + int(r0 == 0), cols + 1
-        neighbours = torch.stack([padded[ry - 1, cx], padded[ry + 1, cx], padded[ry, cx - 1], padded[ry, cx + 1]], 1)
-        accumulator = torch.addmm(parent_part[parent_of] + weight[:, 13] * ACT_ONE, neighbours * ACT_ONE,
-                                  weight[:, 9:13].T)
-        out = finish_int_layer(accumulator, first, last)
+        neighbours = torch.stack([padded[ry - 1, cx], padded[ry + 1, cx], padded[ry, cx - 1], padded[ry, cx + 1]])
+        accumulator = torch.addmm(parent_part[:, parent_of] + weight[:, 13:14] * ACT_ONE, weight[:, 9:13],
+                                  neighbours * ACT_ONE)
+        out = finish_int_layer(accumulator, first, last).T
         out = run_int_mlp(out, rest) if rest else out
     else:
-        out = finish_int_layer(parent_part.clone(), first, last)
+        out = finish_int_layer(parent_part.clone(), first, last).T
         out = (run_int_mlp(out, rest) if rest else out)[parent_of]
     return _laplace_from_outputs(out)
 

@@ -65,7 +65,8 @@ def render(stream: CocoStream, width: int | None = None, height: int | None = No
     for r0 in range(0, height, band):
         r1 = min(height, r0 + band)
         feats = [sample_exact(g, rows, cols, r0, r1) for g, (rows, cols) in zip(grids, taps)]
-        x = torch.clamp(torch.stack(feats, dim=-1).reshape(-1, len(grids)), -ACT_LIMIT, ACT_LIMIT)
+        # [levels, N] transposed: run_int_mlp works on columns.
+        x = torch.clamp(torch.stack(feats).reshape(len(grids), -1), -ACT_LIMIT, ACT_LIMIT).T
         rgb = q12_to_uint8(run_int_mlp(x, stream.synthesis))
         out[r0:r1] = rgb.reshape(r1 - r0, width, 3).to("cpu", torch.uint8).numpy()
         if on_rows:
