@@ -41,7 +41,11 @@ ARCHITECTURE = Architecture(n_levels=7, synth_hidden=(16, 16), arm_hidden=(16, 1
 # kodim01-06 at 0.5 and 1 bpp, 29.9 s mean before, 29.5 s after on one
 # (slow) machine, +0.80 dB at the request; over kodim01-12 at 0.25-1 bpp
 # BD-rate vs JPEG 4:2:0 +80.4 % -> +65.0 %, 46 of 48 files better
-# (bench/results/kodak-fast-2026-12-01). Its latents learn at 0.15, not 0.1:
+# (bench/results/kodak-fast-2026-12-01). Since the training MLPs run in
+# columns (dd84b4c, a step ~15 % cheaper), 650 steps (refits of 108) take
+# about the time 540 took: BD-rate +65.0 % -> +49.0 %, +0.46 dB at the
+# request, 45 of 48 files better, 46 within 5 % (was 44)
+# (bench/results/kodak-fast-2026-12-01c). Its latents learn at 0.15, not 0.1:
 # a short fit wants them faster (at fixed lambdas, 420 steps: +0.38 dB at the
 # same rate over 14 files of kodim01/02/03/05, 0.2 +0.34, 0.3 +0.15; slower
 # ones lose, the finest level alone at 0.03 -0.44;
