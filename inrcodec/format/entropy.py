@@ -30,7 +30,7 @@ from .fixedpoint import (
     aligned_bias,
     finish_int_layer,
     quantize_mu,
-    run_int_mlp,
+    run_int_mlp_columns,
     scale_from_index,
     scale_index_from_log2,
 )
@@ -66,13 +66,13 @@ def laplace_parameters(arm: list[IntLinear], feats: torch.Tensor) -> tuple[np.nd
     Returns:
         (mu, scale): float64 arrays [N].
     """
-    return _laplace_from_outputs(run_int_mlp(feats * ACT_ONE, arm))
+    return _laplace_from_outputs(run_int_mlp_columns((feats * ACT_ONE).T, arm))
 
 
 def _laplace_from_outputs(out: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
-    """Mean and scale from the context model's two Q12 outputs per cell (formats/coco.md, LATS)."""
-    mu = quantize_mu(out[:, 0]).numpy()
-    scale = scale_from_index(scale_index_from_log2(out[:, 1]).numpy().astype(np.int64))
+    """Mean and scale from the context model's two Q12 outputs per cell, [2, N] (formats/coco.md, LATS)."""
+    mu = quantize_mu(out[0]).numpy()
+    scale = scale_from_index(scale_index_from_log2(out[1]).numpy().astype(np.int64))
     return mu, scale
 
 
@@ -99,7 +99,7 @@ def phase_parameters(arm: list[IntLinear], grid: torch.Tensor, parent: torch.Ten
     rows, cols = torch.nonzero(phase_mask(r0, r1, width, non_anchors), as_tuple=True)
     rows = rows + r0
     # The parent part of every parent cell under the band, one column per
-    # parent: [hidden, parents] (columns, as in `run_int_mlp`).
+    # parent: [hidden, parents] (columns, as in `run_int_mlp_columns`).
     pr0, pr1, pw = r0 >> 1, ((r1 - 1) >> 1) + 1, -(-width // 2)
     parent_part = aligned_bias(first)[:, None].expand(-1, (pr1 - pr0) * pw)
     if parent is not None:
@@ -116,11 +116,9 @@ def phase_parameters(arm: list[IntLinear], grid: torch.Tensor, parent: torch.Ten
         neighbours = torch.stack([padded[ry - 1, cx], padded[ry + 1, cx], padded[ry, cx - 1], padded[ry, cx + 1]])
         accumulator = torch.addmm(parent_part[:, parent_of] + weight[:, 13:14] * ACT_ONE, weight[:, 9:13],
                                   neighbours * ACT_ONE)
-        out = finish_int_layer(accumulator, first, last).T
-        out = run_int_mlp(out, rest) if rest else out
+        out = run_int_mlp_columns(finish_int_layer(accumulator, first, last), rest)
     else:
-        out = finish_int_layer(parent_part.clone(), first, last).T
-        out = (run_int_mlp(out, rest) if rest else out)[parent_of]
+        out = run_int_mlp_columns(finish_int_layer(parent_part.clone(), first, last), rest)[:, parent_of]
     return _laplace_from_outputs(out)
 
 

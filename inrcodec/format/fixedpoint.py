@@ -89,19 +89,24 @@ def run_int_mlp(x: torch.Tensor, layers: list[IntLinear]) -> torch.Tensor:
         layers: the layers in order.
 
     Returns:
-        float64 tensor [N, out] of Q12 integers (a transposed view).
-
-    The layers run on columns ([width, N], N contiguous): BLAS runs these
-    tall, skinny products faster that way on a CPU. The accumulators are
-    exact integers whatever the order of summation, so the layout cannot
-    change a result.
+        float64 tensor [N, out] of Q12 integers (a transposed view of
+        `run_int_mlp_columns`' result).
     """
-    columns = x.T
+    return run_int_mlp_columns(x.T, layers).T
+
+
+def run_int_mlp_columns(columns: torch.Tensor, layers: list[IntLinear]) -> torch.Tensor:
+    """`run_int_mlp` on column vectors: [in, N] -> [out, N], one column per input.
+
+    The decoder's own layout: BLAS runs these tall, skinny products faster
+    with N contiguous on a CPU. The accumulators are exact integers whatever
+    the order of summation, so the layout cannot change a result.
+    """
     for i, layer in enumerate(layers):
-        w = torch.as_tensor(layer.weight, dtype=torch.float64, device=x.device)
-        columns = finish_int_layer(torch.addmm(aligned_bias(layer, x.device)[:, None], w, columns), layer,
+        w = torch.as_tensor(layer.weight, dtype=torch.float64, device=columns.device)
+        columns = finish_int_layer(torch.addmm(aligned_bias(layer, columns.device)[:, None], w, columns), layer,
                                    last=i == len(layers) - 1)
-    return columns.T
+    return columns
 
 
 def aligned_bias(layer: IntLinear, device: torch.device | str = "cpu") -> torch.Tensor:

@@ -18,7 +18,7 @@ import torch
 from ..errors import UsageError
 from .bitstream import CocoStream
 from .context import grid_sizes
-from .fixedpoint import ACT_FRAC_BITS, ACT_LIMIT, run_int_mlp
+from .fixedpoint import ACT_FRAC_BITS, ACT_LIMIT, run_int_mlp_columns
 from .sampling import pixel_taps, sample_exact
 
 MAX_RENDER_SIDE = 65536
@@ -65,10 +65,9 @@ def render(stream: CocoStream, width: int | None = None, height: int | None = No
     for r0 in range(0, height, band):
         r1 = min(height, r0 + band)
         feats = [sample_exact(g, rows, cols, r0, r1) for g, (rows, cols) in zip(grids, taps)]
-        # [levels, N] transposed: run_int_mlp works on columns.
-        x = torch.clamp(torch.stack(feats).reshape(len(grids), -1), -ACT_LIMIT, ACT_LIMIT).T
-        rgb = q12_to_uint8(run_int_mlp(x, stream.synthesis))
-        out[r0:r1] = rgb.reshape(r1 - r0, width, 3).to("cpu", torch.uint8).numpy()
+        x = torch.clamp(torch.stack(feats).reshape(len(grids), -1), -ACT_LIMIT, ACT_LIMIT)  # [levels, N]
+        rgb = q12_to_uint8(run_int_mlp_columns(x, stream.synthesis))  # [3, N]
+        out[r0:r1] = rgb.T.reshape(r1 - r0, width, 3).to("cpu", torch.uint8).numpy()
         if on_rows:
             on_rows(r1 - r0)
     return out
