@@ -302,7 +302,7 @@ def test_the_exponent_search_reuses_only_the_layers_a_call_shares_with_the_last(
     from inrcodec.train.quantize import _PrefixRun
 
     torch.manual_seed(0)
-    x = torch.randn(50, 7, dtype=torch.float64)
+    x = torch.randn(7, 50, dtype=torch.float64)  # columns: [inputs, N]
     layers = [(torch.randn(16, 7, dtype=torch.float64), torch.randn(16, dtype=torch.float64)),
               (torch.randn(16, 16, dtype=torch.float64), torch.randn(16, dtype=torch.float64)),
               (torch.randn(3, 16, dtype=torch.float64), torch.randn(3, dtype=torch.float64))]
@@ -310,7 +310,7 @@ def test_the_exponent_search_reuses_only_the_layers_a_call_shares_with_the_last(
     def plain(layers: list[tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
         h = x
         for i, (w, b) in enumerate(layers):
-            h = h @ w.T + b
+            h = torch.addmm(b[:, None], w, h)
             h = h if i == len(layers) - 1 else torch.relu(h)
         return h
 
