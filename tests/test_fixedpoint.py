@@ -188,6 +188,43 @@ def test_int_mlp_independent_of_threads_and_summation_order(seed: int, widths: l
     assert torch.equal(torch.cat([run_int_mlp(x[:7], layers), run_int_mlp(x[7:], layers)]), one)
 
 
+def test_int_mlp_in_cache_sized_chunks_is_exact(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Columns run through the layers a chunk at a time (a ragged last one too): same integers."""
+    from inrcodec.format import fixedpoint
+
+    rng = np.random.default_rng(7)
+    layers = random_layers(rng, [7, 16, 16, 3])
+    x = inputs(rng, 3000, 7)
+    whole = run_int_mlp(torch.from_numpy(x.astype(np.float64)), layers)
+    monkeypatch.setattr(fixedpoint, "CACHE_COLUMNS", 256)
+    chunked = run_int_mlp(torch.from_numpy(x.astype(np.float64)), layers)
+    assert torch.equal(chunked, whole)
+    np.testing.assert_array_equal(chunked.numpy().astype(np.int64), reference_mlp(x, layers))
+
+
+# --- exact sampling -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("n_out", "n_in", "phased"), [(512, 256, True), (512, 8, True), (768, 12, True),
+                                                       (48, 6, True), (10, 5, True), (64, 4, False),
+                                                       (100, 51, False), (97, 48, False), (256, 256, False),
+                                                       (13, 26, False)])
+def test_polyphase_sampling_equals_the_taps(n_out: int, n_in: int, phased: bool) -> None:
+    """Where the output is an integer multiple of the grid, the 5-tap phases give the taps' exact integers."""
+    from inrcodec.format.sampling import AxisTaps, sample_exact
+
+    rows, cols = AxisTaps(n_out, n_in), AxisTaps(n_out + n_out // 2, n_in + n_in // 2)
+    assert (rows.phases is not None) == phased
+    grid = torch.from_numpy(np.random.default_rng(n_out + n_in).integers(-256, 256, (n_in, n_in + n_in // 2)))
+    grid = grid.double()
+    plain_rows, plain_cols = AxisTaps(n_out, n_in), AxisTaps(n_out + n_out // 2, n_in + n_in // 2)
+    plain_rows.phases = plain_cols.phases = None
+    for r0, r1 in [(0, n_out), (0, 1), (n_out - 1, n_out), (n_out // 3, n_out // 3 + 5), (1, n_out - 1)]:
+        if r0 < r1:
+            expected = sample_exact(grid, plain_rows, plain_cols, r0, r1)
+            assert torch.equal(sample_exact(grid, rows, cols, r0, r1), expected), (r0, r1)
+
+
 # --- scale and mean tables ------------------------------------------------------------------
 
 

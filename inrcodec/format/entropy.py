@@ -12,6 +12,7 @@ CDF entry by one unit; tabulating the CDFs ourselves would close that gap.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 
 import constriction
@@ -96,34 +97,61 @@ def phase_parameters(arm: list[IntLinear], grid: torch.Tensor, parent: torch.Ten
     height, width = grid.shape
     first, rest = arm[0], arm[1:]
     weight = torch.as_tensor(first.weight, dtype=torch.float64)  # [hidden, 14]
-    rows, cols = torch.nonzero(phase_mask(r0, r1, width, non_anchors), as_tuple=True)
-    rows = rows + r0
-    # The parent part of every parent cell under the band, one column per
-    # parent: [hidden, parents] (columns, as in `run_int_mlp_columns`).
+    cells = phase_cells(r0, r1, width, non_anchors)
+    rows, cols = np.divmod(cells, width)  # rows relative to r0
+    # The parent part of every parent cell under the band, one row per
+    # parent: [parents, hidden]. Rows, because the cells then pick their
+    # parent's row by one gather of whole rows, ~10x faster than picking
+    # columns out of [hidden, parents]; the later layers take the transposed
+    # view as columns (`run_int_mlp_columns`) without a copy.
     pr0, pr1, pw = r0 >> 1, ((r1 - 1) >> 1) + 1, -(-width // 2)
-    parent_part = aligned_bias(first)[:, None].expand(-1, (pr1 - pr0) * pw)
+    parent_rows = aligned_bias(first)[None, :].expand((pr1 - pr0) * pw, -1)
     if parent is not None:
         block = torch.zeros(pr1 - pr0 + 2, pw + 2, dtype=torch.float64)  # zero beyond the level
         lo, hi = max(0, pr0 - 1), min(parent.shape[0], pr1 + 1)
         block[lo - pr0 + 1 : hi - pr0 + 1, 1:-1] = parent[lo:hi]
         hood = F.unfold(block[None, None], 3)[0]  # [9, parents], row-major 3x3 as in context_features
-        parent_part = torch.addmm(parent_part, weight[:, :9], hood * ACT_ONE)
-    parent_of = (rows >> 1).sub_(pr0).mul_(pw).add_(cols >> 1)
+        parent_rows = torch.addmm(parent_rows, (hood * ACT_ONE).T, weight[:, :9].T)
+    parent_of = torch.from_numpy(((rows + r0) >> 1) - pr0) * pw + torch.from_numpy(cols >> 1)
     last = not rest
     if non_anchors:
-        padded = F.pad(grid[max(0, r0 - 1) : r1 + 1], (1, 1, int(r0 == 0), int(r1 >= height)))
-        ry, cx = rows - max(0, r0 - 1) + int(r0 == 0), cols + 1
-        neighbours = torch.stack([padded[ry - 1, cx], padded[ry + 1, cx], padded[ry, cx - 1], padded[ry, cx + 1]])
-        accumulator = torch.addmm(parent_part[:, parent_of] + weight[:, 13:14] * ACT_ONE, weight[:, 9:13],
-                                  neighbours * ACT_ONE)
-        out = run_int_mlp_columns(finish_int_layer(accumulator, first, last), rest)
+        # Rows r0 - 1 .. r1 of the level, zero-padded all round; the four
+        # neighbours of every cell by one gather of [4, cells] flat indices.
+        top = max(0, r0 - 1)
+        padded = F.pad(grid[top : r1 + 1], (1, 1, int(r0 == 0), int(r1 >= height)))
+        stride = width + 2
+        centre = torch.from_numpy((rows + 1) * stride + cols + 1)
+        around = torch.tensor([[-stride], [stride], [-1], [1]])
+        neighbours = padded.reshape(-1).index_select(0, (centre[None] + around).reshape(-1)).view(4, -1)
+        # The flag's weight joins the parent part before the gather: one pass
+        # over the parents instead of one over the cells.
+        shared = parent_rows + weight[:, 13] * ACT_ONE
+        accumulator = shared.index_select(0, parent_of).addmm_((neighbours * ACT_ONE).T, weight[:, 9:13].T)
+        out = run_int_mlp_columns(finish_int_layer(accumulator.T, first, last), rest)
     else:
-        out = run_int_mlp_columns(finish_int_layer(parent_part.clone(), first, last), rest)[:, parent_of]
+        out = run_int_mlp_columns(finish_int_layer(parent_rows.contiguous().T, first, last), rest)
+        out = out.T.contiguous().index_select(0, parent_of).T  # each parent's prediction to both its anchors
     return _laplace_from_outputs(out)
 
 
+@functools.lru_cache(maxsize=64)
+def _phase_offsets(r0_parity: int, n_rows: int, width: int, non_anchors: bool) -> np.ndarray:
+    offsets = np.flatnonzero(phase_mask(r0_parity, r0_parity + n_rows, width, non_anchors).numpy())
+    offsets.flags.writeable = False  # shared by every band of this shape
+    return offsets
+
+
+def phase_cells(r0: int, r1: int, width: int, non_anchors: bool) -> np.ndarray:
+    """Flat indices (raster order, int64) of one phase's cells within rows r0..r1-1 of a level.
+
+    The pattern depends only on the band's first row's parity and its shape,
+    so bands of one level share it (cached).
+    """
+    return _phase_offsets(r0 & 1, r1 - r0, width, non_anchors)
+
+
 def _coding_steps(sizes: list[tuple[int, int]]) -> Iterator[tuple[int, int, int, bool, np.ndarray]]:
-    """(level, r0, r1, non-anchors?, flat mask of the cells of rows r0..r1-1 coded now) in decoding order.
+    """(level, r0, r1, non-anchors?, flat indices of the cells of rows r0..r1-1 coded now) in decoding order.
 
     Each level is coded in two steps (anchors, then the others); each step
     goes over bands of rows of about CHUNK_CELLS cells. The range coder is a
@@ -136,7 +164,7 @@ def _coding_steps(sizes: list[tuple[int, int]]) -> Iterator[tuple[int, int, int,
         for odd in (False, True):
             for r0 in range(0, height, rows):
                 r1 = min(height, r0 + rows)
-                yield level, r0, r1, odd, phase_mask(r0, r1, width, odd).numpy().reshape(-1)
+                yield level, r0, r1, odd, phase_cells(r0, r1, width, odd)
 
 
 def encode_latents(latents: list[np.ndarray], arm: list[IntLinear]) -> bytes:
@@ -199,17 +227,16 @@ def decode_latents(data: bytes, height: int, width: int, n_levels: int,
     spent_bits = 0.0
     decoder = constriction.stream.queue.RangeDecoder(words)
     for level, r0, r1, odd, cells in _coding_steps(sizes):
-        if not cells.any():
+        if not cells.size:
             continue
         parent = grids[level + 1] if level + 1 < len(grids) else None
-        mask = torch.from_numpy(cells)
         mu, scale = phase_parameters(arm, grids[level], parent, r0, r1, odd)
         symbols = _decode_symbols(decoder, _LATENT_MODEL, mu, scale, "latent")
         spent_bits += symbol_bits(symbols, mu, scale)
         if spent_bits > budget_bits:
             raise CocoFormatError(f"latent stream is too short for its symbols ({words.size * 4} bytes hold at most "
                                   f"{budget_bits:.0f} bits; exceeded by level {level}): truncated or corrupt")
-        grids[level][r0:r1].view(-1)[mask] = torch.from_numpy(symbols.astype(np.float64))
+        grids[level][r0:r1].view(-1)[torch.tensor(cells)] = torch.from_numpy(symbols.astype(np.float64))
     _check_consumed(decoder, "latent")
     return grids
 
