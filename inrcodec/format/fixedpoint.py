@@ -103,9 +103,11 @@ def run_int_mlp_columns(columns: torch.Tensor, layers: list[IntLinear]) -> torch
     the order of summation, so the layout cannot change a result, nor can
     running the columns in chunks of CACHE_COLUMNS.
     """
+    tensors = [(torch.as_tensor(layer.weight, dtype=torch.float64, device=columns.device),
+                aligned_bias(layer, columns.device)[:, None]) for layer in layers]
     if columns.shape[1] > CACHE_COLUMNS:
-        return torch.cat([_int_mlp(part, layers) for part in columns.split(CACHE_COLUMNS, dim=1)], dim=1)
-    return _int_mlp(columns, layers)
+        return torch.cat([_int_mlp(part, layers, tensors) for part in columns.split(CACHE_COLUMNS, dim=1)], dim=1)
+    return _int_mlp(columns, layers, tensors)
 
 
 # Columns per pass through the layers: a [16, 2**14] float64 activation is 2
@@ -115,11 +117,11 @@ def run_int_mlp_columns(columns: torch.Tensor, layers: list[IntLinear]) -> torch
 CACHE_COLUMNS = 1 << 14
 
 
-def _int_mlp(columns: torch.Tensor, layers: list[IntLinear]) -> torch.Tensor:
-    for i, layer in enumerate(layers):
-        w = torch.as_tensor(layer.weight, dtype=torch.float64, device=columns.device)
-        columns = finish_int_layer(torch.addmm(aligned_bias(layer, columns.device)[:, None], w, columns), layer,
-                                   last=i == len(layers) - 1)
+def _int_mlp(columns: torch.Tensor, layers: list[IntLinear],
+             tensors: list[tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
+    """The layers on one chunk of columns; `tensors`: each layer's (weight, aligned bias column) in float64."""
+    for i, (layer, (weight, bias)) in enumerate(zip(layers, tensors)):
+        columns = finish_int_layer(torch.addmm(bias, weight, columns), layer, last=i == len(layers) - 1)
     return columns
 
 
