@@ -26,6 +26,8 @@ from .fixedpoint import (
     ACT_ONE,
     LATENT_MAX,
     LATENT_MIN,
+    LATENT_SCALE_K_MAX,
+    SCALE_K_MIN,
     WEIGHT_LIMIT,
     IntLinear,
     aligned_bias,
@@ -73,8 +75,13 @@ def laplace_parameters(arm: list[IntLinear], feats: torch.Tensor) -> tuple[np.nd
 def _laplace_from_outputs(out: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
     """Mean and scale from the context model's two Q12 outputs per cell, [2, N] (formats/coco.md, LATS)."""
     mu = quantize_mu(out[0]).numpy()
-    scale = scale_from_index(scale_index_from_log2(out[1]).numpy().astype(np.int64))
-    return mu, scale
+    k = scale_index_from_log2(out[1]).numpy().astype(np.int64)
+    return mu, _LATENT_SCALES[k - SCALE_K_MIN]
+
+
+# Every scale a latent can have, by index from SCALE_K_MIN: a table lookup
+# gives `scale_from_index`'s exact values at a fraction of its cost.
+_LATENT_SCALES = scale_from_index(np.arange(SCALE_K_MIN, LATENT_SCALE_K_MAX + 1))
 
 
 def phase_parameters(arm: list[IntLinear], grid: torch.Tensor, parent: torch.Tensor | None,
