@@ -18,11 +18,10 @@ from dataclasses import replace
 from datetime import date
 from pathlib import Path
 
-import numpy as np
 import torch
-from PIL import Image
 
 from inrcodec.format.bitstream import write_coco
+from inrcodec.imageio import load_image
 from inrcodec.train.encoder import ARCHITECTURE, SCHEDULES
 from inrcodec.train.fit import Fitter, RateTarget
 from inrcodec.train.model import CocoNet
@@ -41,7 +40,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    pixels = np.asarray(Image.open(args.image).convert("RGB"))
+    pixels, _ = load_image(args.image)
     image = torch.tensor(pixels, dtype=torch.float32) / 255.0
     fitter = Fitter(image, CocoNet(pixels.shape[0], pixels.shape[1], ARCHITECTURE), RateTarget(None, args.lmbda), seed=0)
     fitter.run(replace(SCHEDULES["fast"], iterations=args.steps))

@@ -356,7 +356,6 @@ class Fitter:
         self.log_lambda = math.log(target.lmbda)
         self.recentre_lambda_range()
         self.rate: float | None = None
-        self.rate_step = 0  # self.steps when `displayed_rate` last measured
         self.probe_rate: float | None = None  # what the rate model saw (calibration, reports)
         self.probe_mse: float | None = None
         # (fraction done, rate, lambda before) per checkpoint; the first only measures, so its
@@ -521,8 +520,8 @@ class Fitter:
         Only a progress display reads it: an encode without one (the API,
         the benchmarks) skips the measurement, ~2 % of a training step's time.
         """
-        if self.rate is None or self.steps - self.rate_step >= DISPLAY_EVERY:
-            self.rate, self.rate_step = self.latent_bpp(), self.steps
+        if self.rate is None or self.steps % DISPLAY_EVERY == 0:
+            self.rate = self.latent_bpp()
         return self.rate
 
     def _bands(self) -> list[Window]:
