@@ -34,7 +34,13 @@ Variants:
     context-<lr> the context model at peak learning rate <lr>.
     init=<path> the synthesis and context model start from the weights in
                 <path> (a networks.json of `bench.pretrain_networks`).
+    ste-<f>     the final straight-through phase's fraction of the steps.
+    floor-<f>   where the cosine learning rate ends (fraction of the peak).
+    beta1-<d>, beta2-<d>  Adam's moment decays.
+    crop-<px>   the training crop's side.
     These combine with "+": latent-0.15+fine-0.03, init=nets.json+synth-0.005.
+    --effort fast|default|max picks the schedule they change (default: the
+    default effort's).
 Rows go to fixed_lambda.csv (resumable per image, variant and lambda);
 fixed_lambda.md gives each file against the baseline.
 """
@@ -75,9 +81,9 @@ class Variant:
     networks: Path | None = None  # pretrained starting weights (see `bench.pretrain_networks`)
 
 
-def variants(steps: int | None = None) -> dict[str, Variant]:
-    """The variants, around the default effort's schedule (with `steps` steps instead, if given)."""
-    base_schedule = encoder.SCHEDULES["default"]
+def variants(steps: int | None = None, effort: str = "default") -> dict[str, Variant]:
+    """The variants, around `effort`'s schedule (with `steps` steps instead, if given)."""
+    base_schedule = encoder.SCHEDULES[effort]
     if steps is not None:
         base_schedule = replace(base_schedule, iterations=steps)
     base_arch = encoder.ARCHITECTURE
@@ -93,23 +99,28 @@ def variants(steps: int | None = None) -> dict[str, Variant]:
 
 
 LEARNING_RATE_VARIANTS = {"fine": "lr_latent_finest", "latent": "lr_latent", "synth": "lr_synthesis",
-                          "context": "lr_context"}
+                          "context": "lr_context", "ste": "ste_fraction", "floor": "lr_floor"}
+BETA_VARIANTS = {"beta1": 0, "beta2": 1}  # index into Schedule.adam_betas
 
 
-def variant(name: str, steps: int | None = None) -> Variant:
+def variant(name: str, steps: int | None = None, effort: str = "default") -> Variant:
     """A named variant (see `variants`), or learning-rate ones joined by "+".
 
     "fine-<lr>" sets the full-resolution latents' rate, "latent-<lr>" every
     level's (the finest keeps its own if also given): "latent-0.15+fine-0.03".
+    "ste-<fraction>", "floor-<fraction>", "beta1-<decay>", "beta2-<decay>"
+    and "crop-<pixels>" set the schedule's straight-through fraction,
+    learning-rate floor, Adam decays and training crop.
 
     Raises:
         ValueError: for any other name.
     """
-    known = variants(steps)
+    known = variants(steps, effort)
     if name in known:
         return known[name]
     base = known["base"]
-    changes: dict[str, float] = {}
+    changes: dict[str, object] = {}
+    betas = list(base.schedule.adam_betas)
     networks = None
     for part in name.split("+"):
         if part.startswith("init="):
@@ -117,17 +128,23 @@ def variant(name: str, steps: int | None = None) -> Variant:
             if not networks.is_file():
                 raise ValueError(f"variant {name!r}: no file {networks}")
             continue
-        prefix, _, rate = part.partition("-")
+        prefix, _, text = part.partition("-")
         try:
-            lr = float(rate)
+            value = float(text)
         except ValueError:
-            lr = math.nan
-        if prefix not in LEARNING_RATE_VARIANTS or not 0 < lr < 10:
+            value = math.nan
+        if prefix == "crop" and value == int(value) and 16 <= value <= 4096:
+            changes["crop"] = int(value)
+        elif prefix in BETA_VARIANTS and 0 < value < 1:
+            betas[BETA_VARIANTS[prefix]] = value
+        elif prefix in LEARNING_RATE_VARIANTS and 0 < value < 10:
+            changes[LEARNING_RATE_VARIANTS[prefix]] = value
+        else:
             msg = (f"unknown variant {name!r}; known: {', '.join(known)}, fine-<lr>, latent-<lr>, synth-<lr>, "
-                   "context-<lr>, init=<path>, joined by +")
+                   "context-<lr>, ste-<f>, floor-<f>, beta1-<d>, beta2-<d>, crop-<px>, init=<path>, joined by +")
             raise ValueError(msg)
-        changes[LEARNING_RATE_VARIANTS[prefix]] = lr
-    return Variant(replace(base.schedule, **changes), base.architecture, networks)
+    changes["adam_betas"] = tuple(betas)
+    return Variant(replace(base.schedule, **changes), base.architecture, networks)  # type: ignore[arg-type]
 
 
 def fit_and_write(path: Path, variant: Variant, lmbda: float) -> dict[str, float]:
@@ -303,12 +320,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--variants", default="base,soft",
                         help=f"comma-separated, from {', '.join(variants())}, fine-<lr>, latent-<lr>")
     parser.add_argument("--steps", type=int, default=None,
-                        help="the baseline's fit steps (default: the default effort's; long-slow fits 4x)")
+                        help="the baseline's fit steps (default: the effort's; long-slow fits 4x)")
+    parser.add_argument("--effort", choices=tuple(encoder.SCHEDULES), default="default",
+                        help="whose schedule the variants change (default: %(default)s)")
     parser.add_argument("--out", required=True, type=Path)
     args = parser.parse_args(argv)
     chosen = args.variants.split(",")
     try:
-        known = {name: variant(name, args.steps) for name in chosen}
+        known = {name: variant(name, args.steps, args.effort) for name in chosen}
     except ValueError as error:
         raise SystemExit(str(error)) from None
     args.out.mkdir(parents=True, exist_ok=True)

@@ -27,7 +27,13 @@ def test_each_variant_changes_only_what_it_names() -> None:
     assert fl.variant("latent-0.05", 30).schedule == replace(base.schedule, lr_latent=0.05, iterations=30)
     assert fl.variant("latent-0.15+fine-0.03").schedule == replace(base.schedule, lr_latent=0.15,
                                                                    lr_latent_finest=0.03)
-    for bad in ("fine", "fine-x", "fine-0", "coarse-0.1", "synth-48", "fine-0.03+", "soft+fine-0.03"):
+    fast = fl.variants(effort="fast")["base"].schedule
+    assert fast == encoder.SCHEDULES["fast"]
+    assert fl.variant("beta2-0.99+ste-0.05+crop-192+floor-0.05", effort="fast").schedule == replace(
+        fast, adam_betas=(fast.adam_betas[0], 0.99), ste_fraction=0.05, crop=192, lr_floor=0.05)
+    assert fl.variant("beta1-0.8").schedule.adam_betas == (0.8, base.schedule.adam_betas[1])
+    for bad in ("fine", "fine-x", "fine-0", "coarse-0.1", "synth-48", "fine-0.03+", "soft+fine-0.03",
+                "beta2-1", "crop-19.5", "crop-8"):
         with pytest.raises(ValueError, match="unknown variant"):
             fl.variant(bad)
 

@@ -223,6 +223,9 @@ class Schedule:
             pretrained weights (`inrcodec.train.pretrained`, loaded by
             `encoder.new_model`) instead of random ones; they then train at
             LR_NETWORK whatever the fit's length (see LR_NETWORK).
+        adam_betas: Adam's moment decays (see ADAM_BETAS).
+        lr_floor: where the cosine schedule ends, a fraction of the peak
+            learning rate (see LR_FLOOR).
     """
 
     iterations: int
@@ -234,6 +237,8 @@ class Schedule:
     ste_fraction: float = 0.15
     soft_rounding: tuple[float, float] | None = SOFT_ROUNDING
     pretrained: bool = False
+    adam_betas: tuple[float, float] = ADAM_BETAS
+    lr_floor: float = LR_FLOOR
 
     def temperature(self, fraction_done: float, phase: str = "fit") -> float | None:
         """Soft-rounding temperature at a point of the noise phase (None: plain noise).
@@ -488,6 +493,7 @@ class Fitter:
         rates = (finest, schedule.lr_latent, *self.network_lrs)
         for group, rate in zip(self.opt.param_groups, rates):
             group["lr"] = rate * lr_scale
+        self.opt.betas = schedule.adam_betas
         win = self._window(schedule.crop)
         # Mixed quantization in the final phase: the decoder sees rounded
         # latents, but the rate is charged on noisy ones. Rounding has no rate
@@ -581,7 +587,7 @@ class Fitter:
         clock_from = time.monotonic()  # reset after the first step (see REPLAN_FIRST)
         while it < total:
             frac = it / total
-            lr_scale = lr_peak * (LR_FLOOR + (1 - LR_FLOOR) * 0.5 * (1 + math.cos(math.pi * frac)))
+            lr_scale = lr_peak * (schedule.lr_floor + (1 - schedule.lr_floor) * 0.5 * (1 + math.cos(math.pi * frac)))
             mode = "noise" if frac < 1 - schedule.ste_fraction else "ste"
             if phase == "fit" and not probed and 0 < probe_step(total) <= it:
                 self.probe(confidence=min(1.0, total / RATE_MODEL_STEPS))
