@@ -63,7 +63,7 @@ from bench.run import find_images
 from inrcodec.format.architecture import Architecture
 from inrcodec.imageio import load_image
 from inrcodec.train import encoder
-from inrcodec.train.fit import Fitter, RateTarget, Schedule
+from inrcodec.train.fit import ADAM_BETAS, Fitter, RateTarget, Schedule, adam_beta2
 from inrcodec.train.model import CocoNet
 from inrcodec.train.pretrained import load_networks_file, start_from_pretrained
 
@@ -120,7 +120,7 @@ def variant(name: str, steps: int | None = None, effort: str = "default") -> Var
         return known[name]
     base = known["base"]
     changes: dict[str, object] = {}
-    betas = list(base.schedule.adam_betas)
+    betas = list(base.schedule.adam_betas or (ADAM_BETAS[0], adam_beta2(base.schedule.iterations)))
     networks = None
     for part in name.split("+"):
         if part.startswith("init="):
@@ -143,7 +143,8 @@ def variant(name: str, steps: int | None = None, effort: str = "default") -> Var
             msg = (f"unknown variant {name!r}; known: {', '.join(known)}, fine-<lr>, latent-<lr>, synth-<lr>, "
                    "context-<lr>, ste-<f>, floor-<f>, beta1-<d>, beta2-<d>, crop-<px>, init=<path>, joined by +")
             raise ValueError(msg)
-    changes["adam_betas"] = tuple(betas)
+    if any(part.split("-")[0] in BETA_VARIANTS for part in name.split("+")):
+        changes["adam_betas"] = tuple(betas)
     return Variant(replace(base.schedule, **changes), base.architecture, networks)  # type: ignore[arg-type]
 
 

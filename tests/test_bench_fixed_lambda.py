@@ -11,7 +11,7 @@ from helper import image_folder
 
 from bench import fixed_lambda as fl
 from bench.results import read_csv
-from inrcodec.train import encoder
+from inrcodec.train import encoder, fit
 
 
 def test_each_variant_changes_only_what_it_names() -> None:
@@ -30,8 +30,9 @@ def test_each_variant_changes_only_what_it_names() -> None:
     fast = fl.variants(effort="fast")["base"].schedule
     assert fast == encoder.SCHEDULES["fast"]
     assert fl.variant("beta2-0.99+ste-0.05+crop-192+floor-0.05", effort="fast").schedule == replace(
-        fast, adam_betas=(fast.adam_betas[0], 0.99), ste_fraction=0.05, crop=192, lr_floor=0.05)
-    assert fl.variant("beta1-0.8").schedule.adam_betas == (0.8, base.schedule.adam_betas[1])
+        fast, adam_betas=(fit.ADAM_BETAS[0], 0.99), ste_fraction=0.05, crop=192, lr_floor=0.05)
+    assert fl.variant("beta1-0.8").schedule.adam_betas == (0.8, fit.adam_beta2(base.schedule.iterations))
+    assert fl.variant("beta1-0.8", effort="fast").schedule.adam_betas == (0.8, fit.SHORT_FIT_BETA2)
     for bad in ("fine", "fine-x", "fine-0", "coarse-0.1", "synth-48", "fine-0.03+", "soft+fine-0.03",
                 "beta2-1", "crop-19.5", "crop-8"):
         with pytest.raises(ValueError, match="unknown variant"):

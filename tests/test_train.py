@@ -610,6 +610,12 @@ def test_short_fits_train_their_networks_faster_and_each_group_at_its_own_rate()
     middle = fit.network_learning_rates(round((fit.SHORT_FIT_STEPS * fit.LONG_FIT_STEPS) ** 0.5))
     for rate, fast in zip(middle, short):
         assert rate == pytest.approx((fast * fit.LR_NETWORK) ** 0.5, rel=1e-3)  # halfway in log-log
+    # Adam's second-moment decay follows the same plan (SHORT_FIT_BETA2).
+    assert fit.adam_beta2(encoder.SCHEDULES["fast"].iterations) == fit.SHORT_FIT_BETA2 < fit.ADAM_BETAS[1]
+    for effort in ("default", "max"):
+        assert fit.adam_beta2(encoder.SCHEDULES[effort].iterations) == fit.ADAM_BETAS[1]
+    halfway = 1 - fit.adam_beta2(round((fit.SHORT_FIT_STEPS * fit.LONG_FIT_STEPS) ** 0.5))
+    assert halfway == pytest.approx(((1 - fit.SHORT_FIT_BETA2) * (1 - fit.ADAM_BETAS[1])) ** 0.5, rel=1e-3)
     fitter = _fitter(None)
     schedule = Schedule(iterations=1, lr_latent=0.1, lr_synthesis=0.02, lr_context=0.08, lr_latent_finest=0.06)
     fitter.run(schedule)
@@ -628,6 +634,7 @@ def test_a_fit_cut_short_by_its_deadline_trains_like_a_short_fit() -> None:
     fitter.run(schedule, deadline=time.monotonic() + 0.3)
     assert fitter.steps < fit.SHORT_FIT_STEPS
     assert fitter.network_lrs == (fit.SHORT_FIT_LR_SYNTHESIS, fit.SHORT_FIT_LR_CONTEXT)
+    assert fitter.opt.betas == (fit.ADAM_BETAS[0], fit.SHORT_FIT_BETA2)
 
 
 def test_refits_keep_the_learning_rates_of_the_fit(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -639,6 +646,7 @@ def test_refits_keep_the_learning_rates_of_the_fit(monkeypatch: pytest.MonkeyPat
     assert fitter.network_lrs == (fit.LR_NETWORK, fit.LR_NETWORK)
     fitter.run(replace(schedule, iterations=5), phase="refit")  # short, yet at the fit's rates
     assert fitter.network_lrs == (fit.LR_NETWORK, fit.LR_NETWORK)
+    assert fitter.opt.betas == fit.ADAM_BETAS  # and with the fit's decays
     synthesis_lr, context_lr = fitter.opt.param_groups[2]["lr"], fitter.opt.param_groups[3]["lr"]
     assert synthesis_lr == context_lr < fit.LR_NETWORK  # the short rates differ 4x
 

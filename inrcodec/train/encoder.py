@@ -45,7 +45,10 @@ ARCHITECTURE = Architecture(n_levels=7, synth_hidden=(16, 16), arm_hidden=(16, 1
 # columns (dd84b4c, a step ~15 % cheaper), 650 steps (refits of 108) take
 # about the time 540 took: BD-rate +65.0 % -> +49.0 %, +0.46 dB at the
 # request, 45 of 48 files better, 46 within 5 % (was 44)
-# (bench/results/kodak-fast-2026-12-01c). Its latents learn at 0.15, not 0.1:
+# (bench/results/kodak-fast-2026-12-01c). Being short, it trains with Adam's second
+# moment decaying at 0.95 (fit.SHORT_FIT_BETA2): BD-rate +49.0 % -> +29.2 %,
+# +0.71 dB at the request, 48 of 48 files within 5 %
+# (bench/results/kodak-fast-beta2-2026-12-01). Its latents learn at 0.15, not 0.1:
 # a short fit wants them faster (at fixed lambdas, 420 steps: +0.38 dB at the
 # same rate over 14 files of kodim01/02/03/05, 0.2 +0.34, 0.3 +0.15; slower
 # ones lose, the finest level alone at 0.03 -0.44;

@@ -41,7 +41,8 @@ ProgressFn = Callable[[int, int, dict[str, float]], None]
 # 16.6 dB, bench/results/kodak-2026-11-24d).
 LAMBDA_SPAN_DOWN = math.log(10.0)
 LAMBDA_SPAN_UP = math.log(3.0)
-# Adam's moment decays (PyTorch's defaults). At a fixed lambda 0.99 for the
+# Adam's moment decays in long fits (PyTorch's defaults; for short ones see
+# SHORT_FIT_BETA2). At a fixed lambda 0.99 for the
 # second moment fitted better (ad-hoc 4200-step fits, 2026-11-29: kodim03
 # +0.47 dB at 4 % less rate, kodim05 +0.27 dB, kodim01 +0.14 dB), and so did
 # no straight-through phase (see `Schedule.ste_fraction`); together with a
@@ -54,6 +55,14 @@ LAMBDA_SPAN_UP = math.log(3.0)
 # without the straight-through phase lost 3.6 dB to a 6 % dead zone). Ad-hoc
 # encodes, 2026-11-29; bench/results/kodak-2026-11-29 for the unsteered sweep.
 ADAM_BETAS = (0.9, 0.999)
+# Short fits want a faster second-moment decay: at fixed lambdas, 650-step
+# fits of `--effort fast` with beta2 0.95 gained +0.59 dB at the same rate
+# over 8 files of kodim01/02/03/05 (0.9: +0.58, 0.99: +0.28, 0.8: +0.06;
+# bench/results/fixed-lambda-fast-beta2-2026-12-01). Fits of at most
+# SHORT_FIT_STEPS use SHORT_FIT_BETA2, fits of at least LONG_FIT_STEPS
+# ADAM_BETAS's, and fits in between 1 - beta2 interpolated in log-log
+# (`adam_beta2`), like the networks' learning rates (see LR_NETWORK).
+SHORT_FIT_BETA2 = 0.95
 # The cosine schedule ends at this fraction of the peak learning rate. At
 # 0.1 the fit ended unconverged: at a fixed lambda of 3e-4, kodim12 after
 # 4200 steps was at 1.543 bpp / 35.30 dB, and 700 more steps at a tenth of
@@ -223,7 +232,8 @@ class Schedule:
             pretrained weights (`inrcodec.train.pretrained`, loaded by
             `encoder.new_model`) instead of random ones; they then train at
             LR_NETWORK whatever the fit's length (see LR_NETWORK).
-        adam_betas: Adam's moment decays (see ADAM_BETAS).
+        adam_betas: Adam's moment decays; None: by the fit's length
+            (`adam_beta2`, see SHORT_FIT_BETA2).
         lr_floor: where the cosine schedule ends, a fraction of the peak
             learning rate (see LR_FLOOR).
     """
@@ -237,7 +247,7 @@ class Schedule:
     ste_fraction: float = 0.15
     soft_rounding: tuple[float, float] | None = SOFT_ROUNDING
     pretrained: bool = False
-    adam_betas: tuple[float, float] = ADAM_BETAS
+    adam_betas: tuple[float, float] | None = None
     lr_floor: float = LR_FLOOR
 
     def temperature(self, fraction_done: float, phase: str = "fit") -> float | None:
@@ -303,6 +313,16 @@ def network_learning_rates(steps: int) -> tuple[float, float]:
     t = math.log(steps / SHORT_FIT_STEPS) / math.log(LONG_FIT_STEPS / SHORT_FIT_STEPS)
     synthesis, context = (math.exp((1 - t) * math.log(rate) + t * math.log(LR_NETWORK)) for rate in short)
     return synthesis, context
+
+
+def adam_beta2(steps: int) -> float:
+    """Adam's second-moment decay for a fit of `steps` steps (see SHORT_FIT_BETA2)."""
+    if steps <= SHORT_FIT_STEPS:
+        return SHORT_FIT_BETA2
+    if steps >= LONG_FIT_STEPS:
+        return ADAM_BETAS[1]
+    t = math.log(steps / SHORT_FIT_STEPS) / math.log(LONG_FIT_STEPS / SHORT_FIT_STEPS)
+    return 1 - math.exp((1 - t) * math.log(1 - SHORT_FIT_BETA2) + t * math.log(1 - ADAM_BETAS[1]))
 
 
 def _clamp(value: float, lo: float, hi: float) -> float:
@@ -372,6 +392,7 @@ class Fitter:
         # Peak (synthesis, context model) learning rates: the fit plans them by
         # its length, refits keep them (see LR_NETWORK).
         self.network_lrs: tuple[float, float] | None = None
+        self.adam_betas = ADAM_BETAS  # planned with the learning rates
         # Groups: the full-resolution latents, the coarser ones, the synthesis
         # MLP, the context model (see Schedule.lr_latent_finest).
         self.opt = Adam([[model.latents[0]], list(model.latents)[1:], model.synthesis.parameters(),
@@ -469,7 +490,7 @@ class Fitter:
         return Window(max(0, r0), min(h, r0 + crop), max(0, c0), min(w, c0 + crop))
 
     def plan_network_lrs(self, schedule: Schedule, steps: int) -> None:
-        """The networks' peak learning rates for a fit of `steps` steps; the schedule's own win.
+        """The networks' peak learning rates and Adam's decays for a fit of `steps` steps; the schedule's own win.
 
         `step` plans them by the schedule's length if nothing has (a refit
         with no fit before it, or a caller stepping by hand).
@@ -477,6 +498,7 @@ class Fitter:
         synthesis, context = (LR_NETWORK, LR_NETWORK) if schedule.pretrained else network_learning_rates(steps)
         self.network_lrs = (synthesis if schedule.lr_synthesis is None else schedule.lr_synthesis,
                             context if schedule.lr_context is None else schedule.lr_context)
+        self.adam_betas = (ADAM_BETAS[0], adam_beta2(steps)) if schedule.adam_betas is None else schedule.adam_betas
 
     def step(self, schedule: Schedule, lr_scale: float, mode: str,
              temperature: float | None = None) -> dict[str, float]:
@@ -493,7 +515,7 @@ class Fitter:
         rates = (finest, schedule.lr_latent, *self.network_lrs)
         for group, rate in zip(self.opt.param_groups, rates):
             group["lr"] = rate * lr_scale
-        self.opt.betas = schedule.adam_betas
+        self.opt.betas = self.adam_betas
         win = self._window(schedule.crop)
         # Mixed quantization in the final phase: the decoder sees rounded
         # latents, but the rate is charged on noisy ones. Rounding has no rate
@@ -575,8 +597,8 @@ class Fitter:
         measured speed (REPLAN_FIRST, REPLAN_EVERY) so the schedule ends by
         the deadline with its rounding phase; it never grows past the
         schedule's own length. The fit plans the networks' learning rates
-        for the length it will have (`plan_network_lrs`); a refit keeps the
-        fit's.
+        and Adam's decays for the length it will have (`plan_network_lrs`);
+        a refit keeps the fit's.
         """
         total = schedule.iterations
         if phase == "fit":
