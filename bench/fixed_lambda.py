@@ -120,7 +120,7 @@ def variant(name: str, steps: int | None = None, effort: str = "default") -> Var
         return known[name]
     base = known["base"]
     changes: dict[str, object] = {}
-    betas = list(base.schedule.adam_betas or (ADAM_BETAS[0], adam_beta2(base.schedule.iterations)))
+    betas: dict[int, float] = {}  # Adam decays given, by index
     networks = None
     for part in name.split("+"):
         if part.startswith("init="):
@@ -143,8 +143,9 @@ def variant(name: str, steps: int | None = None, effort: str = "default") -> Var
             msg = (f"unknown variant {name!r}; known: {', '.join(known)}, fine-<lr>, latent-<lr>, synth-<lr>, "
                    "context-<lr>, ste-<f>, floor-<f>, beta1-<d>, beta2-<d>, crop-<px>, init=<path>, joined by +")
             raise ValueError(msg)
-    if any(part.split("-")[0] in BETA_VARIANTS for part in name.split("+")):
-        changes["adam_betas"] = tuple(betas)
+    if betas:
+        planned = base.schedule.adam_betas or (ADAM_BETAS[0], adam_beta2(base.schedule.iterations))
+        changes["adam_betas"] = tuple(betas.get(i, decay) for i, decay in enumerate(planned))
     return Variant(replace(base.schedule, **changes), base.architecture, networks)  # type: ignore[arg-type]
 
 

@@ -306,26 +306,25 @@ def initial_lambda(bpp: float) -> float:
     return 1e-3 * bpp**-1.5
 
 
-def network_learning_rates(steps: int) -> tuple[float, float]:
-    """Peak (synthesis, context model) learning rates of a fit of `steps` steps (see LR_NETWORK)."""
-    short = (SHORT_FIT_LR_SYNTHESIS, SHORT_FIT_LR_CONTEXT)
+def by_fit_length(steps: int, short: float, long: float) -> float:
+    """`short` for fits of at most SHORT_FIT_STEPS, `long` from LONG_FIT_STEPS on, log-log in between."""
     if steps <= SHORT_FIT_STEPS:
         return short
     if steps >= LONG_FIT_STEPS:
-        return LR_NETWORK, LR_NETWORK
+        return long
     t = math.log(steps / SHORT_FIT_STEPS) / math.log(LONG_FIT_STEPS / SHORT_FIT_STEPS)
-    synthesis, context = (math.exp((1 - t) * math.log(rate) + t * math.log(LR_NETWORK)) for rate in short)
-    return synthesis, context
+    return math.exp((1 - t) * math.log(short) + t * math.log(long))
+
+
+def network_learning_rates(steps: int) -> tuple[float, float]:
+    """Peak (synthesis, context model) learning rates of a fit of `steps` steps (see LR_NETWORK)."""
+    return (by_fit_length(steps, SHORT_FIT_LR_SYNTHESIS, LR_NETWORK),
+            by_fit_length(steps, SHORT_FIT_LR_CONTEXT, LR_NETWORK))
 
 
 def adam_beta2(steps: int) -> float:
-    """Adam's second-moment decay for a fit of `steps` steps (see SHORT_FIT_BETA2)."""
-    if steps <= SHORT_FIT_STEPS:
-        return SHORT_FIT_BETA2
-    if steps >= LONG_FIT_STEPS:
-        return ADAM_BETAS[1]
-    t = math.log(steps / SHORT_FIT_STEPS) / math.log(LONG_FIT_STEPS / SHORT_FIT_STEPS)
-    return 1 - math.exp((1 - t) * math.log(1 - SHORT_FIT_BETA2) + t * math.log(1 - ADAM_BETAS[1]))
+    """Adam's second-moment decay for a fit of `steps` steps (see SHORT_FIT_BETA2): 1 - beta2 by length."""
+    return 1 - by_fit_length(steps, 1 - SHORT_FIT_BETA2, 1 - ADAM_BETAS[1])
 
 
 def _clamp(value: float, lo: float, hi: float) -> float:
@@ -393,9 +392,9 @@ class Fitter:
         self.steps = 0
         self.seconds_per_step: float | None = None  # measured by `run` (see REPLAN_FIRST)
         # Peak (synthesis, context model) learning rates: the fit plans them by
-        # its length, refits keep them (see LR_NETWORK).
+        # its length, refits keep them (see LR_NETWORK); Adam's decays, planned with
+        # them, live in the optimizer (`plan_network_lrs`).
         self.network_lrs: tuple[float, float] | None = None
-        self.adam_betas = ADAM_BETAS  # planned with the learning rates
         # Groups: the full-resolution latents, the coarser ones, the synthesis
         # MLP, the context model (see Schedule.lr_latent_finest).
         self.opt = Adam([[model.latents[0]], list(model.latents)[1:], model.synthesis.parameters(),
@@ -501,7 +500,7 @@ class Fitter:
         synthesis, context = (LR_NETWORK, LR_NETWORK) if schedule.pretrained else network_learning_rates(steps)
         self.network_lrs = (synthesis if schedule.lr_synthesis is None else schedule.lr_synthesis,
                             context if schedule.lr_context is None else schedule.lr_context)
-        self.adam_betas = (ADAM_BETAS[0], adam_beta2(steps)) if schedule.adam_betas is None else schedule.adam_betas
+        self.opt.betas = (ADAM_BETAS[0], adam_beta2(steps)) if schedule.adam_betas is None else schedule.adam_betas
 
     def step(self, schedule: Schedule, lr_scale: float, mode: str,
              temperature: float | None = None) -> dict[str, float]:
@@ -518,7 +517,6 @@ class Fitter:
         rates = (finest, schedule.lr_latent, *self.network_lrs)
         for group, rate in zip(self.opt.param_groups, rates):
             group["lr"] = rate * lr_scale
-        self.opt.betas = self.adam_betas
         win = self._window(schedule.crop)
         # Mixed quantization in the final phase: the decoder sees rounded
         # latents, but the rate is charged on noisy ones. Rounding has no rate
