@@ -188,6 +188,19 @@ def test_rate_calibration_rows_and_summary(tmp_path: Path) -> None:
     assert summary.count("ln(JPEG bpp at quality 30)") == 1
 
 
+def test_rate_calibration_infers_the_lambda_needed_at_the_given_elasticity() -> None:
+    from bench.calibrate_rate import with_elasticity
+    from inrcodec.train.fit import DROP_LAMBDA_FACTOR
+
+    raw = {"lambda_held": "0.001", "final_latent_bpp": "1.0", "target_latent_bpp": "0.5", "lambda_needed": "1"}
+    kept, dropped, old = with_elasticity([{**raw, "dropped_finest": "0"}, {**raw, "dropped_finest": "1"},
+                                          {"lambda_needed": "0.5"}], elasticity=0.5)
+    assert float(kept["lambda_needed"]) == pytest.approx(0.004)  # twice the target at elasticity 0.5: 4x lambda
+    assert float(dropped["lambda_needed"]) == pytest.approx(0.004 / DROP_LAMBDA_FACTOR)  # in the model's terms
+    assert old == {"lambda_needed": "0.5"}  # a calibration without the raw columns stays as it was
+    assert float(with_elasticity([{**raw, "dropped_finest": "0"}], 1.0)[0]["lambda_needed"]) == pytest.approx(0.002)
+
+
 def test_prior_fit_recovers_a_planted_model() -> None:
     from bench.calibrate_rate import fit_prior
 
