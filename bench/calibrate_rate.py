@@ -183,8 +183,8 @@ def _steer_lines(rows: list[dict[str, str]]) -> list[str]:
         "",
         "## Steering",
         "",
-        f"Fitted on {len(rows)} rows: `ln(final rate / rate at the first checkpoint) = {g:.3f} - {e:.3f} * "
-        f"(ln lambda moved)`; residual sd {statistics.pstdev(residuals):.3f} in ln rate. Moves made: "
+        f"Fitted on {len(rows)} rows: `ln(final rate / rate at the first checkpoint) = {g:.3f} "
+        f"{'-' if e >= 0 else '+'} {abs(e):.3f} * (ln lambda moved)`; residual sd {statistics.pstdev(residuals):.3f} in ln rate. Moves made: "
         f"{min(moves):+.2f} .. {max(moves):+.2f} in ln lambda.",
         "",
         f"Final latent rate / target over these fits: sd {statistics.pstdev(landing):.3f} in ln rate, "

@@ -185,6 +185,7 @@ def test_rate_calibration_rows_and_summary(tmp_path: Path) -> None:
     summary = (out / "rate_model.md").read_text()
     assert "RATE_MODEL = (" in summary and summary.count("| a.png |") == 3  # two fits, one prior row
     assert "## Steering" in summary and "## Prior" in summary
+    assert "- -" not in summary  # the steering's response is written with its own sign
     assert summary.count("ln(JPEG bpp at quality 30)") == 1
 
 
