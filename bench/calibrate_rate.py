@@ -17,7 +17,8 @@ finest level). The elasticity is REFIT_ELASTICITY unless --elasticity says
 otherwise: whole `--effort fast` fits answer lambda at ~0.9 (fixed-lambda
 fits at two lambdas 2x apart, bench/results/fixed-lambda-fast-beta2-2026-12-01),
 refits of long fits at ~0.6. It then fits
-`ln lambda_needed = a + b ln(probe rate) + c ln(target) + d ln(probe MSE)` by least squares (without d for rows that lack the MSE).
+`ln lambda_needed = a + b ln(probe rate) + c ln(target) + d ln(probe MSE)`
+by least squares (without d for rows that lack the MSE).
 
 It also records the steering (`inrcodec.train.fit.STEER_AT`): the rate and
 lambda at each checkpoint (steer_log, "fraction:rate:lambda;..."). From the
@@ -96,8 +97,8 @@ def with_elasticity(rows: list[dict[str, str]], elasticity: float) -> list[dict[
     return out
 
 
-def _calibration_run(image: Path, bpp: float, iterations: int | None, effort: str = "default",
-                     elasticity: float | None = None) -> dict[str, object]:
+def _calibration_run(image: Path, bpp: float, iterations: int | None, effort: str,
+                     elasticity: float) -> dict[str, object]:
     from dataclasses import replace
 
     from inrcodec.train import encoder
@@ -119,7 +120,7 @@ def _calibration_run(image: Path, bpp: float, iterations: int | None, effort: st
     final = fitter.latent_bpp()
     dropped = fitter.model.first_level > 0
     assert target.latent_bpp is not None
-    needed = needed_lambda(fitter.lmbda, final, target.latent_bpp, dropped, elasticity or encoder.REFIT_ELASTICITY)
+    needed = needed_lambda(fitter.lmbda, final, target.latent_bpp, dropped, elasticity)
     return {
         "image": image.name, "bpp": bpp, "iterations": schedule.iterations,
         "target_latent_bpp": f"{target.latent_bpp:.6g}", "lambda_start": f"{target.lmbda:.6g}",
@@ -184,7 +185,8 @@ def _steer_lines(rows: list[dict[str, str]]) -> list[str]:
         "## Steering",
         "",
         f"Fitted on {len(rows)} rows: `ln(final rate / rate at the first checkpoint) = {g:.3f} "
-        f"{'-' if e >= 0 else '+'} {abs(e):.3f} * (ln lambda moved)`; residual sd {statistics.pstdev(residuals):.3f} in ln rate. Moves made: "
+        f"{'-' if e >= 0 else '+'} {abs(e):.3f} * (ln lambda moved)`; residual sd "
+        f"{statistics.pstdev(residuals):.3f} in ln rate. Moves made: "
         f"{min(moves):+.2f} .. {max(moves):+.2f} in ln lambda.",
         "",
         f"Final latent rate / target over these fits: sd {statistics.pstdev(landing):.3f} in ln rate, "
@@ -329,7 +331,8 @@ def main(argv: list[str] | None = None) -> None:
     done = _done(path)
     tasks = [(image, float(b)) for b in args.bpps.split(",") for image in images if (image.name, float(b)) not in done]
     with ProcessPoolExecutor(max_workers=args.jobs) as pool:
-        futures = [pool.submit(_calibration_run, image, bpp, args.iterations, args.effort, args.elasticity) for image, bpp in tasks]
+        futures = [pool.submit(_calibration_run, image, bpp, args.iterations, args.effort, args.elasticity)
+                   for image, bpp in tasks]
         for future in futures:
             row = future.result()
             append_csv_row(path, COLUMNS, row)

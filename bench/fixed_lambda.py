@@ -63,7 +63,7 @@ from bench.run import find_images
 from inrcodec.format.architecture import Architecture
 from inrcodec.imageio import load_image
 from inrcodec.train import encoder
-from inrcodec.train.fit import ADAM_BETAS, Fitter, RateTarget, Schedule, adam_beta2
+from inrcodec.train.fit import Fitter, RateTarget, Schedule
 from inrcodec.train.model import CocoNet
 from inrcodec.train.pretrained import load_networks_file, start_from_pretrained
 
@@ -144,7 +144,7 @@ def variant(name: str, steps: int | None = None, effort: str = "default") -> Var
                    "context-<lr>, ste-<f>, floor-<f>, beta1-<d>, beta2-<d>, crop-<px>, init=<path>, joined by +")
             raise ValueError(msg)
     if betas:
-        planned = base.schedule.adam_betas or (ADAM_BETAS[0], adam_beta2(base.schedule.iterations))
+        planned = base.schedule.planned_adam_betas(base.schedule.iterations)
         changes["adam_betas"] = tuple(betas.get(i, decay) for i, decay in enumerate(planned))
     return Variant(replace(base.schedule, **changes), base.architecture, networks)  # type: ignore[arg-type]
 

@@ -268,6 +268,10 @@ class Schedule:
         progress = min(1.0, fraction_done / max(1e-9, 1 - self.ste_fraction))
         return first * (last / first) ** progress
 
+    def planned_adam_betas(self, steps: int) -> tuple[float, float]:
+        """Adam's decays for a fit of `steps` steps: the schedule's own, else by length (`adam_beta2`)."""
+        return self.adam_betas or (ADAM_BETAS[0], adam_beta2(steps))
+
 
 @dataclass
 class RateTarget:
@@ -500,7 +504,7 @@ class Fitter:
         synthesis, context = (LR_NETWORK, LR_NETWORK) if schedule.pretrained else network_learning_rates(steps)
         self.network_lrs = (synthesis if schedule.lr_synthesis is None else schedule.lr_synthesis,
                             context if schedule.lr_context is None else schedule.lr_context)
-        self.opt.betas = (ADAM_BETAS[0], adam_beta2(steps)) if schedule.adam_betas is None else schedule.adam_betas
+        self.opt.betas = schedule.planned_adam_betas(steps)
 
     def step(self, schedule: Schedule, lr_scale: float, mode: str,
              temperature: float | None = None) -> dict[str, float]:
