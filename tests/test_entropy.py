@@ -22,14 +22,25 @@ def _random_arm(rng: np.random.Generator, hidden: list[int]) -> list[IntLinear]:
                       int(rng.integers(0, 14))) for a, b in zip(widths, widths[1:])]
 
 
+def _sparse_latents(rng: np.random.Generator, shape: tuple[int, int], density: float) -> torch.Tensor:
+    values = rng.integers(-256, 256, shape) * (rng.random(shape) < density)
+    return torch.from_numpy(values.astype(np.float64))
+
+
 @pytest.mark.parametrize(("height", "width"), [(1, 1), (1, 6), (2, 3), (7, 5), (16, 9), (33, 4)])
 @pytest.mark.parametrize("hidden", [[], [5], [16, 16]])
-def test_phase_parameters_equal_the_context_features_definition(height: int, width: int, hidden: list[int]) -> None:
-    """The per-parent evaluation gives exactly the 14-feature rows' mean and scale, for any band."""
+@pytest.mark.parametrize("density", [1.0, 0.1])
+def test_phase_parameters_equal_the_context_features_definition(height: int, width: int, hidden: list[int],
+                                                                density: float) -> None:
+    """The per-parent evaluation gives exactly the 14-feature rows' mean and scale, for any band.
+
+    Mostly-zero latents (density 0.1) take the path that runs the network
+    only on cells with a non-zero feature; dense ones the path that runs it on all.
+    """
     rng = np.random.default_rng(height * 100 + width + len(hidden))
     arm = _random_arm(rng, hidden)
-    grid = torch.from_numpy(rng.integers(-256, 256, (height, width)).astype(np.float64))
-    parent = torch.from_numpy(rng.integers(-256, 256, (-(-height // 2), -(-width // 2))).astype(np.float64))
+    grid = _sparse_latents(rng, (height, width), density)
+    parent = _sparse_latents(rng, (-(-height // 2), -(-width // 2)), density)
     odd_cells = phase_mask(0, height, width, non_anchors=True)
     for p in (parent, None):
         whole = context_features(grid, p).reshape(height, width, N_CONTEXT)
@@ -100,13 +111,31 @@ def test_symbol_bits_is_what_the_coder_spends(spread: float) -> None:
     rng = np.random.default_rng(int(spread * 100))
     n = 20000
     mu = np.clip(np.round(rng.normal(0, 30, n) * 16) / 16, -256, 255)
-    scale = entropy.scale_from_index(rng.integers(-32, 81, n))
+    scale_index = rng.integers(0, entropy.LATENT_SCALES.size, n)
+    scale = entropy.LATENT_SCALES[scale_index]
     symbols = np.clip(np.round(mu + spread * scale * rng.laplace(size=n)), -256, 255).astype(np.int32)
     encoder = entropy.constriction.stream.queue.RangeEncoder()
     encoder.encode(symbols, entropy._LATENT_MODEL, mu, scale)
     written = 32 * encoder.get_compressed().size
-    bits = entropy.symbol_bits(symbols, mu, scale)
+    bits = entropy.symbol_bits(symbols, mu, scale_index)
     assert bits <= written < bits + 64
+
+
+def test_symbol_bits_table_gives_the_formula_exactly() -> None:
+    """Symbols near their mean read their cost from a table: the same bits as the slice formula, edges included."""
+    rng = np.random.default_rng(7)
+    n = 50000
+    mu = np.round(rng.uniform(-256, 255, n) * 16) / 16
+    mu[: n // 4] = np.round(rng.uniform(-256, -254, n // 4) * 16) / 16  # the edge bins
+    mu[n // 4 : n // 2] = np.round(rng.uniform(253, 255, n // 4) * 16) / 16
+    scale_index = rng.integers(0, entropy.LATENT_SCALES.size, n)
+    symbols = np.clip(np.round(mu + rng.integers(-2, 3, n) * rng.uniform(0, 1, n)), -256, 255).astype(np.int32)
+    near = np.abs(symbols - mu) <= 0.5
+    assert near.mean() > 0.5 and (symbols == -256).any() and (symbols == 255).any()
+    one_by_one = [entropy._slice_bits(symbols[i : i + 1].astype(np.float64), mu[i : i + 1],
+                                      entropy.LATENT_SCALES[scale_index[i : i + 1]])[0] for i in range(n)]
+    batched = [entropy.symbol_bits(symbols[i : i + 1], mu[i : i + 1], scale_index[i : i + 1]) for i in range(n)]
+    assert np.array_equal(np.array(one_by_one), np.array(batched))
 
 
 @pytest.mark.parametrize("lats", [b"", b"\x01\x00\x00\x00", None])

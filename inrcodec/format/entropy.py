@@ -27,6 +27,7 @@ from .fixedpoint import (
     LATENT_MAX,
     LATENT_MIN,
     LATENT_SCALE_K_MAX,
+    MU_FRAC_BITS,
     SCALE_K_MIN,
     WEIGHT_LIMIT,
     IntLinear,
@@ -57,7 +58,7 @@ CHUNK_CELLS = 1 << 16  # latent cells per context-model batch: bounds decoder me
 
 
 def laplace_parameters(arm: list[IntLinear], feats: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
-    """Exact Laplace mean and scale from context features.
+    """Exact Laplace mean and scale index from context features.
 
     The definition (formats/coco.md, step 5 of decoding), one 14-wide row per
     cell; the coder computes the same values faster (`phase_parameters`).
@@ -67,26 +68,28 @@ def laplace_parameters(arm: list[IntLinear], feats: torch.Tensor) -> tuple[np.nd
         feats: [N, 14] float64 context features (integer latents and flags).
 
     Returns:
-        (mu, scale): float64 arrays [N].
+        (mu, scale_index): float64 means and int64 indices into
+        `LATENT_SCALES` (the scale index k minus SCALE_K_MIN), arrays [N].
     """
     return _laplace_from_outputs(run_int_mlp_columns((feats * ACT_ONE).T, arm))
 
 
 def _laplace_from_outputs(out: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
-    """Mean and scale from the context model's two Q12 outputs per cell, [2, N] (formats/coco.md, LATS)."""
+    """Mean and scale index from the context model's two Q12 outputs per cell, [2, N] (formats/coco.md, LATS)."""
     mu = quantize_mu(out[0]).numpy()
     k = scale_index_from_log2(out[1]).numpy().astype(np.int64)
-    return mu, _LATENT_SCALES[k - SCALE_K_MIN]
+    return mu, k - SCALE_K_MIN
 
 
 # Every scale a latent can have, by index from SCALE_K_MIN: a table lookup
 # gives `scale_from_index`'s exact values at a fraction of its cost.
-_LATENT_SCALES = scale_from_index(np.arange(SCALE_K_MIN, LATENT_SCALE_K_MAX + 1))
+LATENT_SCALES = scale_from_index(np.arange(SCALE_K_MIN, LATENT_SCALE_K_MAX + 1))
+LATENT_SCALES.flags.writeable = False
 
 
 def phase_parameters(arm: list[IntLinear], grid: torch.Tensor, parent: torch.Tensor | None,
                      r0: int, r1: int, non_anchors: bool) -> tuple[np.ndarray, np.ndarray]:
-    """Laplace mean and scale of one phase's cells in rows r0..r1-1 of a level, raster order.
+    """Laplace mean and scale index of one phase's cells in rows r0..r1-1 of a level, raster order.
 
     Exactly `laplace_parameters` of those cells' `context_features`, computed
     around parent cells: the first layer's parent part (9 of its 14 inputs)
@@ -98,6 +101,12 @@ def phase_parameters(arm: list[IntLinear], grid: torch.Tensor, parent: torch.Ten
     separately gives the same bits: about half the multiply-adds of one
     14-wide row per cell, and no 14-wide feature rows at all.
 
+    Cells whose features are all zero ("quiet": a zero parent neighbourhood
+    and, for non-anchors, four zero neighbours) all get the network's output
+    at zero features, computed once; the network runs only on the others.
+    Most latents are zero, so at the finest level about half the cells of a
+    busy image are quiet, and most of a smooth one's.
+
     `grid` need only hold this level's anchors (non-anchors read only them);
     `parent` is the whole next coarser level, None for the coarsest.
     """
@@ -106,39 +115,90 @@ def phase_parameters(arm: list[IntLinear], grid: torch.Tensor, parent: torch.Ten
     weight = torch.as_tensor(first.weight, dtype=torch.float64)  # [hidden, 14]
     cells = phase_cells(r0, r1, width, non_anchors)
     rows, cols = np.divmod(cells, width)  # rows relative to r0
-    # The parent part of every parent cell under the band, one row per
-    # parent: [parents, hidden]. Rows, because the cells then pick their
-    # parent's row by one gather of whole rows, ~10x faster than picking
-    # columns out of [hidden, parents]; the later layers take the transposed
-    # view as columns (`run_int_mlp_columns`) without a copy.
     pr0, pr1, pw = r0 >> 1, ((r1 - 1) >> 1) + 1, -(-width // 2)
-    parent_rows = aligned_bias(first)[None, :].expand((pr1 - pr0) * pw, -1)
-    if parent is not None:
-        block = torch.zeros(pr1 - pr0 + 2, pw + 2, dtype=torch.float64)  # zero beyond the level
-        lo, hi = max(0, pr0 - 1), min(parent.shape[0], pr1 + 1)
-        block[lo - pr0 + 1 : hi - pr0 + 1, 1:-1] = parent[lo:hi]
-        hood = F.unfold(block[None, None], 3)[0]  # [9, parents], row-major 3x3 as in context_features
-        parent_rows = torch.addmm(parent_rows, (hood * ACT_ONE).T, weight[:, :9].T)
-    parent_of = torch.from_numpy(((rows + r0) >> 1) - pr0) * pw + torch.from_numpy(cols >> 1)
-    last = not rest
+    n_parents = (pr1 - pr0) * pw
+    parent_of = (((rows + r0) >> 1) - pr0) * pw + (cols >> 1)
+    bias = aligned_bias(first)
     if non_anchors:
-        # Rows r0 - 1 .. r1 of the level, zero-padded all round; the four
-        # neighbours of every cell by one gather of [4, cells] flat indices.
-        top = max(0, r0 - 1)
-        padded = F.pad(grid[top : r1 + 1], (1, 1, int(r0 == 0), int(r1 >= height)))
-        stride = width + 2
-        centre = torch.from_numpy((rows + 1) * stride + cols + 1)
-        around = torch.tensor([[-stride], [stride], [-1], [1]])
-        neighbours = padded.reshape(-1).index_select(0, (centre[None] + around).reshape(-1)).view(4, -1)
-        # The flag's weight joins the parent part before the gather: one pass
-        # over the parents instead of one over the cells.
-        shared = parent_rows + weight[:, 13] * ACT_ONE
-        accumulator = shared.index_select(0, parent_of).addmm_((neighbours * ACT_ONE).T, weight[:, 9:13].T)
-        out = run_int_mlp_columns(finish_int_layer(accumulator.T, first, last), rest)
-    else:
-        out = run_int_mlp_columns(finish_int_layer(parent_rows.contiguous().T, first, last), rest)
-        out = out.T.contiguous().index_select(0, parent_of).T  # each parent's prediction to both its anchors
-    return _laplace_from_outputs(out)
+        bias = bias + weight[:, 13] * ACT_ONE  # the phase flag is 1 for every non-anchor
+    # The 3x3 parent neighbourhood of every parent cell under the band: [9, parents].
+    hood = None if parent is None else _parent_neighbourhoods(parent, pr0, pr1, pw)
+    busy_parents = torch.zeros(n_parents, dtype=torch.bool) if hood is None else hood.ne(0).any(0)
+    if not non_anchors:
+        # Anchors: the network once per busy parent, then each parent's
+        # mean and scale to both of its anchors.
+        busy = _busy_indices(busy_parents)
+        accumulator = None
+        if hood is not None and (busy is None or busy.numel()):
+            picked = hood if busy is None else hood.index_select(1, busy)
+            accumulator = torch.addmm(bias[None, :], (picked * ACT_ONE).T, weight[:, :9].T)
+        mu, scale_index = _network_outputs(n_parents, busy, accumulator, bias, first, rest)
+        return mu[parent_of], scale_index[parent_of]
+    # Non-anchors: rows r0 - 1 .. r1 of the level, zero-padded all round;
+    # the four neighbours of every cell by one gather of [4, cells] flat indices.
+    top = max(0, r0 - 1)
+    padded = F.pad(grid[top : r1 + 1], (1, 1, int(r0 == 0), int(r1 >= height)))
+    stride = width + 2
+    centre = torch.from_numpy((rows + 1) * stride + cols + 1)
+    around = torch.tensor([[-stride], [stride], [-1], [1]])
+    neighbours = padded.reshape(-1).index_select(0, (centre[None] + around).reshape(-1)).view(4, -1)
+    parent_of_t = torch.from_numpy(parent_of)
+    busy = _busy_indices(busy_parents.index_select(0, parent_of_t) | neighbours.ne(0).any(0))
+    accumulator = None
+    if busy is None or busy.numel():
+        # Rows, because the cells then pick their parent's row by one gather
+        # of whole rows, ~10x faster than picking columns out of [hidden, parents].
+        parent_rows = bias[None, :].expand(n_parents, -1)
+        if hood is not None:
+            parent_rows = torch.addmm(parent_rows, (hood * ACT_ONE).T, weight[:, :9].T)
+        if busy is not None:
+            parent_of_t, neighbours = parent_of_t.index_select(0, busy), neighbours.index_select(1, busy)
+        accumulator = parent_rows.index_select(0, parent_of_t).addmm_((neighbours * ACT_ONE).T, weight[:, 9:13].T)
+    return _network_outputs(cells.size, busy, accumulator, bias, first, rest)
+
+
+# Quiet cells are skipped only where they are at least this share of a band:
+# below it the gathers and scatters cost more than the network they save.
+MIN_QUIET_SHARE = 0.25
+
+
+def _busy_indices(busy: torch.Tensor) -> torch.Tensor | None:
+    """Indices of the True cells of `busy`; None to run the network on every cell (too few quiet ones)."""
+    if int(busy.sum()) > (1 - MIN_QUIET_SHARE) * busy.numel():
+        return None
+    return busy.nonzero()[:, 0]
+
+
+def _parent_neighbourhoods(parent: torch.Tensor, pr0: int, pr1: int, pw: int) -> torch.Tensor:
+    """The 3x3 neighbourhoods (row major, zero beyond the level) of parent rows pr0..pr1-1: [9, parents]."""
+    block = torch.zeros(pr1 - pr0 + 2, pw + 2, dtype=torch.float64)
+    lo, hi = max(0, pr0 - 1), min(parent.shape[0], pr1 + 1)
+    block[lo - pr0 + 1 : hi - pr0 + 1, 1:-1] = parent[lo:hi]
+    return F.unfold(block[None, None], 3)[0]
+
+
+def _network_outputs(n: int, busy: torch.Tensor | None, accumulator: torch.Tensor | None,
+                     quiet_accumulator: torch.Tensor, first: IntLinear,
+                     rest: list[IntLinear]) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and scale index of n cells from their first-layer accumulators.
+
+    `accumulator` holds the rows of the `busy` cells (of every cell if
+    `busy` is None); every other cell is quiet, its accumulator the first
+    layer's `quiet_accumulator` (bias, and flag for non-anchors).
+    """
+    if busy is None:
+        return _laplace_from_outputs(_finish_arm(accumulator.T, first, rest))
+    quiet_mu, quiet_index = _laplace_from_outputs(_finish_arm(quiet_accumulator[:, None].clone(), first, rest))
+    mu, scale_index = np.full(n, quiet_mu[0]), np.full(n, quiet_index[0])
+    if accumulator is not None:
+        index = busy.numpy()
+        mu[index], scale_index[index] = _laplace_from_outputs(_finish_arm(accumulator.T, first, rest))
+    return mu, scale_index
+
+
+def _finish_arm(accumulator: torch.Tensor, first: IntLinear, rest: list[IntLinear]) -> torch.Tensor:
+    """The context model's Q12 outputs [2, N] from its first layer's accumulators as columns [hidden, N]."""
+    return run_int_mlp_columns(finish_int_layer(accumulator, first, not rest), rest)
 
 
 @functools.lru_cache(maxsize=64)
@@ -182,8 +242,8 @@ def encode_latents(latents: list[np.ndarray], arm: list[IntLinear]) -> bytes:
         parent = grids[level + 1] if level + 1 < len(grids) else None
         symbols = grids[level][r0:r1].reshape(-1).numpy()[cells].astype(np.int32)
         if symbols.size:
-            mu, scale = phase_parameters(arm, grids[level], parent, r0, r1, odd)
-            encoder.encode(symbols, _LATENT_MODEL, mu, scale)
+            mu, scale_index = phase_parameters(arm, grids[level], parent, r0, r1, odd)
+            encoder.encode(symbols, _LATENT_MODEL, mu, LATENT_SCALES[scale_index])
     return words_to_bytes(encoder.get_compressed())
 
 
@@ -193,16 +253,46 @@ PRECISION_BITS = 24  # constriction's QuantizedLaplace: probabilities are multip
 INFORMATION_SLACK_BITS = 96
 
 
-def symbol_bits(symbols: np.ndarray, mu: np.ndarray, scale: np.ndarray) -> float:
-    """Bits the range coder spends on `symbols` under QuantizedLaplace(mu, scale).
+def symbol_bits(symbols: np.ndarray, mu: np.ndarray, scale_index: np.ndarray) -> float:
+    """Bits the range coder spends on `symbols` under QuantizedLaplace(mu, LATENT_SCALES[scale_index]).
 
     Follows formats/coco.md ("Entropy coding"): the width of each symbol's
     slice of the 2**24 range. Only used for the plausibility check in
     `decode_latents`, never for coding, so floating point is fine here.
+
+    Most symbols sit in the bin of their mean, and an interior symbol's cost
+    depends only on its offset from the mean (a multiple of 1/16) and its
+    scale: those within half a step of their mean read the same formula's
+    value from a table, and only the others evaluate it.
     """
+    s = symbols.astype(np.float64)
+    offset16 = (s - mu) * (1 << MU_FRAC_BITS)  # an exact integer: mu is on the 1/16 grid
+    near = (np.abs(offset16) <= _NEAR) & (s > LATENT_MIN) & (s < LATENT_MAX)
+    # Far cells get a valid (clipped) table row too, then count zero there.
+    row = np.clip(offset16, -_NEAR, _NEAR) + _NEAR
+    table_bits = np.take(_near_bits_table(), (row * LATENT_SCALES.size).astype(np.int64) + scale_index)
+    far = np.flatnonzero(~near)
+    far_bits = _slice_bits(s[far], mu[far], LATENT_SCALES[scale_index[far]])
+    return float(np.where(near, table_bits, 0.0).sum() + far_bits.sum())
+
+
+_NEAR = 1 << (MU_FRAC_BITS - 1)  # half a latent step, in 1/16 units
+
+
+@functools.cache
+def _near_bits_table() -> np.ndarray:
+    """`_slice_bits` of an interior symbol at offset o / 16 from its mean, [o + _NEAR, scale index], flat."""
+    offsets, k = np.meshgrid(np.arange(-_NEAR, _NEAR + 1), np.arange(LATENT_SCALES.size), indexing="ij")
+    table = _slice_bits(np.zeros(offsets.shape), -offsets / (1 << MU_FRAC_BITS), LATENT_SCALES[k])
+    table = table.reshape(-1)
+    table.flags.writeable = False
+    return table
+
+
+def _slice_bits(s: np.ndarray, mu: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    """Each symbol's cost: 24 - log2 of the width of its slice (formats/coco.md, "Entropy coding")."""
     n = LATENT_MAX - LATENT_MIN + 1
     free = float((1 << PRECISION_BITS) - n)
-    s = symbols.astype(np.float64)
 
     def cdf(x: np.ndarray) -> np.ndarray:
         z = (x - mu) / scale
@@ -212,7 +302,7 @@ def symbol_bits(symbols: np.ndarray, mu: np.ndarray, scale: np.ndarray) -> float
     offset = s - LATENT_MIN
     left = np.where(s == LATENT_MIN, 0, np.trunc(free * cdf(s - 0.5)) + offset)
     right = np.where(s == LATENT_MAX, 1 << PRECISION_BITS, np.trunc(free * cdf(s + 0.5)) + offset + 1)
-    return float(np.sum(PRECISION_BITS - np.log2(np.maximum(right - left, 1))))
+    return PRECISION_BITS - np.log2(np.maximum(right - left, 1))
 
 
 def decode_latents(data: bytes, height: int, width: int, n_levels: int,
@@ -237,9 +327,9 @@ def decode_latents(data: bytes, height: int, width: int, n_levels: int,
         if not cells.size:
             continue
         parent = grids[level + 1] if level + 1 < len(grids) else None
-        mu, scale = phase_parameters(arm, grids[level], parent, r0, r1, odd)
-        symbols = _decode_symbols(decoder, _LATENT_MODEL, mu, scale, "latent")
-        spent_bits += symbol_bits(symbols, mu, scale)
+        mu, scale_index = phase_parameters(arm, grids[level], parent, r0, r1, odd)
+        symbols = _decode_symbols(decoder, _LATENT_MODEL, mu, LATENT_SCALES[scale_index], "latent")
+        spent_bits += symbol_bits(symbols, mu, scale_index)
         if spent_bits > budget_bits:
             raise CocoFormatError(f"latent stream is too short for its symbols ({words.size * 4} bytes hold at most "
                                   f"{budget_bits:.0f} bits; exceeded by level {level}): truncated or corrupt")

@@ -104,7 +104,7 @@ def run_int_mlp_columns(columns: torch.Tensor, layers: list[IntLinear]) -> torch
     running the columns in chunks of CACHE_COLUMNS.
     """
     tensors = [(torch.as_tensor(layer.weight, dtype=torch.float64, device=columns.device),
-                aligned_bias(layer, columns.device)[:, None]) for layer in layers]
+                aligned_bias(layer, columns.device)[:, None] * 2.0 ** -layer.weight_exp) for layer in layers]
     if columns.shape[1] > CACHE_COLUMNS:
         return torch.cat([_int_mlp(part, layers, tensors) for part in columns.split(CACHE_COLUMNS, dim=1)], dim=1)
     return _int_mlp(columns, layers, tensors)
@@ -119,9 +119,18 @@ CACHE_COLUMNS = 1 << 14
 
 def _int_mlp(columns: torch.Tensor, layers: list[IntLinear],
              tensors: list[tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
-    """The layers on one chunk of columns; `tensors`: each layer's (weight, aligned bias column) in float64."""
+    """The layers on one chunk of columns.
+
+    `tensors`: each layer's float64 weight and its aligned bias column
+    already scaled by 2**-weight_exp: addmm then applies the layer's
+    2**-weight_exp to the product itself (alpha), which saves
+    `finish_int_layer`'s separate pass over the accumulator. Still exact:
+    scaling by a power of two is exact, so every partial sum is a multiple
+    of 2**-weight_exp below 2**44 in magnitude, whichever order BLAS sums in.
+    """
     for i, (layer, (weight, bias)) in enumerate(zip(layers, tensors)):
-        columns = finish_int_layer(torch.addmm(bias, weight, columns), layer, last=i == len(layers) - 1)
+        scaled = torch.addmm(bias, weight, columns, alpha=2.0 ** -layer.weight_exp)
+        columns = _floor_and_clamp(scaled, last=i == len(layers) - 1)
     return columns
 
 
@@ -140,8 +149,12 @@ def finish_int_layer(accumulator: torch.Tensor, layer: IntLinear, last: bool) ->
     """
     # Division by a power of two and floor are exact in float64. In-place
     # ops: the layers are memory-bound, each pass over [N, width] counts.
-    x = accumulator.mul_(2.0 ** -layer.weight_exp).floor_()
-    return x.clamp_(-ACT_LIMIT if last else 0, ACT_LIMIT)
+    return _floor_and_clamp(accumulator.mul_(2.0 ** -layer.weight_exp), last)
+
+
+def _floor_and_clamp(scaled: torch.Tensor, last: bool) -> torch.Tensor:
+    """Q12 outputs from an accumulator already scaled by 2**-weight_exp, in place: ReLU unless `last`."""
+    return scaled.floor_().clamp_(-ACT_LIMIT if last else 0, ACT_LIMIT)
 
 
 def bicubic_taps(n_out: int, n_in: int) -> tuple[np.ndarray, np.ndarray]:

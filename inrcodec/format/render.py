@@ -34,10 +34,10 @@ def check_render_size(width: int, height: int) -> None:
         raise UsageError(f"output size {width}x{height} has {width * height} pixels, over the limit of {MAX_RENDER_PIXELS}")
 
 
-def q12_to_uint8(rgb_q12: torch.Tensor) -> torch.Tensor:
-    """Map Q12 colour in [0, 1] to 0..255 with round-half-up, exactly."""
+def q12_to_uint8_(rgb_q12: torch.Tensor) -> torch.Tensor:
+    """Map Q12 colour in [0, 1] to 0..255 with round-half-up, exactly, in place (overwrites its input)."""
     half = 1 << (ACT_FRAC_BITS - 1)
-    return torch.clamp(torch.floor((rgb_q12 * 255 + half) / (1 << ACT_FRAC_BITS)), 0, 255)
+    return rgb_q12.mul_(255).add_(half).div_(1 << ACT_FRAC_BITS).floor_().clamp_(0, 255)
 
 
 def render(stream: CocoStream, width: int | None = None, height: int | None = None,
@@ -65,8 +65,8 @@ def render(stream: CocoStream, width: int | None = None, height: int | None = No
     for r0 in range(0, height, band):
         r1 = min(height, r0 + band)
         feats = [sample_exact(g, rows, cols, r0, r1) for g, (rows, cols) in zip(grids, taps)]
-        x = torch.clamp(torch.stack(feats).reshape(len(grids), -1), -ACT_LIMIT, ACT_LIMIT)  # [levels, N]
-        rgb = q12_to_uint8(run_int_mlp_columns(x, stream.synthesis))  # [3, N]
+        x = torch.stack(feats).reshape(len(grids), -1).clamp_(-ACT_LIMIT, ACT_LIMIT)  # [levels, N]
+        rgb = q12_to_uint8_(run_int_mlp_columns(x, stream.synthesis))  # [3, N]
         out[r0:r1] = rgb.T.reshape(r1 - r0, width, 3).to("cpu", torch.uint8).numpy()
         if on_rows:
             on_rows(r1 - r0)
