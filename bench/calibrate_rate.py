@@ -50,8 +50,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import functools
-import io
 import math
 import statistics
 import time
@@ -64,19 +62,12 @@ from PIL import Image
 
 from bench.results import append_csv_row, machine, read_csv, utc_now
 from bench.run import find_images
+from inrcodec.train.complexity import JPEG_QUALITY, jpeg_bpp
 
 CSV_NAME = "calibration.csv"
 COLUMNS = ("image", "bpp", "iterations", "target_latent_bpp", "lambda_start", "probe_rate", "probe_mse", "lambda_held",
            "dropped_finest", "final_latent_bpp", "lambda_needed", "probe_lambda", "steer_rate", "steer_log", "fit_s",
            "torch_threads", "machine", "date")
-# The prior's measure of how busy an image is: its JPEG at this quality
-# (`jpeg_bpp`). Baseline JPEG spends ~0.125 bpp even on a flat image (a DC
-# and an end-of-block code per 8x8 block); Kodak's images cost 0.45-1.03 bpp.
-# The floor only keeps the log finite.
-JPEG_QUALITY = 30
-MIN_JPEG_BPP = 0.05
-
-
 def needed_lambda(held: float, final_rate: float, target_rate: float, dropped: bool, elasticity: float) -> float:
     """The lambda that would have landed the fit, in the rate model's terms (before a drop's halving)."""
     from inrcodec.train.fit import DROP_LAMBDA_FACTOR
@@ -214,25 +205,6 @@ def fit_prior(rows: list[dict[str, str]], complexity: dict[str, float]) -> tuple
         else:
             left_out[~keep] = math.nan
     return [float(c) for c in coef], [float(e) for e in y - x @ coef], [float(e) for e in left_out]
-
-
-def _jpeg_bytes(pixels: np.ndarray) -> bytes:
-    buffer = io.BytesIO()
-    Image.fromarray(np.ascontiguousarray(pixels), "RGB").save(buffer, "JPEG", quality=JPEG_QUALITY)
-    return buffer.getvalue()
-
-
-@functools.cache
-def _jpeg_overhead_bytes() -> int:
-    """Bytes of a JPEG that carry no image: headers and tables (a one-block flat image, ~2 bytes of data)."""
-    return len(_jpeg_bytes(np.full((8, 8, 3), 128, dtype=np.uint8))) - 2
-
-
-def jpeg_bpp(pixels: np.ndarray) -> float:
-    """Bits per pixel of a uint8 [H, W, 3] image's JPEG at JPEG_QUALITY (4:2:0), headers left out."""
-    height, width, _ = pixels.shape
-    payload = len(_jpeg_bytes(pixels)) - _jpeg_overhead_bytes()
-    return max(MIN_JPEG_BPP, 8.0 * payload / (height * width))
 
 
 def _prior_lines(rows: list[dict[str, str]], images: Path | None) -> list[str]:

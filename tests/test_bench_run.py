@@ -215,7 +215,7 @@ def test_prior_fit_recovers_a_planted_model() -> None:
 
 
 def test_jpeg_bpp_measures_detail_without_the_headers() -> None:
-    from bench.calibrate_rate import MIN_JPEG_BPP, jpeg_bpp
+    from inrcodec.train.complexity import MIN_JPEG_BPP, jpeg_bpp
 
     y, x = np.mgrid[0:64, 0:96]
     smooth = np.stack([x * 255 // 96, y * 255 // 64, (x + y) * 255 // 160], -1).astype(np.uint8)

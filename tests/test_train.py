@@ -193,16 +193,19 @@ def test_lambda_is_aimed_by_the_rate_model_within_its_clamp() -> None:
     assert fixed.log_lambda == math.log(1e-2)
 
 
-@pytest.mark.parametrize("timed", [False, True])
+@pytest.mark.parametrize("case", ["as long as the model's", "timed", "fully aimed"])
 def test_lambda_is_held_between_the_probe_and_the_steering_checkpoints(monkeypatch: pytest.MonkeyPatch,
-                                                                        timed: bool) -> None:
+                                                                        case: str) -> None:
     # A fit as long as the rate model's steers at full strength; so does a
-    # short one under a deadline (untimed, it would steer at 60 / 3600).
-    if not timed:
+    # short one under a deadline (untimed, it would steer at 60 / 3600), and
+    # one told to aim fully (a busy image's, see encoder.BUSY_JPEG_BPP).
+    timed = case == "timed"
+    if case == "as long as the model's":
         monkeypatch.setattr(fit, "RATE_MODEL_STEPS", 60)
     monkeypatch.setattr(fit, "DROP_FINEST_ABOVE", math.inf)  # see the test below for the drop
     seen: list[float] = []
     fitter = _fitter(0.5, lmbda=1e-3)
+    fitter.full_aim = case == "fully aimed"
     schedule = replace(encoder.SCHEDULES["fast"], iterations=60, crop=32)
     deadline = time.monotonic() + 600 if timed else None  # far enough not to cut the fit
     fitter.run(schedule, progress=lambda it, total, stats: seen.append(stats["lambda"]), deadline=deadline)
@@ -213,6 +216,10 @@ def test_lambda_is_held_between_the_probe_and_the_steering_checkpoints(monkeypat
     for lo, hi in zip(bounds, bounds[1:]):
         assert len(set(seen[lo:hi])) == 1  # held between checkpoints
     assert fitter.steer_log[0][2] == pytest.approx(seen[checkpoints[0] - 1])  # lambda the probe set
+    share = 60 / 3600 if timed else 1.0  # under a deadline the probe still moves by the fit's length
+    moved = share * (fit.predicted_log_lambda(fitter.probe_rate, fitter.probe_mse, 0.5) - math.log(1e-3))
+    moved = min(fit.MAX_LOG_CORRECTION, max(-fit.MAX_LOG_CORRECTION, moved))
+    assert math.log(seen[probe] / 1e-3) == pytest.approx(moved)
     assert [round(at, 2) for at, _, _ in fitter.steer_log] == [0.3, 0.4, 0.5, 0.6, 0.7, 0.8]
     assert seen[checkpoints[0]] == seen[checkpoints[0] - 1]  # the first checkpoint only measures
     for (at0, rate0, _), (at, rate, before), step in zip(fitter.steer_log, fitter.steer_log[1:], checkpoints[1:]):
@@ -492,6 +499,49 @@ def test_once_a_file_keeps_the_promise_the_landing_stops_after_two_refits_with_t
     landed, steps = encoder._land_rate(fitter, small, target, _untimed(schedule), None, 0)
     assert len(runs) == encoder.REFITS_ONCE_PROMISED == 2
     assert landed is middle and steps == 2 * 60
+
+
+def test_after_a_fully_aimed_short_fit_a_file_within_the_promise_ends_the_landing(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    large, middle, small = _three_close_files()
+    schedule = replace(encoder.SCHEDULES["fast"], iterations=60, crop=32)
+    for full_aim, under in ((True, 0.97), (False, 0.97), (True, 0.9)):
+        fitter, runs = _landing_with_files(monkeypatch, [middle, large, large, large])
+        fitter.full_aim = full_aim
+        landed, steps = encoder._land_rate(fitter, small, len(small) * 8 / under, _untimed(schedule), None,
+                                           fit.SHORT_FIT_STEPS)
+        if full_aim and under == 0.97:  # 3 % under: within the promise, outside the tolerance
+            assert runs == [] and landed is small and steps == fit.SHORT_FIT_STEPS
+        else:  # polished, or (10 % under) outside the promise
+            assert len(runs) >= 1
+
+
+class _StopFit(Exception):
+    pass
+
+
+def test_only_busy_images_in_short_untimed_fits_to_a_rate_are_fully_aimed(monkeypatch: pytest.MonkeyPatch) -> None:
+    aimed: list[bool] = []
+
+    class Recorder(Fitter):
+        def run(self, *args: object, **kwargs: object) -> int:
+            aimed.append(self.full_aim)
+            raise _StopFit
+
+    monkeypatch.setattr(encoder, "Fitter", Recorder)
+    busy = np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    smooth = np.repeat(np.linspace(40, 200, 64, dtype=np.uint8)[None, :, None], 64, axis=0).repeat(3, axis=2)
+    from inrcodec.train.complexity import jpeg_bpp
+    assert jpeg_bpp(smooth) < encoder.BUSY_JPEG_BPP < jpeg_bpp(busy)
+    cases = [(busy, EncodeOptions(bpp=0.5, effort="fast"), True),
+             (smooth, EncodeOptions(bpp=0.5, effort="fast"), False),
+             (busy, EncodeOptions(bpp=0.5, effort="fast", time_limit=30), False),
+             (busy, EncodeOptions(bpp=None, lmbda=1e-3, effort="fast"), False),
+             (busy, EncodeOptions(bpp=0.5, effort="default"), False)]
+    for pixels, opts, _ in cases:
+        with pytest.raises(_StopFit):
+            encode_array(pixels, opts)
+    assert aimed == [want for _, _, want in cases]
 
 
 def test_without_a_promised_file_the_landing_uses_every_refit(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -380,9 +380,12 @@ def predicted_log_lambda(probe_rate: float, probe_mse: float, target_latent_bpp:
 class Fitter:
     """Owns the model, optimizer and lambda across fit and refits."""
 
-    def __init__(self, image: torch.Tensor, model: CocoNet, target: RateTarget, seed: int) -> None:
+    def __init__(self, image: torch.Tensor, model: CocoNet, target: RateTarget, seed: int,
+                 full_aim: bool = False) -> None:
         keep_freed_memory()
         self.image, self.model, self.target, self.seed = image, model, target, seed
+        # Aim and steer at full strength whatever the fit's length (see encoder.BUSY_JPEG_BPP).
+        self.full_aim = full_aim
         self.gen = np.random.default_rng(seed)
         self.log_lambda = math.log(target.lmbda)
         self.recentre_lambda_range()
@@ -617,10 +620,11 @@ class Fitter:
             lr_scale = lr_peak * (schedule.lr_floor + (1 - schedule.lr_floor) * 0.5 * (1 + math.cos(math.pi * frac)))
             mode = "noise" if frac < 1 - schedule.ste_fraction else "ste"
             if phase == "fit" and not probed and 0 < probe_step(total) <= it:
-                self.probe(confidence=min(1.0, total / RATE_MODEL_STEPS))
+                self.probe(confidence=1.0 if self.full_aim else min(1.0, total / RATE_MODEL_STEPS))
                 probed = True
             if phase == "fit" and it in checkpoints:
-                self.steer(frac, strength=1.0 if deadline is not None else min(1.0, total / RATE_MODEL_STEPS))
+                full = deadline is not None or self.full_aim
+                self.steer(frac, strength=1.0 if full else min(1.0, total / RATE_MODEL_STEPS))
             stats = self.step(schedule, lr_scale, mode, schedule.temperature(frac, phase))
             it += 1
             if it == 1:
