@@ -520,7 +520,7 @@ class _StopFit(Exception):
     pass
 
 
-def test_only_busy_images_in_short_untimed_fits_to_a_rate_are_fully_aimed(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_only_busy_images_in_short_or_timed_fits_to_a_rate_are_fully_aimed(monkeypatch: pytest.MonkeyPatch) -> None:
     aimed: list[bool] = []
 
     class Recorder(Fitter):
@@ -535,7 +535,8 @@ def test_only_busy_images_in_short_untimed_fits_to_a_rate_are_fully_aimed(monkey
     assert jpeg_bpp(smooth) < encoder.BUSY_JPEG_BPP < jpeg_bpp(busy)
     cases = [(busy, EncodeOptions(bpp=0.5, effort="fast"), True),
              (smooth, EncodeOptions(bpp=0.5, effort="fast"), False),
-             (busy, EncodeOptions(bpp=0.5, effort="fast", time_limit=30), False),
+             (busy, EncodeOptions(bpp=0.5, effort="default", time_limit=30), True),
+             (smooth, EncodeOptions(bpp=0.5, effort="default", time_limit=30), False),
              (busy, EncodeOptions(bpp=None, lmbda=1e-3, effort="fast"), False),
              (busy, EncodeOptions(bpp=0.5, effort="default"), False)]
     for pixels, opts, _ in cases:

@@ -188,8 +188,8 @@ MIN_ELASTICITY, MAX_ELASTICITY = 0.3, 1.5
 # user nothing; a file at the request with a worse picture does.
 SHORT_FIT_REFIT_GAIN = 0.5
 # Busy images (a JPEG at quality 30 over this many bpp, `complexity.jpeg_bpp`)
-# in short untimed fits take the rate model's whole correction at the probe
-# and steer at full strength (`Fitter.full_aim`), and a file within the rate
+# in short untimed fits (and timed ones, below) take the rate model's whole
+# correction at the probe and steer at full strength (`Fitter.full_aim`), and a file within the rate
 # promise after such a fit is kept without a polishing refit. The model,
 # fitted on long fits, aims short ones too high: a busy image's latents are
 # pruned early and the steering brings lambda back down, which bought
@@ -197,6 +197,14 @@ SHORT_FIT_REFIT_GAIN = 0.5
 # smooth images lost (-0.16 to -0.47 dB; bench/results/kodak-fast-fullaim-2026-12-01,
 # every image fully aimed). At quality 30 those three cost 0.91-1.03 bpp, the
 # other nine 0.44-0.73 (bench/results/rate-model-fast-2026-12-01).
+# Kodak at 0.25-1 bpp, only those three changed: BD-rate vs JPEG 4:2:0
+# +29.2 % -> +27.1 % (bench/results/kodak-fast-busyaim-2026-12-02). Encodes
+# under a time limit (whatever their effort: the deadline decides the fit's
+# length) aim busy images fully too; they already steered at full strength.
+# kodim01/05/08 at 0.5 bpp under 30 s: PSNR +0.5 / +1.1 / +0.8 dB over the
+# better of two runs without, every file within 3 % of the rate; under 60 s
+# +0.2 / +0.4 / +0.2 dB over one run; under 10 s within the runs' noise
+# (bench/results/quality-vs-time-busyaim-2026-12-02).
 BUSY_JPEG_BPP = 0.8
 # A short fit that ends this far over the request drops its full-resolution
 # latents at the first refit, whatever lambda is: its refits (lambda at most
@@ -311,7 +319,7 @@ def encode_array(pixels: np.ndarray, opts: EncodeOptions, progress: ProgressFn |
     land_deadline = start + LANDING_SHARE_OF_TIME * opts.time_limit if opts.time_limit else None
 
     torch.manual_seed(opts.seed)
-    full_aim = (opts.bpp is not None and opts.time_limit is None and schedule.iterations <= SHORT_FIT_STEPS
+    full_aim = (opts.bpp is not None and (opts.time_limit is not None or schedule.iterations <= SHORT_FIT_STEPS)
                 and jpeg_bpp(pixels) >= BUSY_JPEG_BPP)
     fitter = Fitter(image, new_model(height, width, schedule, device), target, opts.seed, full_aim=full_aim)
     steps = fitter.run(schedule, progress, fit_deadline)
