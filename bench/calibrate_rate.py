@@ -68,6 +68,8 @@ CSV_NAME = "calibration.csv"
 COLUMNS = ("image", "bpp", "iterations", "target_latent_bpp", "lambda_start", "probe_rate", "probe_mse", "lambda_held",
            "dropped_finest", "final_latent_bpp", "lambda_needed", "probe_lambda", "steer_rate", "steer_log", "fit_s",
            "torch_threads", "machine", "date")
+
+
 def needed_lambda(held: float, final_rate: float, target_rate: float, dropped: bool, elasticity: float) -> float:
     """The lambda that would have landed the fit, in the rate model's terms (before a drop's halving)."""
     from inrcodec.train.fit import DROP_LAMBDA_FACTOR

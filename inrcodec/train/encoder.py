@@ -16,6 +16,7 @@ import torch
 from ..format.architecture import Architecture
 from ..format.bitstream import read_coco, read_sections, write_coco
 from ..format.render import render
+from .complexity import jpeg_bpp
 from .fit import (
     DROP_FINEST_ABOVE,
     DROP_LAMBDA_FACTOR,
@@ -26,7 +27,6 @@ from .fit import (
     Schedule,
     initial_lambda,
 )
-from .complexity import jpeg_bpp
 from .model import CocoNet
 from .pretrained import start_from_pretrained
 from .quantize import quantize_model
@@ -189,13 +189,13 @@ MIN_ELASTICITY, MAX_ELASTICITY = 0.3, 1.5
 SHORT_FIT_REFIT_GAIN = 0.5
 # Busy images (a JPEG at quality 30 over this many bpp, `complexity.jpeg_bpp`)
 # in short untimed fits (and timed ones, below) take the rate model's whole
-# correction at the probe and steer at full strength (`Fitter.full_aim`), and a file within the rate
-# promise after such a fit is kept without a polishing refit. The model,
-# fitted on long fits, aims short ones too high: a busy image's latents are
-# pruned early and the steering brings lambda back down, which bought
-# kodim01 / 05 / 08 +0.69 / +0.53 / +0.53 dB at the request over 0.25-1 bpp;
-# smooth images lost (-0.16 to -0.47 dB; bench/results/kodak-fast-fullaim-2026-12-01,
-# every image fully aimed). At quality 30 those three cost 0.91-1.03 bpp, the
+# correction at the probe and steer at full strength (`Fitter.full_aim`),
+# and a file within the rate promise after such a fit is kept without a
+# polishing refit. The model, fitted on long fits, aims short ones too high:
+# a busy image's latents are pruned early and the steering brings lambda
+# back down, which bought kodim01 / 05 / 08 +0.69 / +0.53 / +0.53 dB at the
+# request over 0.25-1 bpp; smooth images lost (-0.16 to -0.47 dB;
+# bench/results/kodak-fast-fullaim-2026-12-01, every image fully aimed). At quality 30 those three cost 0.91-1.03 bpp, the
 # other nine 0.44-0.73 (bench/results/rate-model-fast-2026-12-01).
 # Kodak at 0.25-1 bpp, only those three changed: BD-rate vs JPEG 4:2:0
 # +29.2 % -> +27.1 % (bench/results/kodak-fast-busyaim-2026-12-02). Encodes
