@@ -1,0 +1,93 @@
+"""Trace one encode's rate landing: every training run and every file it writes.
+
+    python -m bench.landing_trace --image PATH --bpp 0.5 [--effort fast] [--time-limit S]
+
+Prints one line per fit or refit (steps, lambda after it, seconds) and per
+file written (bpp, PSNR of its decoded pixels, first latent level, dead
+zone), then the file the encoder returned. This is what the ad-hoc traces
+behind `encoder._land_rate`'s constants looked at. Scoring each file decodes
+it (~0.3 s on a Kodak image), so the encode takes that much longer than
+untraced; the files and the returned one are the same as untraced.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from inrcodec.format.bitstream import read_coco
+from inrcodec.format.render import render
+from inrcodec.imageio import load_image
+from inrcodec.train import encoder
+from inrcodec.train.fit import Fitter
+
+
+@contextmanager
+def traced(pixels: np.ndarray, lines: list[str]) -> Iterator[None]:
+    """Record every `Fitter.run` and every file `encoder._quantize_and_write` makes into `lines`."""
+    run, write = Fitter.run, encoder._quantize_and_write
+    n_pixels = pixels.shape[0] * pixels.shape[1]
+
+    def traced_run(self: Fitter, schedule: Any, *args: Any, **kwargs: Any) -> int:
+        start = time.monotonic()
+        steps = run(self, schedule, *args, **kwargs)
+        phase = kwargs.get("phase", args[2] if len(args) > 2 else "fit")
+        lines.append(f"{phase:5s} {steps:5d} steps  lambda {self.lmbda:.3e}  {time.monotonic() - start:6.1f} s")
+        return steps
+
+    def traced_write(model: Any, *args: Any) -> bytes:
+        start = time.monotonic()
+        data = write(model, *args)
+        seconds = time.monotonic() - start
+        psnr = encoder.psnr_uint8(render(read_coco(data)), pixels)
+        lines.append(f"file  {len(data) * 8 / n_pixels:.4f} bpp  {psnr:.2f} dB  first level {model.first_level}  "
+                     f"dead zone {model.dead_zone:.3f}  {seconds:4.1f} s")
+        return data
+
+    Fitter.run, encoder._quantize_and_write = traced_run, traced_write  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        Fitter.run, encoder._quantize_and_write = run, write  # type: ignore[method-assign]
+
+
+def trace(pixels: np.ndarray, options: encoder.EncodeOptions,
+          encode: Callable[..., encoder.EncodeResult] = encoder.encode_array) -> tuple[list[str], encoder.EncodeResult]:
+    """The trace lines of one encode and its result."""
+    lines: list[str] = []
+    with traced(pixels, lines):
+        result = encode(pixels, options)
+    return lines, result
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--image", type=Path, required=True)
+    parser.add_argument("--bpp", type=float, required=True)
+    parser.add_argument("--effort", choices=["fast", "default", "max"], default="fast")
+    parser.add_argument("--time-limit", type=float, default=None)
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    pixels, _ = load_image(args.image)
+    options = encoder.EncodeOptions(bpp=args.bpp, effort=args.effort, time_limit=args.time_limit)
+    lines, result = trace(pixels, options)
+    when = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    print(f"{args.image.name} at {args.bpp} bpp, --effort {args.effort}"
+          + (f", --time-limit {args.time_limit}" if args.time_limit else "")
+          + f"; {platform.machine()}, {args.threads} threads, {when}")
+    print("\n".join(lines))
+    print(f"kept  {result.bpp:.4f} bpp  {result.psnr:.2f} dB  {result.iterations} steps  {result.seconds:.1f} s")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,26 @@
+"""`python -m bench.landing_trace`: every training run and every file of one encode, and nothing changed by it."""
+
+from __future__ import annotations
+
+import re
+
+from helper import synthetic_image
+
+from bench.landing_trace import trace
+from inrcodec.train import encoder
+from inrcodec.train.fit import Fitter
+
+
+def test_the_trace_lists_each_run_and_file_and_the_kept_file_among_them() -> None:
+    pixels = synthetic_image(40, 56)
+    options = encoder.EncodeOptions(bpp=2.0, effort="fast", iterations=40)
+    run, write = Fitter.run, encoder._quantize_and_write
+    lines, result = trace(pixels, options)
+    assert Fitter.run is run and encoder._quantize_and_write is write  # the tracing is undone
+    runs = [line for line in lines if re.match(r"(fit|refit) ", line)]
+    files = [float(line.split()[1]) for line in lines if line.startswith("file ")]
+    assert runs[0].startswith("fit ") and int(runs[0].split()[1]) == 40
+    assert sum(int(line.split()[1]) for line in runs) == result.iterations
+    assert any(abs(bpp - result.bpp) < 5e-5 for bpp in files)
+    untraced = encoder.encode_array(pixels, options)
+    assert untraced.data == result.data  # tracing changes no file
