@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 import platform
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
@@ -24,11 +24,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from inrcodec.format.bitstream import read_coco
-from inrcodec.format.render import render
 from inrcodec.imageio import load_image
 from inrcodec.train import encoder
-from inrcodec.train.fit import Fitter
+from inrcodec.train.fit import Fitter, ProgressFn, Schedule
 
 
 @contextmanager
@@ -36,11 +34,12 @@ def traced(pixels: np.ndarray, lines: list[str]) -> Iterator[None]:
     """Record every `Fitter.run` and every file `encoder._quantize_and_write` makes into `lines`."""
     run, write = Fitter.run, encoder._quantize_and_write
     n_pixels = pixels.shape[0] * pixels.shape[1]
+    psnr_of = encoder.decoded_psnr(pixels)
 
-    def traced_run(self: Fitter, schedule: Any, *args: Any, **kwargs: Any) -> int:
+    def traced_run(self: Fitter, schedule: Schedule, progress: ProgressFn | None = None,
+                   deadline: float | None = None, phase: str = "fit", lr_peak: float = 1.0) -> int:
         start = time.monotonic()
-        steps = run(self, schedule, *args, **kwargs)
-        phase = kwargs.get("phase", args[2] if len(args) > 2 else "fit")
+        steps = run(self, schedule, progress, deadline, phase, lr_peak)
         lines.append(f"{phase:5s} {steps:5d} steps  lambda {self.lmbda:.3e}  {time.monotonic() - start:6.1f} s")
         return steps
 
@@ -48,9 +47,8 @@ def traced(pixels: np.ndarray, lines: list[str]) -> Iterator[None]:
         start = time.monotonic()
         data = write(model, *args)
         seconds = time.monotonic() - start
-        psnr = encoder.psnr_uint8(render(read_coco(data)), pixels)
-        lines.append(f"file  {len(data) * 8 / n_pixels:.4f} bpp  {psnr:.2f} dB  first level {model.first_level}  "
-                     f"dead zone {model.dead_zone:.3f}  {seconds:4.1f} s")
+        lines.append(f"file  {len(data) * 8 / n_pixels:.4f} bpp  {psnr_of(data):.2f} dB  "
+                     f"first level {model.first_level}  dead zone {model.dead_zone:.3f}  {seconds:4.1f} s")
         return data
 
     Fitter.run, encoder._quantize_and_write = traced_run, traced_write  # type: ignore[method-assign]
@@ -60,12 +58,11 @@ def traced(pixels: np.ndarray, lines: list[str]) -> Iterator[None]:
         Fitter.run, encoder._quantize_and_write = run, write  # type: ignore[method-assign]
 
 
-def trace(pixels: np.ndarray, options: encoder.EncodeOptions,
-          encode: Callable[..., encoder.EncodeResult] = encoder.encode_array) -> tuple[list[str], encoder.EncodeResult]:
+def trace(pixels: np.ndarray, options: encoder.EncodeOptions) -> tuple[list[str], encoder.EncodeResult]:
     """The trace lines of one encode and its result."""
     lines: list[str] = []
     with traced(pixels, lines):
-        result = encode(pixels, options)
+        result = encoder.encode_array(pixels, options)
     return lines, result
 
 

@@ -195,8 +195,9 @@ SHORT_FIT_REFIT_GAIN = 0.5
 # a busy image's latents are pruned early and the steering brings lambda
 # back down, which bought kodim01 / 05 / 08 +0.69 / +0.53 / +0.53 dB at the
 # request over 0.25-1 bpp; smooth images lost (-0.16 to -0.47 dB;
-# bench/results/kodak-fast-fullaim-2026-12-01, every image fully aimed). At quality 30 those three cost 0.91-1.03 bpp, the
-# other nine 0.44-0.73 (bench/results/rate-model-fast-2026-12-01).
+# bench/results/kodak-fast-fullaim-2026-12-01, every image fully aimed). At
+# quality 30 those three cost 0.91-1.03 bpp, the other nine 0.44-0.73
+# (bench/results/rate-model-fast-2026-12-01).
 # Kodak at 0.25-1 bpp, only those three changed: BD-rate vs JPEG 4:2:0
 # +29.2 % -> +27.1 % (bench/results/kodak-fast-busyaim-2026-12-02). Encodes
 # under a time limit (whatever their effort: the deadline decides the fit's
