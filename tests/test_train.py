@@ -656,15 +656,20 @@ def test_short_fits_train_their_networks_faster_and_each_group_at_its_own_rate()
     short = (fit.SHORT_FIT_LR_SYNTHESIS, fit.SHORT_FIT_LR_CONTEXT)
     assert fit.network_learning_rates(encoder.SCHEDULES["fast"].iterations) == short
     assert fit.network_learning_rates(fit.SHORT_FIT_STEPS) == short
-    for effort in ("default", "max"):
-        assert fit.network_learning_rates(encoder.SCHEDULES[effort].iterations) == (fit.LR_NETWORK, fit.LR_NETWORK)
+    long_fits = (encoder.SCHEDULES["max"].iterations, encoder.schedule_for("default", encoder.HIGH_RATE_BPP).iterations)
+    for steps in long_fits:
+        assert fit.network_learning_rates(steps) == (fit.LR_NETWORK, fit.LR_NETWORK)
+    # The default effort's 3000 steps below 1 bpp fall in between.
+    for rate, fast in zip(fit.network_learning_rates(encoder.SCHEDULES["default"].iterations), short):
+        assert fit.LR_NETWORK < rate < fast
     middle = fit.network_learning_rates(round((fit.SHORT_FIT_STEPS * fit.LONG_FIT_STEPS) ** 0.5))
     for rate, fast in zip(middle, short):
         assert rate == pytest.approx((fast * fit.LR_NETWORK) ** 0.5, rel=1e-3)  # halfway in log-log
     # Adam's second-moment decay follows the same plan (SHORT_FIT_BETA2).
     assert fit.adam_beta2(encoder.SCHEDULES["fast"].iterations) == fit.SHORT_FIT_BETA2 < fit.ADAM_BETAS[1]
-    for effort in ("default", "max"):
-        assert fit.adam_beta2(encoder.SCHEDULES[effort].iterations) == fit.ADAM_BETAS[1]
+    for steps in long_fits:
+        assert fit.adam_beta2(steps) == fit.ADAM_BETAS[1]
+    assert fit.SHORT_FIT_BETA2 < fit.adam_beta2(encoder.SCHEDULES["default"].iterations) < fit.ADAM_BETAS[1]
     halfway = 1 - fit.adam_beta2(round((fit.SHORT_FIT_STEPS * fit.LONG_FIT_STEPS) ** 0.5))
     assert halfway == pytest.approx(((1 - fit.SHORT_FIT_BETA2) * (1 - fit.ADAM_BETAS[1])) ** 0.5, rel=1e-3)
     fitter = _fitter(None)
