@@ -1,9 +1,15 @@
 """Time one training step of the encoder (the unit of encoding cost).
 
-    python -m bench.step_time [--image PATH] [--steps 60] [--threads 2]
+    python -m bench.step_time [--image PATH] [--steps 60] [--threads 2] [--compile] [--arm-hidden 8x8]
 
 Prints milliseconds per noise-mode step and per whole-image rate measurement,
-medians over repeats, on the default architecture and crop.
+medians over repeats, on the default architecture and crop, and the seconds
+the warm-up took. `--arm-hidden` sizes the context model's hidden layers
+(default: the encoder's). `--compile` runs the step's two networks (the
+synthesis with its sampling, and the context model with its bit estimate)
+through `torch.compile` (dynamic shapes: border windows are smaller), to see
+whether the issue's "torch.compile where it pays on a CPU" pays: its warm-up
+includes the compilation.
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ import argparse
 import platform
 import statistics
 import time
+from dataclasses import replace
 from datetime import date
 from pathlib import Path
 
@@ -32,15 +39,25 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=60)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--arm-hidden", default=None, help="the context model's hidden widths, e.g. 8x8")
+    parser.add_argument("--compile", action="store_true", help="torch.compile the synthesis and the context model")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     pixels = np.asarray(Image.open(args.image).convert("RGB"))
     image = torch.tensor(pixels, dtype=torch.float32) / 255.0
-    model = CocoNet(pixels.shape[0], pixels.shape[1], ARCHITECTURE)
+    arch = ARCHITECTURE
+    if args.arm_hidden:
+        arch = replace(arch, arm_hidden=tuple(int(w) for w in args.arm_hidden.split("x")))
+    model = CocoNet(pixels.shape[0], pixels.shape[1], arch)
     fitter = Fitter(image, model, RateTarget(None, 4e-3), seed=0)
     schedule = SCHEDULES["default"]
-    for _ in range(10):  # warm-up: allocator, taps
+    if args.compile:
+        model.synthesize = torch.compile(model.synthesize, dynamic=True)  # type: ignore[method-assign]
+        model.latent_bits = torch.compile(model.latent_bits, dynamic=True)  # type: ignore[method-assign]
+    t = time.perf_counter()
+    for _ in range(10):  # warm-up: allocator, taps (and compilation)
         fitter.step(schedule, 1.0, "noise")
+    warm_up_s = time.perf_counter() - t
     step_ms, measure_ms = [], []
     for _ in range(args.repeats):
         t = time.perf_counter()
@@ -51,8 +68,9 @@ def main() -> None:
         fitter.latent_bpp()
         measure_ms.append(1000 * (time.perf_counter() - t))
     print(f"{date.today()} {platform.processor() or platform.machine()} threads={args.threads} "
-          f"image={args.image.name} crop={schedule.crop}: "
-          f"step {statistics.median(step_ms):.1f} ms, rate measurement {statistics.median(measure_ms):.1f} ms")
+          f"image={args.image.name} crop={schedule.crop} arm={'x'.join(map(str, arch.arm_hidden))}{' compiled' if args.compile else ''}: "
+          f"step {statistics.median(step_ms):.1f} ms, rate measurement {statistics.median(measure_ms):.1f} ms, "
+          f"warm-up (10 steps) {warm_up_s:.1f} s")
 
 
 if __name__ == "__main__":

@@ -33,8 +33,12 @@ def test_each_variant_changes_only_what_it_names() -> None:
         fast, adam_betas=(fit.ADAM_BETAS[0], 0.99), ste_fraction=0.05, crop=192, lr_floor=0.05)
     assert fl.variant("beta1-0.8").schedule.adam_betas == (0.8, fit.adam_beta2(base.schedule.iterations))
     assert fl.variant("beta1-0.8", effort="fast").schedule.adam_betas == (0.8, fit.SHORT_FIT_BETA2)
+    cheap = fl.variant("arm-8x8+steps-900", effort="fast")
+    assert cheap.schedule == replace(fast, iterations=900)
+    assert cheap.architecture == replace(encoder.ARCHITECTURE, arm_hidden=(8, 8))
+    assert fl.variant("arm-12").architecture.arm_hidden == (12,) and fl.variant("arm-12").schedule == base.schedule
     for bad in ("fine", "fine-x", "fine-0", "coarse-0.1", "synth-48", "fine-0.03+", "soft+fine-0.03",
-                "beta2-1", "crop-19.5", "crop-8"):
+                "beta2-1", "crop-19.5", "crop-8", "arm-8x", "arm-0", "arm-x8", "steps-0", "steps-1.5"):
         with pytest.raises(ValueError, match="unknown variant"):
             fl.variant(bad)
 
