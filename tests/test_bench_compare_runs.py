@@ -36,3 +36,26 @@ def test_files_are_compared_at_the_requested_rate(tmp_path: Path) -> None:
     assert f"| a.png | 0.5 | 0.500 / 30.00 / 100 | 0.520 / 30.50 / 110 | {moved - 30.0:+.2f} |" in table
     assert "b.png" not in table and f"| all | 1 | {moved - 30.0:+.2f} | 1 | 100.0 / 110.0 |" in table
     assert "No (image" in cr.compare(pairs, {})
+
+
+def test_a_request_the_old_sweep_lacks_is_read_off_its_line_between_neighbours(tmp_path: Path) -> None:
+    old = cr.read_encodes(_rd(tmp_path / "old.csv", [
+        ("inrcodec", "bpp=0.5;effort=default", "a.png", 0.5, 30.0, 100.0),
+        ("inrcodec", "bpp=1.0;effort=default", "a.png", 1.0, 34.0, 140.0),
+        ("inrcodec", "bpp=1.0;effort=default", "b.png", 1.0, 35.0, 140.0),  # nothing below 0.75
+    ]), "default")
+    new = cr.read_encodes(_rd(tmp_path / "new.csv", [
+        ("inrcodec", "bpp=0.75;effort=default", "a.png", 0.75, 32.5, 120.0),
+        ("inrcodec", "bpp=0.75;effort=default", "b.png", 0.75, 33.0, 120.0),
+        ("inrcodec", "bpp=0.5;effort=default", "a.png", 0.5, 30.0, 100.0),  # the old sweep has it
+    ]), "default")
+    t = math.log(0.75 / 0.5) / math.log(2.0)
+    reference = cr.interpolated(old, "a.png", 0.75)
+    assert reference is not None and reference.at_request == pytest.approx(30.0 + 4.0 * t)
+    assert reference.seconds == pytest.approx(100.0 + 40.0 * t)
+    assert cr.interpolated(old, "b.png", 0.75) is None and cr.interpolated(old, "a.png", 2.0) is None
+    table = cr.compare_interpolated(old, new)
+    assert "old (interpolated) bpp" in table and "b.png" not in table
+    assert f"| a.png | 0.75 | 0.750 / {30.0 + 4.0 * t:.2f} /" in table
+    assert f"| all | 1 | {32.5 - (30.0 + 4.0 * t):+.2f} |" in table
+    assert "No request" in cr.compare_interpolated(old, {})
