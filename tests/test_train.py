@@ -451,15 +451,10 @@ def test_high_rates_get_more_steps_at_the_default_effort_only() -> None:
     default = encoder.SCHEDULES["default"].iterations
     assert encoder.schedule_for("default", 0.5).iterations == default
     assert encoder.schedule_for("default", None).iterations == default  # fixed lambda
-    assert encoder.schedule_for("default", encoder.LOW_RATE_BPP).iterations == default
+    assert encoder.schedule_for("default", 0.99 * encoder.HIGH_RATE_BPP).iterations == default
     more = encoder.HIGH_RATE_STEPS
     assert encoder.schedule_for("default", encoder.HIGH_RATE_BPP).iterations == more > default
     assert encoder.schedule_for("default", 2.0).iterations == more
-    # In between, geometric in the rate: halfway in ln bpp, halfway in ln steps.
-    middle = (encoder.LOW_RATE_BPP * encoder.HIGH_RATE_BPP) ** 0.5
-    assert encoder.schedule_for("default", middle).iterations == round((default * more) ** 0.5)
-    steps = [encoder.schedule_for("default", bpp).iterations for bpp in (0.55, 0.65, 0.75, 0.85, 0.95)]
-    assert steps == sorted(steps) and default < steps[0] and steps[-1] < more
     for effort in ("fast", "max"):
         assert encoder.schedule_for(effort, 2.0) == encoder.SCHEDULES[effort]
 

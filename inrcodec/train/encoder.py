@@ -71,16 +71,17 @@ ARCHITECTURE = Architecture(n_levels=7, synth_hidden=(16, 16), arm_hidden=(16, 1
 # kodim01-03 at 0.25 and 0.5 bpp: +0.49 dB over the previous max (8000 steps
 # of 384-pixel crops at 0.1; 5 of 6 files better), 409-583 s
 # (bench/results/kodak-max-2026-11-30b).
-# The default effort fits 3000 steps up to LOW_RATE_BPP, more above it
-# (`schedule_for`; it fitted 4200 at every rate below 1 bpp until
-# 2026-12-02, and `--effort max` still counts from those). Since the cheaper
+# The default effort fits 3000 steps below HIGH_RATE_BPP (4200 until
+# 2026-12-02; `--effort max` still counts from those). Since the cheaper
 # steps of 2026-12-01 (and, with fewer steps, the faster networks' learning
 # rates of `fit.by_fit_length`), 3000 steps lost nothing on kodim01-12 at
 # 0.25 and 0.5 bpp (+0.02 / +0.03 dB at the request), and 0.5 bpp encodes
 # took 110 s instead of 140 s mean (bench/results/kodak-default-3000-2026-12-02,
-# -02c); but at 0.75 bpp they were 0.33 dB under the line of the 4200-step
-# sweep's 0.5 and 1 bpp files (-02d), and at 1 bpp 3600 steps lost 0.16 dB
-# (-02b).
+# -02c). At 0.75 bpp they were 0.33 dB under the line of the 4200-step
+# sweep's 0.5 and 1 bpp files (-02d), but more steps did not close that:
+# ~4060 steps did 0.22 dB worse than 3000 on kodim01-06, in 36 % more time
+# (bench/results/kodak-default-ramp-2026-12-02). At 1 bpp 3600 steps lost
+# 0.16 dB (-02b), so targets from HIGH_RATE_BPP on keep HIGH_RATE_STEPS.
 SCHEDULES: dict[str, Schedule] = {
     "fast": Schedule(iterations=650, lr_latent=0.15),
     "default": Schedule(iterations=3000),
@@ -94,10 +95,8 @@ SCHEDULES: dict[str, Schedule] = {
 # (bench/results/kodak-2026-11-29g against -29f): all twelve better,
 # +0.31 dB on average against JPEG 4:2:0 at each file's own rate (from -0.12
 # to +0.19 dB); encode 148 s mean, 171 s at most (was 120 / 140; one thread,
-# two encodes side by side). Between LOW_RATE_BPP and HIGH_RATE_BPP the
-# steps grow geometrically with the rate: ~4060 at 0.75 bpp, near the 4200
-# whose line the 3000-step files fell under there.
-LOW_RATE_BPP, HIGH_RATE_BPP = 0.5, 1.0
+# two encodes side by side). Measured at 1 bpp only, hence the threshold.
+HIGH_RATE_BPP = 1.0
 HIGH_RATE_STEPS = 5040
 RATE_TOLERANCE = 0.02  # the file may miss the requested size by this fraction
 # With the 1 % learning-rate floor (fit.LR_FLOOR) refits cut the rate more
@@ -295,16 +294,9 @@ def rate_target(bpp: float, n_pixels: int) -> RateTarget:
 def schedule_for(effort: Effort, bpp: float | None) -> Schedule:
     """The training schedule of an effort level for a target rate (None: fixed lambda)."""
     schedule = SCHEDULES[effort]
-    if effort == "default" and bpp is not None and bpp > LOW_RATE_BPP:
-        schedule = replace(schedule, iterations=default_steps_at(bpp))
+    if effort == "default" and bpp is not None and bpp >= HIGH_RATE_BPP:
+        schedule = replace(schedule, iterations=HIGH_RATE_STEPS)
     return schedule
-
-
-def default_steps_at(bpp: float) -> int:
-    """The default effort's fit steps for a target rate: geometric from LOW_RATE_BPP to HIGH_RATE_BPP."""
-    low = SCHEDULES["default"].iterations
-    t = min(1.0, max(0.0, math.log(bpp / LOW_RATE_BPP) / math.log(HIGH_RATE_BPP / LOW_RATE_BPP)))
-    return round(low * (HIGH_RATE_STEPS / low) ** t)
 
 
 def new_model(height: int, width: int, schedule: Schedule, device: torch.device | str = "cpu") -> CocoNet:
