@@ -90,7 +90,7 @@ def variants(steps: int | None = None, effort: str = "default") -> dict[str, Var
     base_schedule = encoder.SCHEDULES[effort]
     if steps is not None:
         base_schedule = replace(base_schedule, iterations=steps)
-    base_arch = encoder.ARCHITECTURE
+    base_arch = encoder.ARCHITECTURES[effort]
     return {
         "base": Variant(base_schedule, base_arch),
         "soft": Variant(replace(base_schedule, soft_rounding=(0.5, 0.2)), base_arch),

@@ -34,6 +34,21 @@ from .quantize import quantize_model
 Effort = Literal["fast", "default", "max"]
 
 ARCHITECTURE = Architecture(n_levels=7, synth_hidden=(16, 16), arm_hidden=(16, 16))
+# `--effort fast` is short of steps: its fits use a context model of 8x8
+# hidden units, whose training step is ~0.83x the 16x16 one's
+# (bench/results/step-time-2026-12-02), and spend the time saved on more
+# steps (770 instead of 650, below). At fixed lambdas, 8x8 at the same steps
+# lost 0.18 dB at the same rate and at the same time gained 0.11 dB
+# (bench/results/fixed-lambda-fast-arm-2026-12-02). End to end, kodim01-12
+# at 0.25-1 bpp: +0.21 dB at the request, 32 of 48 files better, BD-rate vs
+# JPEG 4:2:0 +27.1 % -> +23.3 %, 48 of 48 within 5 %
+# (bench/results/kodak-fast-arm8-2026-12-02 against kodak-fast-busyaim-2026-12-02).
+# The default and max efforts keep 16x16: they are not short of steps.
+ARCHITECTURES: dict[str, Architecture] = {
+    "fast": replace(ARCHITECTURE, arm_hidden=(8, 8)),
+    "default": ARCHITECTURE,
+    "max": ARCHITECTURE,
+}
 # `--effort fast` fits as many steps as keep a Kodak encode within 20 s with
 # two threads on a 2-core machine: 420 (19.2 s at most; 500 took up to 22 s)
 # for BD-rate vs JPEG 4:2:0 +95.8 % (300 steps: +121.6 %);
@@ -46,7 +61,11 @@ ARCHITECTURE = Architecture(n_levels=7, synth_hidden=(16, 16), arm_hidden=(16, 1
 # columns (dd84b4c, a step ~15 % cheaper), 650 steps (refits of 108) take
 # about the time 540 took: BD-rate +65.0 % -> +49.0 %, +0.46 dB at the
 # request, 45 of 48 files better, 46 within 5 % (was 44)
-# (bench/results/kodak-fast-2026-12-01c). Being short, it trains with Adam's second
+# (bench/results/kodak-fast-2026-12-01c). With the 8x8 context model of
+# ARCHITECTURES["fast"], 770 steps (refits of 128) take about the time 650
+# took with 16x16 (whole encodes alternated at 0.5 bpp: kodim01 42.5 ->
+# 45.3 s, kodim03 41.2 -> 40.9 s on a slow, noisy hour;
+# bench/results/encode-process-2026-12-02, -02b). Being short, it trains with Adam's second
 # moment decaying at 0.95 (fit.SHORT_FIT_BETA2): BD-rate +49.0 % -> +29.2 %,
 # +0.71 dB at the request, 48 of 48 files within 5 %
 # (bench/results/kodak-fast-beta2-2026-12-01). Its latents learn at 0.15, not 0.1:
@@ -83,7 +102,7 @@ ARCHITECTURE = Architecture(n_levels=7, synth_hidden=(16, 16), arm_hidden=(16, 1
 # (bench/results/kodak-default-ramp-2026-12-02). At 1 bpp 3600 steps lost
 # 0.16 dB (-02b), so targets from HIGH_RATE_BPP on keep HIGH_RATE_STEPS.
 SCHEDULES: dict[str, Schedule] = {
-    "fast": Schedule(iterations=650, lr_latent=0.15),
+    "fast": Schedule(iterations=770, lr_latent=0.15),
     "default": Schedule(iterations=3000),
     "max": Schedule(iterations=16800, lr_latent=0.03),
 }
@@ -284,9 +303,9 @@ def _weight_bits_guess(arch: Architecture) -> float:
     return 7.0 * n_params
 
 
-def rate_target(bpp: float, n_pixels: int) -> RateTarget:
+def rate_target(bpp: float, n_pixels: int, arch: Architecture = ARCHITECTURE) -> RateTarget:
     """What training aims at for a whole-file rate: latent bits per pixel, AIM_ABOVE high."""
-    overhead = CONTAINER_BYTES * 8 + _weight_bits_guess(ARCHITECTURE)
+    overhead = CONTAINER_BYTES * 8 + _weight_bits_guess(arch)
     latent_bpp = max(bpp * n_pixels - overhead, 0.02 * bpp * n_pixels) / n_pixels
     return RateTarget(latent_bpp * (1 + AIM_ABOVE), initial_lambda(bpp))
 
@@ -299,9 +318,10 @@ def schedule_for(effort: Effort, bpp: float | None) -> Schedule:
     return schedule
 
 
-def new_model(height: int, width: int, schedule: Schedule, device: torch.device | str = "cpu") -> CocoNet:
+def new_model(height: int, width: int, schedule: Schedule, device: torch.device | str = "cpu",
+              arch: Architecture = ARCHITECTURE) -> CocoNet:
     """A CocoNet to fit: random networks, or the pretrained ones if the schedule says so."""
-    model = CocoNet(height, width, ARCHITECTURE)
+    model = CocoNet(height, width, arch)
     if schedule.pretrained:
         start_from_pretrained(model)
     return model.to(device)
@@ -320,20 +340,21 @@ def encode_array(pixels: np.ndarray, opts: EncodeOptions, progress: ProgressFn |
     device = torch.device(opts.device)
     image = torch.tensor(pixels, dtype=torch.float32, device=device) / 255.0
     schedule = schedule_for(opts.effort, opts.bpp)
+    arch = ARCHITECTURES[opts.effort]
     if opts.iterations is not None:
         schedule = replace(schedule, iterations=opts.iterations)
     if opts.lmbda is not None:
         target = RateTarget(None, opts.lmbda)
     else:
         assert opts.bpp is not None
-        target = rate_target(opts.bpp, n_pixels)
+        target = rate_target(opts.bpp, n_pixels, arch)
     fit_deadline = start + FIT_SHARE_OF_TIME * opts.time_limit if opts.time_limit else None
     land_deadline = start + LANDING_SHARE_OF_TIME * opts.time_limit if opts.time_limit else None
 
     torch.manual_seed(opts.seed)
     full_aim = (opts.bpp is not None and (opts.time_limit is not None or schedule.iterations <= SHORT_FIT_STEPS)
                 and jpeg_bpp(pixels) >= BUSY_JPEG_BPP)
-    fitter = Fitter(image, new_model(height, width, schedule, device), target, opts.seed, full_aim=full_aim)
+    fitter = Fitter(image, new_model(height, width, schedule, device, arch), target, opts.seed, full_aim=full_aim)
     steps = fitter.run(schedule, progress, fit_deadline)
     written = time.monotonic()
     data = _quantize_and_write(fitter.model, image, fitter.lmbda, opts.seed)
