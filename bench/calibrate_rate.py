@@ -107,7 +107,7 @@ def _calibration_run(image: Path, bpp: float, iterations: int | None, effort: st
     target = encoder.rate_target(bpp, height * width, arch)
     torch.manual_seed(0)
     fitter = Fitter(torch.tensor(pixels, dtype=torch.float32) / 255.0,
-                    encoder.new_model(height, width, schedule, arch=arch), target, seed=0)
+                    encoder.new_model(height, width, schedule, arch), target, seed=0)
     start = time.monotonic()
     fitter.run(schedule)
     seconds = time.monotonic() - start

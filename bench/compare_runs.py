@@ -50,12 +50,13 @@ def read_encodes(path: Path, effort: str) -> dict[tuple[str, float], Encode]:
     return encodes
 
 
-def compare(old: dict[tuple[str, float], Encode], new: dict[tuple[str, float], Encode]) -> str:
-    """The Markdown table of the pairs both sweeps have."""
+def compare(old: dict[tuple[str, float], Encode], new: dict[tuple[str, float], Encode],
+            old_label: str = "old") -> str:
+    """The Markdown table of the pairs both sweeps have; `old_label` heads the old sweep's column."""
     keys = sorted(set(old) & set(new), key=lambda k: (k[1], k[0]))
     if not keys:
         return "No (image, requested bpp) in both sweeps.\n"
-    lines = ["| image | requested bpp | old bpp / PSNR / s | new bpp / PSNR / s | difference at the request (dB) |",
+    lines = [f"| image | requested bpp | {old_label} bpp / PSNR / s | new bpp / PSNR / s | difference at the request (dB) |",
              "|---|---|---|---|---|"]
     by_rate: dict[float, list[tuple[float, float, float]]] = defaultdict(list)  # (dB, old s, new s)
     for key in keys:
@@ -100,8 +101,7 @@ def compare_interpolated(old: dict[tuple[str, float], Encode], new: dict[tuple[s
     if not pairs:
         return "No request of the new sweep lies between two of the old one's on the same image.\n"
     interpolated_old = dict(pairs)
-    table = compare(interpolated_old, {key: new[key] for key in interpolated_old})
-    return table.replace("| old bpp", "| old (interpolated) bpp", 1)
+    return compare(interpolated_old, {key: new[key] for key in interpolated_old}, old_label="old (interpolated)")
 
 
 def main(argv: list[str] | None = None) -> None:

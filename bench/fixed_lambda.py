@@ -107,6 +107,14 @@ LEARNING_RATE_VARIANTS = {"fine": "lr_latent_finest", "latent": "lr_latent", "sy
 BETA_VARIANTS = {"beta1": 0, "beta2": 1}  # index into Schedule.adam_betas
 
 
+def hidden_widths(text: str) -> tuple[int, ...] | None:
+    """Hidden layer widths written "8x8" or "12" (1 to 64 each); None if `text` is not that."""
+    parts = text.split("x")
+    if not text or not all(w.isdigit() and 1 <= int(w) <= 64 for w in parts):
+        return None
+    return tuple(int(w) for w in parts)
+
+
 def variant(name: str, steps: int | None = None, effort: str = "default") -> Variant:
     """A named variant (see `variants`), or learning-rate ones joined by "+".
 
@@ -134,8 +142,8 @@ def variant(name: str, steps: int | None = None, effort: str = "default") -> Var
                 raise ValueError(f"variant {name!r}: no file {networks}")
             continue
         prefix, _, text = part.partition("-")
-        if prefix == "arm" and text and all(w.isdigit() and 1 <= int(w) <= 64 for w in text.split("x")):
-            architecture = replace(architecture, arm_hidden=tuple(int(w) for w in text.split("x")))
+        if prefix == "arm" and (widths := hidden_widths(text)) is not None:
+            architecture = replace(architecture, arm_hidden=widths)
             continue
         try:
             value = float(text)

@@ -29,12 +29,21 @@ import numpy as np
 import torch
 from PIL import Image
 
+from bench.fixed_lambda import hidden_widths
+from inrcodec.train import model as coconet
 from inrcodec.train.encoder import ARCHITECTURE, SCHEDULES
 from inrcodec.train.fit import Fitter, RateTarget
-from inrcodec.train import model as coconet
 from inrcodec.train.model import CocoNet
 
 DEFAULT_IMAGE = Path(__file__).resolve().parents[1] / "samples" / "kodim03.png"
+
+
+def hidden_widths_arg(text: str) -> tuple[int, ...]:
+    """argparse type for --arm-hidden (`fixed_lambda.hidden_widths`)."""
+    widths = hidden_widths(text)
+    if widths is None:
+        raise argparse.ArgumentTypeError(f"{text!r}: widths like 8x8 or 12, 1 to 64 each")
+    return widths
 
 
 def main() -> None:
@@ -43,7 +52,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=60)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--arm-hidden", default=None, help="the context model's hidden widths, e.g. 8x8")
+    parser.add_argument("--arm-hidden", type=hidden_widths_arg, default=None,
+                        help="the context model's hidden widths, e.g. 8x8")
     parser.add_argument("--compile", action="store_true", help="torch.compile the synthesis and the context model")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -51,7 +61,7 @@ def main() -> None:
     image = torch.tensor(pixels, dtype=torch.float32) / 255.0
     arch = ARCHITECTURE
     if args.arm_hidden:
-        arch = replace(arch, arm_hidden=tuple(int(w) for w in args.arm_hidden.split("x")))
+        arch = replace(arch, arm_hidden=args.arm_hidden)
     model = CocoNet(pixels.shape[0], pixels.shape[1], arch)
     fitter = Fitter(image, model, RateTarget(None, 4e-3), seed=0)
     schedule = SCHEDULES["default"]

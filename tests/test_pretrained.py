@@ -39,9 +39,11 @@ def test_other_architectures_keep_their_random_networks() -> None:
 def test_new_model_starts_pretrained_only_when_the_schedule_says_so() -> None:
     shipped = json.loads(pretrained.PRETRAINED_PATH.read_text())["networks"]["synthesis.0.weight"]
     torch.manual_seed(0)
-    assert encoder.new_model(16, 16, Schedule(iterations=10, pretrained=True)).synthesis[0].weight.tolist() == shipped
+    arch = encoder.ARCHITECTURE
+    started = encoder.new_model(16, 16, Schedule(iterations=10, pretrained=True), arch)
+    assert started.synthesis[0].weight.tolist() == shipped
     torch.manual_seed(0)
-    assert encoder.new_model(16, 16, Schedule(iterations=10)).synthesis[0].weight.tolist() != shipped
+    assert encoder.new_model(16, 16, Schedule(iterations=10), arch).synthesis[0].weight.tolist() != shipped
 
 
 def test_pretrained_networks_learn_at_the_long_fits_rate_whatever_the_length() -> None:

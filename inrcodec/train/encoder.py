@@ -65,9 +65,9 @@ ARCHITECTURES: dict[str, Architecture] = {
 # ARCHITECTURES["fast"], 770 steps (refits of 128) take about the time 650
 # took with 16x16 (whole encodes alternated at 0.5 bpp: kodim01 42.5 ->
 # 45.3 s, kodim03 41.2 -> 40.9 s on a slow, noisy hour;
-# bench/results/encode-process-2026-12-02, -02b). Being short, it trains with Adam's second
-# moment decaying at 0.95 (fit.SHORT_FIT_BETA2): BD-rate +49.0 % -> +29.2 %,
-# +0.71 dB at the request, 48 of 48 files within 5 %
+# bench/results/encode-process-2026-12-02, -02b). Being short, it trains
+# with Adam's second moment decaying at 0.95 (fit.SHORT_FIT_BETA2): BD-rate
+# +49.0 % -> +29.2 %, +0.71 dB at the request, 48 of 48 files within 5 %
 # (bench/results/kodak-fast-beta2-2026-12-01). Its latents learn at 0.15, not 0.1:
 # a short fit wants them faster (at fixed lambdas, 420 steps: +0.38 dB at the
 # same rate over 14 files of kodim01/02/03/05, 0.2 +0.34, 0.3 +0.15; slower
@@ -303,8 +303,11 @@ def _weight_bits_guess(arch: Architecture) -> float:
     return 7.0 * n_params
 
 
-def rate_target(bpp: float, n_pixels: int, arch: Architecture = ARCHITECTURE) -> RateTarget:
-    """What training aims at for a whole-file rate: latent bits per pixel, AIM_ABOVE high."""
+def rate_target(bpp: float, n_pixels: int, arch: Architecture) -> RateTarget:
+    """What training aims at for a whole-file rate: latent bits per pixel, AIM_ABOVE high.
+
+    `arch` is the effort's (ARCHITECTURES): its networks' bits come off the budget.
+    """
     overhead = CONTAINER_BYTES * 8 + _weight_bits_guess(arch)
     latent_bpp = max(bpp * n_pixels - overhead, 0.02 * bpp * n_pixels) / n_pixels
     return RateTarget(latent_bpp * (1 + AIM_ABOVE), initial_lambda(bpp))
@@ -318,9 +321,12 @@ def schedule_for(effort: Effort, bpp: float | None) -> Schedule:
     return schedule
 
 
-def new_model(height: int, width: int, schedule: Schedule, device: torch.device | str = "cpu",
-              arch: Architecture = ARCHITECTURE) -> CocoNet:
-    """A CocoNet to fit: random networks, or the pretrained ones if the schedule says so."""
+def new_model(height: int, width: int, schedule: Schedule, arch: Architecture,
+              device: torch.device | str = "cpu") -> CocoNet:
+    """A CocoNet of `arch` (the effort's, ARCHITECTURES) to fit.
+
+    Random networks, or the pretrained ones if the schedule says so.
+    """
     model = CocoNet(height, width, arch)
     if schedule.pretrained:
         start_from_pretrained(model)
@@ -354,7 +360,7 @@ def encode_array(pixels: np.ndarray, opts: EncodeOptions, progress: ProgressFn |
     torch.manual_seed(opts.seed)
     full_aim = (opts.bpp is not None and (opts.time_limit is not None or schedule.iterations <= SHORT_FIT_STEPS)
                 and jpeg_bpp(pixels) >= BUSY_JPEG_BPP)
-    fitter = Fitter(image, new_model(height, width, schedule, device, arch), target, opts.seed, full_aim=full_aim)
+    fitter = Fitter(image, new_model(height, width, schedule, arch, device), target, opts.seed, full_aim=full_aim)
     steps = fitter.run(schedule, progress, fit_deadline)
     written = time.monotonic()
     data = _quantize_and_write(fitter.model, image, fitter.lmbda, opts.seed)
