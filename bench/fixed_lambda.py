@@ -103,7 +103,8 @@ def variants(steps: int | None = None, effort: str = "default") -> dict[str, Var
 
 
 LEARNING_RATE_VARIANTS = {"fine": "lr_latent_finest", "latent": "lr_latent", "synth": "lr_synthesis",
-                          "context": "lr_context", "ste": "ste_fraction", "floor": "lr_floor"}
+                          "context": "lr_context", "ste": "ste_fraction", "floor": "lr_floor",
+                          "warmup": "warmup", "clip": "grad_clip"}
 BETA_VARIANTS = {"beta1": 0, "beta2": 1}  # index into Schedule.adam_betas
 
 
@@ -120,9 +121,10 @@ def variant(name: str, steps: int | None = None, effort: str = "default") -> Var
 
     "fine-<lr>" sets the full-resolution latents' rate, "latent-<lr>" every
     level's (the finest keeps its own if also given): "latent-0.15+fine-0.03".
-    "ste-<fraction>", "floor-<fraction>", "beta1-<decay>", "beta2-<decay>"
-    and "crop-<pixels>" set the schedule's straight-through fraction,
-    learning-rate floor, Adam decays and training crop.
+    "ste-<fraction>", "floor-<fraction>", "beta1-<decay>", "beta2-<decay>",
+    "crop-<pixels>", "warmup-<fraction>" and "clip-<multiple>" set the
+    schedule's straight-through fraction, learning-rate floor, Adam decays,
+    training crop, warm-up and gradient clipping.
 
     Raises:
         ValueError: for any other name.
@@ -160,6 +162,7 @@ def variant(name: str, steps: int | None = None, effort: str = "default") -> Var
         else:
             msg = (f"unknown variant {name!r}; known: {', '.join(known)}, fine-<lr>, latent-<lr>, synth-<lr>, "
                    "context-<lr>, ste-<f>, floor-<f>, beta1-<d>, beta2-<d>, crop-<px>, steps-<n>, arm-<w>x<w>, "
+                   "warmup-<f>, clip-<m>, "
                    "init=<path>, joined by +")
             raise ValueError(msg)
     if betas:

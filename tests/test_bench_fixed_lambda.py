@@ -33,6 +33,7 @@ def test_each_variant_changes_only_what_it_names() -> None:
         fast, adam_betas=(fit.ADAM_BETAS[0], 0.99), ste_fraction=0.05, crop=192, lr_floor=0.05)
     assert fl.variant("beta1-0.8").schedule.adam_betas == (0.8, fit.adam_beta2(base.schedule.iterations))
     assert fl.variant("beta1-0.8", effort="fast").schedule.adam_betas == (0.8, fit.SHORT_FIT_BETA2)
+    assert fl.variant("warmup-0.05+clip-3").schedule == replace(base.schedule, warmup=0.05, grad_clip=3.0)
     cheap = fl.variant("arm-8x8+steps-900", effort="fast")
     assert cheap.schedule == replace(fast, iterations=900)
     assert cheap.architecture == replace(encoder.ARCHITECTURE, arm_hidden=(8, 8))

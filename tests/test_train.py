@@ -762,3 +762,46 @@ def test_soft_noisy_latents_charge_the_rate_on_the_noisy_values_and_drop_levels_
         assert torch.allclose(s, soft_round(r, 0.3))
     noise = torch.cat(noise)
     assert float(noise.detach().abs().max()) <= 0.5 and float(noise.detach().std()) > 0.2  # U(-0.5, 0.5): sd 0.29
+
+
+def test_a_warm_up_ramps_the_learning_rate_of_a_fit_but_not_of_a_refit(monkeypatch: pytest.MonkeyPatch) -> None:
+    fitter = _fitter(None)
+    scales: list[float] = []
+    step = fitter.step
+
+    def recording_step(schedule: Schedule, lr_scale: float, mode: str, temperature: float | None = None):
+        scales.append(lr_scale)
+        return step(schedule, lr_scale, mode, temperature)
+
+    monkeypatch.setattr(fitter, "step", recording_step)
+    schedule = Schedule(iterations=20, crop=32, warmup=0.2)
+    fitter.run(schedule)
+    plain: list[float] = []
+    monkeypatch.setattr(fitter, "step", lambda schedule, lr_scale, mode, temperature=None: plain.append(lr_scale))
+    fitter.run(replace(schedule, warmup=0.0))
+    assert [round(s / p, 6) for s, p in zip(scales[:4], plain[:4])] == [0.2, 0.4, 0.6, 0.8]
+    assert scales[4:] == plain[4:]
+    scales.clear()
+    monkeypatch.setattr(fitter, "step", recording_step)
+    fitter.run(schedule, phase="refit")
+    assert scales == plain
+
+
+def test_clipping_scales_a_gradient_spike_down_to_a_multiple_of_the_running_norm() -> None:
+    fitter = _fitter(None)
+    params = [p for group in fitter.opt.param_groups for p in group["params"]]
+    for p in params:
+        p.grad = torch.ones_like(p)
+    norms = [float(torch.linalg.vector_norm(torch.cat([p.grad.reshape(-1) for p in group["params"]])))
+             for group in fitter.opt.param_groups]
+    fitter.clip(3.0)  # the first norms only start the running means
+    for p in params:
+        p.grad = torch.full_like(p, 100.0)
+    fitter.clip(3.0)
+    for group, norm in zip(fitter.opt.param_groups, norms):
+        clipped = float(torch.linalg.vector_norm(torch.cat([p.grad.reshape(-1) for p in group["params"]])))
+        assert clipped == pytest.approx(3 * norm, rel=1e-5)
+    for p in params:
+        p.grad = torch.full_like(p, 0.5)  # under the limit: untouched
+    fitter.clip(3.0)
+    assert all(bool((p.grad == 0.5).all()) for p in params)
