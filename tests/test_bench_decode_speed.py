@@ -24,12 +24,14 @@ def test_each_tree_decodes_the_same_file_in_turn(tmp_path: Path) -> None:
     Image.fromarray(synthetic_image(24, 16)).save(image)
     out = tmp_path / "out"
     main(["--image", str(image), "--out", str(out), "--tree", str(ROOT), "--tree", str(fake), "--rounds", "2",
-          "--sizes", "native", "--repeats", "1"])
+          "--sizes", "native", "--repeats", "1", "--efforts", "fast,default", "--iterations", "30"])
     rows = list(csv.DictReader((out / "decode.csv").open()))
-    assert [(row["tree"], row["round"]) for row in rows] == [
-        (str(ROOT), "0"), (str(fake), "0"), (str(ROOT), "1"), (str(fake), "1")]
-    real = {row["pixels_md5"] for row in rows if row["tree"] == str(ROOT)}
-    assert len(real) == 1 and real != {row["pixels_md5"] for row in rows if row["tree"] == str(fake)}
+    assert [(row["tree"], row["round"], row["effort"]) for row in rows] == [
+        (str(tree), str(round_), effort)
+        for round_ in range(2) for tree in (ROOT, fake) for effort in ("fast", "default")]
+    for effort in ("fast", "default"):  # each file decodes to the same pixels every round, unlike the fake's
+        real = {row["pixels_md5"] for row in rows if (row["tree"], row["effort"]) == (str(ROOT), effort)}
+        assert len(real) == 1 and real != {row["pixels_md5"] for row in rows if row["tree"] == str(fake)}
     assert {(row["width"], row["height"]) for row in rows if row["tree"] == str(ROOT)} == {("24", "16")}
     report = (out / "decode.md").read_text()
     assert str(ROOT) in report and str(fake) in report and "2 round(s)" in report
