@@ -805,13 +805,3 @@ def test_clipping_scales_a_gradient_spike_down_to_a_multiple_of_the_running_norm
         p.grad = torch.full_like(p, 0.5)  # under the limit: untouched
     fitter.clip(3.0)
     assert all(bool((p.grad == 0.5).all()) for p in params)
-
-
-def test_timed_encodes_to_a_rate_train_the_latents_at_least_at_the_default_rate() -> None:
-    default_rate = encoder.SCHEDULES["default"].lr_latent
-    assert encoder.TIMED_LR_LATENT == default_rate
-    assert encoder.schedule_for("max", 0.5).lr_latent < default_rate  # max's slow latents, untimed only
-    assert encoder.schedule_for("max", 0.5, timed=True) == replace(encoder.SCHEDULES["max"], lr_latent=default_rate)
-    assert encoder.schedule_for("fast", 0.5, timed=True) == encoder.SCHEDULES["fast"]  # already faster
-    assert encoder.schedule_for("default", 1.0, timed=True) == encoder.schedule_for("default", 1.0)
-    assert encoder.schedule_for("max", None, timed=True) == encoder.SCHEDULES["max"]  # fixed lambda: nothing to land

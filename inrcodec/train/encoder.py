@@ -116,17 +116,6 @@ SCHEDULES: dict[str, Schedule] = {
 # to +0.19 dB); encode 148 s mean, 171 s at most (was 120 / 140; one thread,
 # two encodes side by side). Measured at 1 bpp only, hence the threshold.
 HIGH_RATE_BPP = 1.0
-# Under a time limit the latents learn at least this fast (the default
-# effort's rate), whatever the effort: `--effort max`'s slow latents (0.03)
-# answer lambda too slowly for a fit cut short by a deadline to land. Under
-# 300 s at 0.5 bpp, kodim06's max fit (11707 of its 16800 steps) ended 34 %
-# over, two refits raising lambda 3x took it only to 0.62 bpp, a last
-# 240-step refit jumped to 0.89 bpp and the rescue dead zone left 17.7 dB
-# (bench/results/quality-vs-time-2026-12-02b, its trace; 19.4 dB in the
-# sweep itself, where the default effort under 120 s made 28.0 dB). Over
-# kodim01-12 the max effort under 300 s gained nothing over the default
-# under 120 s on the other images either (+0.01 dB mean over those eleven).
-TIMED_LR_LATENT = 0.1
 HIGH_RATE_STEPS = 5040
 RATE_TOLERANCE = 0.02  # the file may miss the requested size by this fraction
 # With the 1 % learning-rate floor (fit.LR_FLOOR) refits cut the rate more
@@ -324,15 +313,9 @@ def rate_target(bpp: float, n_pixels: int, arch: Architecture) -> RateTarget:
     return RateTarget(latent_bpp * (1 + AIM_ABOVE), initial_lambda(bpp))
 
 
-def schedule_for(effort: Effort, bpp: float | None, timed: bool = False) -> Schedule:
-    """The training schedule of an effort level for a target rate (None: fixed lambda).
-
-    `timed`: the encode has a time limit; its latents then learn at least
-    at the default effort's rate (see TIMED_LR_LATENT).
-    """
+def schedule_for(effort: Effort, bpp: float | None) -> Schedule:
+    """The training schedule of an effort level for a target rate (None: fixed lambda)."""
     schedule = SCHEDULES[effort]
-    if timed and bpp is not None:
-        schedule = replace(schedule, lr_latent=max(schedule.lr_latent, TIMED_LR_LATENT))
     if effort == "default" and bpp is not None and bpp >= HIGH_RATE_BPP:
         schedule = replace(schedule, iterations=HIGH_RATE_STEPS)
     return schedule
@@ -362,7 +345,7 @@ def encode_array(pixels: np.ndarray, opts: EncodeOptions, progress: ProgressFn |
     n_pixels = height * width
     device = torch.device(opts.device)
     image = torch.tensor(pixels, dtype=torch.float32, device=device) / 255.0
-    schedule = schedule_for(opts.effort, opts.bpp, timed=opts.time_limit is not None)
+    schedule = schedule_for(opts.effort, opts.bpp)
     arch = ARCHITECTURES[opts.effort]
     if opts.iterations is not None:
         schedule = replace(schedule, iterations=opts.iterations)
