@@ -790,16 +790,19 @@ def test_a_warm_up_ramps_the_learning_rate_of_a_fit_but_not_of_a_refit(monkeypat
 def test_clipping_scales_a_gradient_spike_down_to_a_multiple_of_the_running_norm() -> None:
     fitter = _fitter(None)
     params = [p for group in fitter.opt.param_groups for p in group["params"]]
+
+    def group_norms() -> list[float]:
+        return [float(torch.linalg.vector_norm(torch.cat([p.grad.reshape(-1) for p in group["params"]])))
+                for group in fitter.opt.param_groups]
+
     for p in params:
         p.grad = torch.ones_like(p)
-    norms = [float(torch.linalg.vector_norm(torch.cat([p.grad.reshape(-1) for p in group["params"]])))
-             for group in fitter.opt.param_groups]
+    norms = group_norms()
     fitter.clip(3.0)  # the first norms only start the running means
     for p in params:
         p.grad = torch.full_like(p, 100.0)
     fitter.clip(3.0)
-    for group, norm in zip(fitter.opt.param_groups, norms):
-        clipped = float(torch.linalg.vector_norm(torch.cat([p.grad.reshape(-1) for p in group["params"]])))
+    for clipped, norm in zip(group_norms(), norms):
         assert clipped == pytest.approx(3 * norm, rel=1e-5)
     for p in params:
         p.grad = torch.full_like(p, 0.5)  # under the limit: untouched

@@ -571,13 +571,9 @@ class Fitter:
     def clip(self, multiple: float) -> None:
         """Scale each group's gradient down to `multiple` x its running mean norm (see Schedule.grad_clip)."""
         for i, group in enumerate(self.opt.param_groups):
-            grads = [p.grad for p in group["params"] if p.grad is not None]
-            norm = float(torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads])))
             mean = self.grad_norms.get(i)
-            if mean is not None and norm > multiple * mean:
-                for g in grads:
-                    g.mul_(multiple * mean / norm)
-                norm = multiple * mean
+            limit = math.inf if mean is None else multiple * mean  # the first norm only starts the mean
+            norm = min(float(torch.nn.utils.clip_grad_norm_(group["params"], limit)), limit)
             self.grad_norms[i] = norm if mean is None else GRAD_NORM_DECAY * mean + (1 - GRAD_NORM_DECAY) * norm
 
     def displayed_rate(self) -> float:
