@@ -601,6 +601,10 @@ def test_a_refit_runs_only_when_enough_of_it_fits_before_the_deadline() -> None:
     assert roomy.affordable_refit_steps(0.01) == 700
     assert 400 <= encoder.Landing(refit, now + 8.0, 1.0).affordable_refit_steps(0.01) <= 500  # 8 s - 3 writes
     assert encoder.Landing(refit, now + 3.2, 1.0).affordable_refit_steps(0.01) == 0  # < MIN_TIMED_REFIT_STEPS
+    # 150 steps: over MIN_TIMED_REFIT_STEPS, but under a quarter of the refit's 700
+    assert encoder.MIN_TIMED_REFIT_SHARE * 700 > 150 > encoder.MIN_TIMED_REFIT_STEPS
+    assert encoder.Landing(refit, now + 4.5, 1.0).affordable_refit_steps(0.01) == 0
+    assert encoder.Landing(refit, now + 5.5, 1.0).affordable_refit_steps(0.01) >= 200
     assert roomy.affordable_refit_steps(None) == 0  # pace never measured
 
 
@@ -644,6 +648,30 @@ def test_an_encode_under_a_time_limit_ends_near_it_with_a_decodable_file() -> No
     assert result.seconds <= 1.5 * limit
     assert result.iterations < encoder.SCHEDULES["default"].iterations
     assert render(read_coco(result.data)).shape == pixels.shape
+
+
+def test_out_of_refits_the_rescue_starts_from_the_smallest_file_and_its_model(monkeypatch: pytest.MonkeyPatch) -> None:
+    large, _, small = _three_close_files()
+    target = len(small) * 8 / 1.2  # the fit's file 20 % over; every refit's a little more
+    fitter, runs = _landing_with_files(monkeypatch, [large] * encoder.MAX_REFITS)
+    fitted = [grid.detach().clone() for grid in fitter.model.latents]
+    fitted_lambda = fitter.lmbda
+
+    def drifting_run(schedule, progress=None, deadline=None, phase="fit", lr_peak=1.0):  # noqa: ANN001, ANN202
+        runs.append(schedule.iterations)
+        with torch.no_grad():
+            fitter.model.latents[0].add_(1.0)
+        return schedule.iterations
+
+    monkeypatch.setattr(fitter, "run", drifting_run)
+    rescued: list[bytes] = []
+    monkeypatch.setattr(encoder, "_shrink_to", lambda *args, **kwargs: None)
+    monkeypatch.setattr(encoder, "_rescue", lambda fitter, data, target_bits: rescued.append(data) or data)
+    schedule = replace(encoder.SCHEDULES["fast"], iterations=60, crop=32)
+    landed, _ = encoder._land_rate(fitter, small, target, _untimed(schedule), None, 0)
+    assert len(runs) == encoder.MAX_REFITS and rescued == [small] and landed is small
+    assert all(torch.equal(now, then) for now, then in zip(fitter.model.latents, fitted))
+    assert fitter.lmbda == pytest.approx(fitted_lambda)
 
 
 def test_the_rescue_tries_again_when_its_file_is_still_over_the_promise(monkeypatch: pytest.MonkeyPatch) -> None:

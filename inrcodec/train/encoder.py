@@ -259,9 +259,18 @@ CONTAINER_BYTES = 100  # signature, framing and HEAD, close enough to steer by
 # render that scores it). Refits used to ignore the limit: under 10 s the fit
 # stopped in time and then a 700-step refit ran, 20 s in all (kodim03 at 0.5
 # bpp, ad hoc, 2026-11-30; bench/results/quality-vs-time-2026-11-30).
+# A refit cut to a small part of its planned length by the deadline does
+# harm: it restarts the learning rate and ends before the latents settle
+# again. kodim06 at 0.5 bpp, `--effort max` under 300 s: the fit (cut to
+# 11707 of 16800 steps) ended 34 % over, two 1951-step refits left it at
+# 0.606 and 0.619 bpp, and a third cut to 240 steps ended at 0.890 bpp, from
+# which the rescue dead zone made 17.69 dB
+# (bench/results/quality-vs-time-2026-12-02b). A refit that cannot run at
+# least MIN_TIMED_REFIT_SHARE of its planned steps is not run.
 FIT_SHARE_OF_TIME = 0.7
 LANDING_SHARE_OF_TIME = 0.95
 MIN_TIMED_REFIT_STEPS = 30
+MIN_TIMED_REFIT_SHARE = 0.25
 FILES_AFTER_A_REFIT = 3
 
 
@@ -414,14 +423,18 @@ class Landing:
     write_seconds: float = 0.0
 
     def affordable_refit_steps(self, seconds_per_step: float | None) -> int:
-        """Steps of the next refit: all of them, fewer before a deadline, 0 when too few fit."""
+        """Steps of the next refit: all of them, fewer before a deadline, 0 when too few fit.
+
+        Too few: under MIN_TIMED_REFIT_STEPS or MIN_TIMED_REFIT_SHARE of the refit.
+        """
         if self.deadline is None:
             return self.refit.iterations
         if seconds_per_step is None:
             return 0  # a fit too short to measure its pace cannot plan a refit either
         left = self.deadline - time.monotonic() - FILES_AFTER_A_REFIT * self.write_seconds
         steps = min(self.refit.iterations, int(max(0.0, left) / seconds_per_step))
-        return steps if steps >= MIN_TIMED_REFIT_STEPS else 0
+        fewest = max(MIN_TIMED_REFIT_STEPS, math.ceil(MIN_TIMED_REFIT_SHARE * self.refit.iterations))
+        return steps if steps >= fewest else 0
 
     @property
     def refit_deadline(self) -> float | None:
@@ -442,7 +455,9 @@ def _land_rate(fitter: Fitter, data: bytes, target_bits: float, landing: Landing
     promise, at most REFITS_ONCE_PROMISED refits run, and the file returned
     is the best of those within the promise (PSNR moved to the target rate,
     PSNR_PER_LN_RATE). Under a time limit a refit runs only while enough
-    of it fits before the landing's deadline (`Landing`). `psnr_of` scores
+    of it fits before the landing's deadline (`Landing`). Out of refits and
+    still over, the dead zones start from the smallest file written that is
+    not under the promise (`_Snapshot`), not from the last. `psnr_of` scores
     a file (`decoded_psnr`; by default against the fitter's image). Returns
     the file and the total training steps.
     """
@@ -453,17 +468,25 @@ def _land_rate(fitter: Fitter, data: bytes, target_bits: float, landing: Landing
     fitter.recentre_lambda_range()  # refits never raise lambda past 3x today's (see fit.LAMBDA_SPAN_UP)
     trained: list[tuple[float, float, int]] = []  # (ln lambda, ln latent bits, first level) per trained file
     promised: list[tuple[float, bytes]] = []  # (PSNR at the target rate, file) of each file within the promise
+    rescue_from: _Snapshot | None = None  # the smallest file not under the promise, with its model
     if psnr_of is None:
         psnr_of = decoded_psnr(torch.round(fitter.image.detach().cpu() * 255).to(torch.uint8).numpy())
     for attempt in range(MAX_REFITS + 1):
         bits = len(data) * 8
         _keep_if_promised(promised, data, psnr_of, target_bits)
+        if bits >= target_bits * (1 - RATE_PROMISE) and (rescue_from is None or bits < len(rescue_from.data) * 8):
+            rescue_from = _Snapshot.take(fitter, data)
         refit_steps = landing.affordable_refit_steps(fitter.seconds_per_step)
         out_of_refits = (attempt == MAX_REFITS or refit_steps == 0
                          or (attempt >= REFITS_ONCE_PROMISED and bool(promised)))
         polish = attempt < MIN_REFITS and not out_of_refits and not settle
         if abs(bits / target_bits - 1) <= (RATE_PROMISE if settle else RATE_TOLERANCE) and not polish:
             break
+        if out_of_refits and rescue_from is not None and rescue_from.data is not data and bits > target_bits:
+            # The last refit can end further over than an earlier file (see
+            # MIN_TIMED_REFIT_SHARE): the dead zones start from the smallest.
+            data = rescue_from.restore(fitter)
+            bits = len(data) * 8
         if bits > target_bits and not polish and (dead_zone_may_take(bits, target_bits) or out_of_refits):
             shrunk = _shrink_to(fitter, data, target_bits)
             if shrunk is not None:
@@ -511,6 +534,30 @@ def _land_rate(fitter: Fitter, data: bytes, target_bits: float, landing: Landing
     if promised:
         data = max(promised, key=lambda kept: kept[0])[1]
     return data, steps
+
+
+@dataclass(frozen=True)
+class _Snapshot:
+    """A file the landing wrote and the model state that wrote it (a few MB of latents)."""
+
+    data: bytes
+    state: dict[str, torch.Tensor]
+    first_level: int
+    dead_zone: float
+    log_lambda: float
+
+    @classmethod
+    def take(cls, fitter: Fitter, data: bytes) -> _Snapshot:
+        model = fitter.model
+        state = {name: value.detach().clone() for name, value in model.state_dict().items()}
+        return cls(data, state, model.first_level, model.dead_zone, fitter.log_lambda)
+
+    def restore(self, fitter: Fitter) -> bytes:
+        """Put the model back as it was when it wrote `data`; returns `data`."""
+        model = fitter.model
+        model.load_state_dict(self.state)
+        model.first_level, model.dead_zone, fitter.log_lambda = self.first_level, self.dead_zone, self.log_lambda
+        return self.data
 
 
 def _rescue(fitter: Fitter, data: bytes, target_bits: float) -> bytes:
