@@ -26,15 +26,13 @@ import csv
 import datetime as dt
 import itertools
 import json
-import os
-import platform
 import statistics
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-from .results import env_with_tree
+from .results import env_with_tree, machine
 
 SIZES = ("native", "2048x2048", "8192x8192")
 
@@ -108,7 +106,7 @@ def main(argv: list[str] | None = None) -> None:
                          "width": r["width"], "height": r["height"],
                          "seconds": round(r["seconds"], 4), "peak_rss_mb": round(r["peak_rss_mb"], 1),
                          "pixels_md5": r["pixels_md5"], "threads": args.threads,
-                         "machine": f"{platform.machine()} {platform.processor()} {os.cpu_count()} cpus",
+                         "machine": machine(),
                          "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
                          "inrcodec": inrcodec.__version__})
     with open(args.out / "decode.csv", "w", newline="") as fh:

@@ -227,3 +227,11 @@ def test_jpeg_bpp_measures_detail_without_the_headers() -> None:
         assert MIN_JPEG_BPP <= jpeg_bpp(np.full((size, size, 3), 77, dtype=np.uint8)) < 0.5
     # ... and a tile of the noise costs about what the whole does per pixel.
     assert jpeg_bpp(noise[:32, :32]) == pytest.approx(jpeg_bpp(noise), rel=0.1)
+
+
+def test_the_machine_line_names_the_cpu_family_and_model_of_the_first_processor() -> None:
+    from bench.results import cpu_name
+    cpuinfo = ("processor\t: 0\nvendor_id\t: AuthenticAMD\ncpu family\t: 26\nmodel\t\t: 2\n"
+               "model name\t: AMD EPYC\n\nprocessor\t: 1\ncpu family\t: 25\nmodel\t\t: 1\nmodel name\t: Other\n")
+    assert cpu_name(cpuinfo) == "AMD EPYC (family 26, model 2)"
+    assert cpu_name("processor\t: 0\nmodel name\t: Apple M9\n") == "Apple M9"  # no numbers given
