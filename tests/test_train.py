@@ -450,7 +450,7 @@ def test_a_file_already_on_its_target_is_still_polished_by_one_refit(
 def test_fast_encodes_carry_the_narrower_context_model() -> None:
     # The architecture travels in the header: the decoder rebuilds whatever width the file names.
     pixels = _test_image(32, 32)
-    for effort, hidden in (("fast", (8, 8)), ("default", (16, 16))):
+    for effort, hidden in (("fast", (12, 12)), ("default", (16, 16))):
         result = encode_array(pixels, EncodeOptions(lmbda=1e-2, effort=effort, iterations=5))
         stream = read_coco(result.data)
         assert stream.header.arch == encoder.ARCHITECTURES[effort] and stream.header.arch.arm_hidden == hidden

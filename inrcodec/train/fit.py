@@ -134,7 +134,7 @@ PROBE_AT = 1 / 6
 # fit is probed at that same step, where the model knows what the rate means
 # (`probe_step`). A shorter fit is probed earlier in its training, when the
 # rate says less: its correction is scaled down by the ratio of the lengths
-# (`--effort fast`, 770 steps, keeps 0.21 of it) and the refits do the rest.
+# (`--effort fast`, 743 steps, keeps 0.21 of it) and the refits do the rest.
 RATE_MODEL_STEPS = 3600
 RATE_MODEL = (-2.63, 2.57, -2.15, 0.78)  # a, b, c, d above
 MAX_LOG_CORRECTION = math.log(8.0)  # outside the calibration, move at most this far
