@@ -48,9 +48,10 @@ ARCHITECTURE = Architecture(n_levels=7, synth_hidden=(16, 16), arm_hidden=(16, 1
 # the same rate, 6 of 8 files (bench/results/fixed-lambda-fast-arm12-2026-12-02).
 # End to end, kodim01-12 at 0.25-1 bpp on another machine (AMD EPYC family
 # 26, ~3x faster): +0.10 dB at the request, 30 of 48 files better, BD-rate vs
-# JPEG 4:2:0 +23.2 % -> +20.9 %, 48 of 48 within 5 %, but 12.1 s instead of
-# 10.4 s mean: there the 12x12 step is ~1.15-1.35x the 8x8 one, not 1.04x
-# (bench/results/kodak-fast-arm12-2026-12-02 against kodak-fast-family26-2026-12-02).
+# JPEG 4:2:0 +23.2 % -> +20.9 %, 48 of 48 within 5 %; 12.1 s mean against
+# 10.4 s, and 10.7 s when the same files were encoded again half an hour
+# later (bench/results/kodak-fast-arm12-2026-12-02 against
+# kodak-fast-family26-2026-12-02; -02b).
 # The default and max efforts keep 16x16: they are not short of steps.
 ARCHITECTURES: dict[str, Architecture] = {
     "fast": replace(ARCHITECTURE, arm_hidden=(12, 12)),
