@@ -13,7 +13,6 @@ untraced; the files and the returned one are the same as untraced.
 from __future__ import annotations
 
 import argparse
-import platform
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -24,6 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from bench.results import machine
 from inrcodec.imageio import load_image
 from inrcodec.train import encoder
 from inrcodec.train.fit import Fitter, ProgressFn, Schedule
@@ -81,7 +81,7 @@ def main(argv: list[str] | None = None) -> None:
     when = datetime.now(timezone.utc).isoformat(timespec="seconds")
     print(f"{args.image.name} at {args.bpp} bpp, --effort {args.effort}"
           + (f", --time-limit {args.time_limit}" if args.time_limit else "")
-          + f"; {platform.machine()}, {args.threads} threads, {when}")
+          + f"; {machine()}, {args.threads} threads, {when}")
     print("\n".join(lines))
     print(f"kept  {result.bpp:.4f} bpp  {result.psnr:.2f} dB  {result.iterations} steps  {result.seconds:.1f} s")
 

@@ -65,7 +65,7 @@ def machine() -> str:
     The CPU family and model numbers follow the name where /proc/cpuinfo has
     them: a virtual machine may name its CPU only "AMD EPYC", and on
     2026-12-02 two such machines ran the same `--effort fast` encodes about
-    2.7x apart.
+    3x apart (bench/results/kodak-fast-family26-2026-12-02).
     """
     try:
         cpuinfo = Path("/proc/cpuinfo").read_text()
