@@ -42,6 +42,8 @@ Variants:
     arm-<w>x<w> the context model's hidden widths (e.g. arm-8x8, arm-12;
                 the default is 16x16): a cheaper step for a few percent of
                 the rate.
+    synthesis-<w>x<w> the synthesis MLP's hidden widths (e.g.
+                synthesis-24x24; the default is 16x16).
     These combine with "+": latent-0.15+fine-0.03, init=nets.json+synth-0.005.
     --effort fast|default|max picks the schedule they change (default: the
     default effort's).
@@ -147,6 +149,9 @@ def variant(name: str, steps: int | None = None, effort: str = "default") -> Var
         if prefix == "arm" and (widths := hidden_widths(text)) is not None:
             architecture = replace(architecture, arm_hidden=widths)
             continue
+        if prefix == "synthesis" and (widths := hidden_widths(text)) is not None:
+            architecture = replace(architecture, synth_hidden=widths)
+            continue
         try:
             value = float(text)
         except ValueError:
@@ -162,6 +167,7 @@ def variant(name: str, steps: int | None = None, effort: str = "default") -> Var
         else:
             msg = (f"unknown variant {name!r}; known: {', '.join(known)}, fine-<lr>, latent-<lr>, synth-<lr>, "
                    "context-<lr>, ste-<f>, floor-<f>, beta1-<d>, beta2-<d>, crop-<px>, steps-<n>, arm-<w>x<w>, "
+                   "synthesis-<w>x<w>, "
                    "warmup-<f>, clip-<m>, "
                    "init=<path>, joined by +")
             raise ValueError(msg)

@@ -1,11 +1,12 @@
 """Time one training step of the encoder (the unit of encoding cost).
 
     python -m bench.step_time [--image PATH] [--steps 60] [--threads 2] [--compile] [--arm-hidden 8x8]
+        [--synth-hidden 24x24]
 
 Prints milliseconds per noise-mode step and per whole-image rate measurement,
 medians over repeats, on the default architecture and crop, and the seconds
 the warm-up took. `--arm-hidden` sizes the context model's hidden layers
-(default: the encoder's). `--compile` runs the step's tensor-only pieces
+(default: the encoder's), `--synth-hidden` the synthesis MLP's. `--compile` runs the step's tensor-only pieces
 (the MLPs in columns, `model.mlp_columns`, and the Laplace bits,
 `model.context_bits_columns`: the matrix products and most elementwise
 work) through `torch.compile` with dynamic shapes (border windows are
@@ -39,7 +40,7 @@ DEFAULT_IMAGE = Path(__file__).resolve().parents[1] / "samples" / "kodim03.png"
 
 
 def hidden_widths_arg(text: str) -> tuple[int, ...]:
-    """argparse type for --arm-hidden (`fixed_lambda.hidden_widths`)."""
+    """argparse type for --arm-hidden and --synth-hidden (`fixed_lambda.hidden_widths`)."""
     widths = hidden_widths(text)
     if widths is None:
         raise argparse.ArgumentTypeError(f"{text!r}: widths like 8x8 or 12, 1 to 64 each")
@@ -54,6 +55,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--arm-hidden", type=hidden_widths_arg, default=None,
                         help="the context model's hidden widths, e.g. 8x8")
+    parser.add_argument("--synth-hidden", type=hidden_widths_arg, default=None,
+                        help="the synthesis MLP's hidden widths, e.g. 24x24")
     parser.add_argument("--compile", action="store_true", help="torch.compile the synthesis and the context model")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -62,6 +65,8 @@ def main() -> None:
     arch = ARCHITECTURE
     if args.arm_hidden:
         arch = replace(arch, arm_hidden=args.arm_hidden)
+    if args.synth_hidden:
+        arch = replace(arch, synth_hidden=args.synth_hidden)
     model = CocoNet(pixels.shape[0], pixels.shape[1], arch)
     fitter = Fitter(image, model, RateTarget(None, 4e-3), seed=0)
     schedule = SCHEDULES["default"]
@@ -82,7 +87,8 @@ def main() -> None:
         fitter.latent_bpp()
         measure_ms.append(1000 * (time.perf_counter() - t))
     print(f"{date.today()} {platform.processor() or platform.machine()} threads={args.threads} "
-          f"image={args.image.name} crop={schedule.crop} arm={'x'.join(map(str, arch.arm_hidden))}"
+          f"image={args.image.name} crop={schedule.crop} arm={'x'.join(map(str, arch.arm_hidden))} "
+          f"synth={'x'.join(map(str, arch.synth_hidden))}"
           f"{' compiled' if args.compile else ''}: "
           f"step {statistics.median(step_ms):.1f} ms, rate measurement {statistics.median(measure_ms):.1f} ms, "
           f"warm-up (10 steps) {warm_up_s:.1f} s")
