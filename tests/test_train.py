@@ -675,6 +675,48 @@ def test_out_of_refits_the_rescue_starts_from_the_smallest_file_and_its_model(mo
     assert fitter.lmbda == pytest.approx(fitted_lambda)
 
 
+def test_out_of_refits_and_under_the_promise_the_landing_shrinks_its_last_file_not_under_it(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # The fit's file 10 % over; every refit's 10 % under (a steep lambda move
+    # that no later refit undoes). The user asked for the rate: the dead zone
+    # takes the over file down to it, from the model that wrote it.
+    model = _random_model(64, 64, spread=3.0)
+    maker = Fitter(torch.rand(64, 64, 3), model, RateTarget(None, 1e-3), seed=0)
+    over = _quantize_and_write(model, maker.image, 1e-3, 0)
+    target = len(over) * 8 / 1.10
+    at_target = _shrink_to(maker, over, target, encoder.RESCUE_DEAD_ZONE)
+    model.dead_zone = 0.0
+    under = _shrink_to(maker, over, target * 0.9, encoder.RESCUE_DEAD_ZONE)
+    assert under is not None and at_target is not None
+    assert len(under) * 8 < target * (1 - encoder.RATE_PROMISE) and abs(len(at_target) * 8 / target - 1) < 0.05
+    fitter, runs = _landing_with_files(monkeypatch, [under] * encoder.MAX_REFITS)
+    fitted = [grid.detach().clone() for grid in fitter.model.latents]
+    counted_run = fitter.run
+
+    def drifting_run(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        with torch.no_grad():
+            fitter.model.latents[0].add_(1.0)
+        return counted_run(*args, **kwargs)
+
+    monkeypatch.setattr(fitter, "run", drifting_run)
+    shrunk_from: list[bytes] = []
+
+    def fake_shrink(fitter_, data, target_bits, widest=encoder.MAX_DEAD_ZONE):  # noqa: ANN001, ANN202
+        shrunk_from.append(data)
+        assert all(torch.equal(now, then) for now, then in zip(fitter.model.latents, fitted))
+        return at_target
+
+    monkeypatch.setattr(encoder, "_shrink_to", fake_shrink)
+    schedule = replace(encoder.SCHEDULES["fast"], iterations=60, crop=32)
+    landed, _ = encoder._land_rate(fitter, over, target, _untimed(schedule), None, 0)
+    assert len(runs) == encoder.MAX_REFITS and shrunk_from == [over] and landed is at_target
+    # Without a file over the promise to go back to, the undershoot stays.
+    fitter, runs = _landing_with_files(monkeypatch, [under] * encoder.MAX_REFITS)
+    shrunk_from.clear()
+    landed, _ = encoder._land_rate(fitter, under, target, _untimed(schedule), None, 0)
+    assert shrunk_from == [] and landed is under
+
+
 def test_the_rescue_tries_again_when_its_file_is_still_over_the_promise(monkeypatch: pytest.MonkeyPatch) -> None:
     target = 1000 * 8.0
     sizes = iter([1200, 1080, 1010])  # bytes the successive dead zones write
