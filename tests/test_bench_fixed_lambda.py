@@ -30,7 +30,7 @@ def test_each_variant_changes_only_what_it_names() -> None:
     fast = fl.variants(effort="fast")["base"].schedule
     assert fast == encoder.SCHEDULES["fast"]
     assert fl.variant("beta2-0.99+ste-0.05+crop-192+floor-0.05", effort="fast").schedule == replace(
-        fast, adam_betas=(fit.ADAM_BETAS[0], 0.99), ste_fraction=0.05, crop=192, lr_floor=0.05)
+        fast, adam_betas=(fit.SHORT_FIT_BETA1, 0.99), ste_fraction=0.05, crop=192, lr_floor=0.05)
     assert fl.variant("beta1-0.8").schedule.adam_betas == (0.8, fit.adam_beta2(base.schedule.iterations))
     assert fl.variant("beta1-0.8", effort="fast").schedule.adam_betas == (0.8, fit.SHORT_FIT_BETA2)
     assert fl.variant("warmup-0.05+clip-3").schedule == replace(base.schedule, warmup=0.05, grad_clip=3.0)

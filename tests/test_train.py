@@ -754,6 +754,13 @@ def test_short_fits_train_their_networks_faster_and_each_group_at_its_own_rate()
     assert fit.SHORT_FIT_BETA2 < fit.adam_beta2(encoder.SCHEDULES["default"].iterations) < fit.ADAM_BETAS[1]
     halfway = 1 - fit.adam_beta2(round((fit.SHORT_FIT_STEPS * fit.LONG_FIT_STEPS) ** 0.5))
     assert halfway == pytest.approx(((1 - fit.SHORT_FIT_BETA2) * (1 - fit.ADAM_BETAS[1])) ** 0.5, rel=1e-3)
+    # And the first-moment decay (SHORT_FIT_BETA1).
+    assert fit.adam_beta1(encoder.SCHEDULES["fast"].iterations) == fit.SHORT_FIT_BETA1 < fit.ADAM_BETAS[0]
+    for steps in long_fits:
+        assert fit.adam_beta1(steps) == fit.ADAM_BETAS[0]
+    assert fit.SHORT_FIT_BETA1 < fit.adam_beta1(encoder.SCHEDULES["default"].iterations) < fit.ADAM_BETAS[0]
+    halfway = 1 - fit.adam_beta1(round((fit.SHORT_FIT_STEPS * fit.LONG_FIT_STEPS) ** 0.5))
+    assert halfway == pytest.approx(((1 - fit.SHORT_FIT_BETA1) * (1 - fit.ADAM_BETAS[0])) ** 0.5, rel=1e-3)
     fitter = _fitter(None)
     schedule = Schedule(iterations=1, lr_latent=0.1, lr_synthesis=0.02, lr_context=0.08, lr_latent_finest=0.06)
     fitter.run(schedule)
@@ -772,7 +779,7 @@ def test_a_fit_cut_short_by_its_deadline_trains_like_a_short_fit() -> None:
     fitter.run(schedule, deadline=time.monotonic() + 0.3)
     assert fitter.steps < fit.SHORT_FIT_STEPS
     assert fitter.network_lrs == (fit.SHORT_FIT_LR_SYNTHESIS, fit.SHORT_FIT_LR_CONTEXT)
-    assert fitter.opt.betas == (fit.ADAM_BETAS[0], fit.SHORT_FIT_BETA2)
+    assert fitter.opt.betas == (fit.SHORT_FIT_BETA1, fit.SHORT_FIT_BETA2)
 
 
 def test_refits_keep_the_learning_rates_of_the_fit(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -51,7 +51,11 @@ ARCHITECTURE = Architecture(n_levels=7, synth_hidden=(16, 16), arm_hidden=(16, 1
 # JPEG 4:2:0 +23.2 % -> +20.9 %, 48 of 48 within 5 %; 12.1 s mean against
 # 10.4 s, and 10.7 s when the same files were encoded again half an hour
 # later (bench/results/kodak-fast-arm12-2026-12-02 against
-# kodak-fast-family26-2026-12-02; -02b).
+# kodak-fast-family26-2026-12-02; -02b). Adam's first moment decaying at 0.8
+# in short fits (fit.SHORT_FIT_BETA1), on an Intel Xeon about as fast:
+# BD-rate +20.1 % -> +13.8 %, +0.23 dB at the request, 35 of 48 files
+# better, 48 of 48 within 5 %, 12.1 -> 12.6 s mean
+# (bench/results/kodak-fast-beta1-2026-12-02 against kodak-fast-family6-2026-12-02).
 # The default and max efforts keep 16x16: they are not short of steps.
 ARCHITECTURES: dict[str, Architecture] = {
     "fast": replace(ARCHITECTURE, arm_hidden=(12, 12)),

@@ -66,6 +66,14 @@ ADAM_BETAS = (0.9, 0.999)
 # rate over kodim01-06 at 0.5 bpp (3 of 6 better) and took longer
 # (bench/results/kodak-default-beta2-2026-12-01, partial).
 SHORT_FIT_BETA2 = 0.95
+# And a faster first-moment decay, planned the same way (`adam_beta1`): at
+# fixed lambdas, 743-step fits of `--effort fast` with beta1 0.8 gained
+# +0.21 dB at the same rate over 8 files of kodim01/02/03/05, all 8 better
+# (0.7: +0.15, 0.6: +0.11; bench/results/fixed-lambda-fast-2026-12-02);
+# the default effort's 3000-step fits at 0.8 lost 0.10 dB over
+# kodim01/03/05/12 (bench/results/fixed-lambda-default-2026-12-02), which is
+# why long fits keep ADAM_BETAS's.
+SHORT_FIT_BETA1 = 0.8
 # The cosine schedule ends at this fraction of the peak learning rate. At
 # 0.1 the fit ended unconverged: at a fixed lambda of 3e-4, kodim12 after
 # 4200 steps was at 1.543 bpp / 35.30 dB, and 700 more steps at a tenth of
@@ -244,7 +252,7 @@ class Schedule:
             `encoder.new_model`) instead of random ones; they then train at
             LR_NETWORK whatever the fit's length (see LR_NETWORK).
         adam_betas: Adam's moment decays; None: by the fit's length
-            (`adam_beta2`, see SHORT_FIT_BETA2).
+            (`adam_beta1`, `adam_beta2`; see SHORT_FIT_BETA1, SHORT_FIT_BETA2).
         lr_floor: where the cosine schedule ends, a fraction of the peak
             learning rate (see LR_FLOOR).
         warmup: leading fraction of a fit's steps over which the learning
@@ -284,8 +292,8 @@ class Schedule:
         return first * (last / first) ** progress
 
     def planned_adam_betas(self, steps: int) -> tuple[float, float]:
-        """Adam's decays for a fit of `steps` steps: the schedule's own, else by length (`adam_beta2`)."""
-        return self.adam_betas or (ADAM_BETAS[0], adam_beta2(steps))
+        """Adam's decays for a fit of `steps` steps: the schedule's own, else by length (`adam_beta1`, `adam_beta2`)."""
+        return self.adam_betas or (adam_beta1(steps), adam_beta2(steps))
 
 
 @dataclass
@@ -339,6 +347,11 @@ def network_learning_rates(steps: int) -> tuple[float, float]:
     """Peak (synthesis, context model) learning rates of a fit of `steps` steps (see LR_NETWORK)."""
     return (by_fit_length(steps, SHORT_FIT_LR_SYNTHESIS, LR_NETWORK),
             by_fit_length(steps, SHORT_FIT_LR_CONTEXT, LR_NETWORK))
+
+
+def adam_beta1(steps: int) -> float:
+    """Adam's first-moment decay for a fit of `steps` steps (see SHORT_FIT_BETA1): 1 - beta1 by length."""
+    return 1 - by_fit_length(steps, 1 - SHORT_FIT_BETA1, 1 - ADAM_BETAS[0])
 
 
 def adam_beta2(steps: int) -> float:
