@@ -747,20 +747,15 @@ def test_short_fits_train_their_networks_faster_and_each_group_at_its_own_rate()
     middle = fit.network_learning_rates(round((fit.SHORT_FIT_STEPS * fit.LONG_FIT_STEPS) ** 0.5))
     for rate, fast in zip(middle, short):
         assert rate == pytest.approx((fast * fit.LR_NETWORK) ** 0.5, rel=1e-3)  # halfway in log-log
-    # Adam's second-moment decay follows the same plan (SHORT_FIT_BETA2).
-    assert fit.adam_beta2(encoder.SCHEDULES["fast"].iterations) == fit.SHORT_FIT_BETA2 < fit.ADAM_BETAS[1]
-    for steps in long_fits:
-        assert fit.adam_beta2(steps) == fit.ADAM_BETAS[1]
-    assert fit.SHORT_FIT_BETA2 < fit.adam_beta2(encoder.SCHEDULES["default"].iterations) < fit.ADAM_BETAS[1]
-    halfway = 1 - fit.adam_beta2(round((fit.SHORT_FIT_STEPS * fit.LONG_FIT_STEPS) ** 0.5))
-    assert halfway == pytest.approx(((1 - fit.SHORT_FIT_BETA2) * (1 - fit.ADAM_BETAS[1])) ** 0.5, rel=1e-3)
-    # And the first-moment decay (SHORT_FIT_BETA1).
-    assert fit.adam_beta1(encoder.SCHEDULES["fast"].iterations) == fit.SHORT_FIT_BETA1 < fit.ADAM_BETAS[0]
-    for steps in long_fits:
-        assert fit.adam_beta1(steps) == fit.ADAM_BETAS[0]
-    assert fit.SHORT_FIT_BETA1 < fit.adam_beta1(encoder.SCHEDULES["default"].iterations) < fit.ADAM_BETAS[0]
-    halfway = 1 - fit.adam_beta1(round((fit.SHORT_FIT_STEPS * fit.LONG_FIT_STEPS) ** 0.5))
-    assert halfway == pytest.approx(((1 - fit.SHORT_FIT_BETA1) * (1 - fit.ADAM_BETAS[0])) ** 0.5, rel=1e-3)
+    # Adam's decays follow the same plan (SHORT_FIT_BETA1, SHORT_FIT_BETA2).
+    for plan, short_decay, long_decay in ((fit.adam_beta1, fit.SHORT_FIT_BETA1, fit.ADAM_BETAS[0]),
+                                          (fit.adam_beta2, fit.SHORT_FIT_BETA2, fit.ADAM_BETAS[1])):
+        assert plan(encoder.SCHEDULES["fast"].iterations) == short_decay < long_decay
+        for steps in long_fits:
+            assert plan(steps) == long_decay
+        assert short_decay < plan(encoder.SCHEDULES["default"].iterations) < long_decay
+        halfway = 1 - plan(round((fit.SHORT_FIT_STEPS * fit.LONG_FIT_STEPS) ** 0.5))
+        assert halfway == pytest.approx(((1 - short_decay) * (1 - long_decay)) ** 0.5, rel=1e-3)
     fitter = _fitter(None)
     schedule = Schedule(iterations=1, lr_latent=0.1, lr_synthesis=0.02, lr_context=0.08, lr_latent_finest=0.06)
     fitter.run(schedule)
