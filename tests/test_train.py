@@ -485,6 +485,18 @@ def _landing_with_files(monkeypatch: pytest.MonkeyPatch, refit_files: list[bytes
     return fitter, runs
 
 
+def _drift_each_refit(monkeypatch: pytest.MonkeyPatch, fitter: Fitter) -> None:
+    """Each (counted, fake) refit of `_landing_with_files` also moves the model away from the fit's."""
+    counted_run = fitter.run
+
+    def drifting_run(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        with torch.no_grad():
+            fitter.model.latents[0].add_(1.0)
+        return counted_run(*args, **kwargs)
+
+    monkeypatch.setattr(fitter, "run", drifting_run)
+
+
 def _three_close_files() -> tuple[bytes, bytes, bytes]:
     """Three files of one random model, largest first, about half a percent apart."""
     model = _random_model(64, 64, spread=1.0)
@@ -657,14 +669,7 @@ def test_out_of_refits_the_rescue_starts_from_the_smallest_file_and_its_model(mo
     fitted = [grid.detach().clone() for grid in fitter.model.latents]
     fitted_lambda = fitter.lmbda
 
-    counted_run = fitter.run
-
-    def drifting_run(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
-        with torch.no_grad():
-            fitter.model.latents[0].add_(1.0)  # each refit moves the model away from the fit's
-        return counted_run(*args, **kwargs)
-
-    monkeypatch.setattr(fitter, "run", drifting_run)
+    _drift_each_refit(monkeypatch, fitter)
     rescued: list[bytes] = []
     monkeypatch.setattr(encoder, "_shrink_to", lambda *args, **kwargs: None)
     monkeypatch.setattr(encoder, "_rescue", lambda fitter, data, target_bits: rescued.append(data) or data)
@@ -695,14 +700,7 @@ def test_out_of_refits_and_under_the_promise_the_landing_shrinks_its_last_file_n
     psnr = {over: 35.0, under: psnr_under, at_target: 31.0}
     fitter, runs = _landing_with_files(monkeypatch, [under] * encoder.MAX_REFITS)
     fitted = [grid.detach().clone() for grid in fitter.model.latents]
-    counted_run = fitter.run
-
-    def drifting_run(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
-        with torch.no_grad():
-            fitter.model.latents[0].add_(1.0)
-        return counted_run(*args, **kwargs)
-
-    monkeypatch.setattr(fitter, "run", drifting_run)
+    _drift_each_refit(monkeypatch, fitter)
     shrunk_from: list[bytes] = []
 
     def fake_shrink(fitter_, data, target_bits, widest=encoder.MAX_DEAD_ZONE):  # noqa: ANN001, ANN202

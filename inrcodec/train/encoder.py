@@ -471,9 +471,9 @@ def _land_rate(fitter: Fitter, data: bytes, target_bits: float, landing: Landing
     of it fits before the landing's deadline (`Landing`). Out of refits and
     still over, or under the promise, the dead zones start from the smallest
     file written that is not under the promise (`_Snapshot`), not from the
-    last; an undershoot left that way is still returned if it scores better. `psnr_of` scores
-    a file (`decoded_psnr`; by default against the fitter's image). Returns
-    the file and the total training steps.
+    last; an undershoot left that way competes with the promised files.
+    `psnr_of` scores a file (`decoded_psnr`; by default against the fitter's
+    image). Returns the file and the total training steps.
     """
     model = fitter.model
     short_fit = steps <= SHORT_FIT_STEPS and landing.deadline is None
@@ -560,10 +560,9 @@ def _land_rate(fitter: Fitter, data: bytes, target_bits: float, landing: Landing
         steps += fitter.run(refit, progress, landing.refit_deadline, phase="refit", lr_peak=REFIT_LR_PEAK)
         data = _quantize_and_write(model, fitter.image, fitter.lmbda, fitter.seed)
     _keep_if_promised(promised, data, psnr_of, target_bits)  # the last refit's or dead zone's file
-    if promised:
-        data = max(promised, key=lambda kept: kept[0])[1]
-    if undershot is not None and (not promised or undershot[0] > max(kept[0] for kept in promised)):
-        data = undershot[1]
+    candidates = promised + ([undershot] if undershot is not None else [])
+    if candidates:
+        data = max(candidates, key=lambda kept: kept[0])[1]
     return data, steps
 
 
