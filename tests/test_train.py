@@ -780,6 +780,22 @@ def test_a_fit_cut_short_by_its_deadline_trains_like_a_short_fit() -> None:
     assert fitter.opt.betas == (fit.SHORT_FIT_BETA1, fit.SHORT_FIT_BETA2)
 
 
+def test_slow_latents_learn_faster_in_a_fit_cut_short_by_its_deadline() -> None:
+    slow = Schedule(iterations=16800, lr_latent=0.03)
+    assert fit.cut_fit_latent_lr_scale(slow, 16800) == 1.0  # a whole fit
+    assert 0.03 * fit.cut_fit_latent_lr_scale(slow, 3000) == pytest.approx(fit.CUT_FIT_LR_LATENT_MOST)
+    assert 1.0 < fit.cut_fit_latent_lr_scale(slow, 11000) < fit.cut_fit_latent_lr_scale(slow, 7000) < 0.1 / 0.03
+    assert 0.03 * fit.cut_fit_latent_lr_scale(slow, 300) == pytest.approx(fit.CUT_FIT_LR_LATENT_MOST)  # at most
+    assert fit.cut_fit_latent_lr_scale(Schedule(iterations=3000), 300) == 1.0  # already fast enough
+    fitter = _fitter(None)
+    schedule = Schedule(iterations=5000, crop=32, lr_latent=0.03)
+    fitter.run(schedule, deadline=time.monotonic() + 0.3)
+    assert fitter.steps < 1000 and fitter.latent_lr_scale == pytest.approx(0.1 / 0.03)
+    fitter.run(replace(schedule, iterations=5), phase="refit")  # the refit keeps the fit's rates
+    latents, synthesis = fitter.opt.param_groups[1]["lr"], fitter.opt.param_groups[2]["lr"]
+    assert latents / synthesis == pytest.approx(fit.CUT_FIT_LR_LATENT_MOST / fitter.network_lrs[0])
+
+
 def test_refits_keep_the_learning_rates_of_the_fit(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(fit, "SHORT_FIT_STEPS", 10)
     monkeypatch.setattr(fit, "LONG_FIT_STEPS", 20)

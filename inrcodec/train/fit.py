@@ -104,6 +104,19 @@ LR_NETWORK = 0.005
 SHORT_FIT_STEPS, LONG_FIT_STEPS = 1200, 4200
 SHORT_FIT_LR_SYNTHESIS = 0.01
 SHORT_FIT_LR_CONTEXT = 0.04
+# A fit that a deadline cuts short trains its latents faster when its
+# schedule's are slow (`cut_fit_latent_lr_scale`): `--effort max`'s latents
+# (0.03, planned for 16800 steps) had not settled in a fit cut to ~7000
+# steps, its file ended over the request, and the refits kept shedding
+# bits whatever lambda did: kodim06 at 0.5 bpp under 150 s wrote 0.584,
+# then 0.418 (lambda raised 1.3x), then 0.275 bpp (lowered again) at
+# 25.4 dB each, and that 45 % undershoot was the best file it had (ad hoc,
+# `bench.landing_trace`, 2026-12-02). The rate scales by (planned / run
+# steps) ** CUT_FIT_LR_EXPONENT, the power that takes the max effort's
+# 0.03 at 16800 steps to the default's 0.1 at 3000, and never above
+# CUT_FIT_LR_LATENT_MOST (the default's rate): faster schedules stay as they are.
+CUT_FIT_LR_EXPONENT = math.log(0.1 / 0.03) / math.log(16800 / 3000)
+CUT_FIT_LR_LATENT_MOST = 0.1
 # Under a deadline the step count is planned from the measured speed at step
 # REPLAN_FIRST, and planned again every REPLAN_EVERY steps: the whole-image
 # rate measurements of the probe, the steering and the display, and a slower
@@ -349,6 +362,17 @@ def network_learning_rates(steps: int) -> tuple[float, float]:
             by_fit_length(steps, SHORT_FIT_LR_CONTEXT, LR_NETWORK))
 
 
+def cut_fit_latent_lr_scale(schedule: Schedule, steps: int) -> float:
+    """What a fit planned for `steps` of `schedule.iterations` multiplies its latents' learning rate by.
+
+    1 for a whole fit or latents already at CUT_FIT_LR_LATENT_MOST; see CUT_FIT_LR_EXPONENT.
+    """
+    if steps >= schedule.iterations or schedule.lr_latent >= CUT_FIT_LR_LATENT_MOST:
+        return 1.0
+    scale = (schedule.iterations / max(steps, 1)) ** CUT_FIT_LR_EXPONENT
+    return min(scale, CUT_FIT_LR_LATENT_MOST / schedule.lr_latent)
+
+
 def adam_beta1(steps: int) -> float:
     """Adam's first-moment decay for a fit of `steps` steps (see SHORT_FIT_BETA1): 1 - beta1 by length."""
     return 1 - by_fit_length(steps, 1 - SHORT_FIT_BETA1, 1 - ADAM_BETAS[0])
@@ -431,6 +455,7 @@ class Fitter:
         # its length, refits keep them (see LR_NETWORK); Adam's decays, planned with
         # them, live in the optimizer (`plan_network_lrs`).
         self.network_lrs: tuple[float, float] | None = None
+        self.latent_lr_scale = 1.0  # a fit cut short by its deadline raises it (`cut_fit_latent_lr_scale`)
         # Groups: the full-resolution latents, the coarser ones, the synthesis
         # MLP, the context model (see Schedule.lr_latent_finest).
         self.opt = Adam([[model.latents[0]], list(model.latents)[1:], model.synthesis.parameters(),
@@ -530,9 +555,12 @@ class Fitter:
     def plan_network_lrs(self, schedule: Schedule, steps: int) -> None:
         """The networks' peak learning rates and Adam's decays for a fit of `steps` steps; the schedule's own win.
 
-        `step` plans them by the schedule's length if nothing has (a refit
-        with no fit before it, or a caller stepping by hand).
+        Also how much faster the latents learn if `steps` is short of the
+        schedule's (`cut_fit_latent_lr_scale`). `step` plans them by the
+        schedule's length if nothing has (a refit with no fit before it, or
+        a caller stepping by hand).
         """
+        self.latent_lr_scale = cut_fit_latent_lr_scale(schedule, steps)
         synthesis, context = (LR_NETWORK, LR_NETWORK) if schedule.pretrained else network_learning_rates(steps)
         self.network_lrs = (synthesis if schedule.lr_synthesis is None else schedule.lr_synthesis,
                             context if schedule.lr_context is None else schedule.lr_context)
@@ -550,7 +578,7 @@ class Fitter:
             self.plan_network_lrs(schedule, schedule.iterations)
         assert self.network_lrs is not None
         finest = schedule.lr_latent if schedule.lr_latent_finest is None else schedule.lr_latent_finest
-        rates = (finest, schedule.lr_latent, *self.network_lrs)
+        rates = (finest * self.latent_lr_scale, schedule.lr_latent * self.latent_lr_scale, *self.network_lrs)
         for group, rate in zip(self.opt.param_groups, rates):
             group["lr"] = rate * lr_scale
         win = self._window(schedule.crop)
