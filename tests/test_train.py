@@ -783,8 +783,9 @@ def test_a_fit_cut_short_by_its_deadline_trains_like_a_short_fit() -> None:
 def test_slow_latents_learn_faster_in_a_fit_cut_short_by_its_deadline() -> None:
     slow = Schedule(iterations=16800, lr_latent=0.03)
     assert fit.cut_fit_latent_lr_scale(slow, 16800) == 1.0  # a whole fit
-    assert 0.03 * fit.cut_fit_latent_lr_scale(slow, 3000) == pytest.approx(fit.CUT_FIT_LR_LATENT_MOST)
-    assert 1.0 < fit.cut_fit_latent_lr_scale(slow, 11000) < fit.cut_fit_latent_lr_scale(slow, 7000) < 0.1 / 0.03
+    most = round(fit.CUT_FIT_FAST_LATENTS_SHARE * 16800)
+    assert 0.03 * fit.cut_fit_latent_lr_scale(slow, most) == pytest.approx(fit.CUT_FIT_LR_LATENT_MOST)
+    assert 1.0 < fit.cut_fit_latent_lr_scale(slow, 16000) < fit.cut_fit_latent_lr_scale(slow, 14000) < 0.1 / 0.03
     assert 0.03 * fit.cut_fit_latent_lr_scale(slow, 300) == pytest.approx(fit.CUT_FIT_LR_LATENT_MOST)  # at most
     assert fit.cut_fit_latent_lr_scale(Schedule(iterations=3000), 300) == 1.0  # already fast enough
     fitter = _fitter(None)

@@ -111,11 +111,18 @@ SHORT_FIT_LR_CONTEXT = 0.04
 # bits whatever lambda did: kodim06 at 0.5 bpp under 150 s wrote 0.584,
 # then 0.418 (lambda raised 1.3x), then 0.275 bpp (lowered again) at
 # 25.4 dB each, and that 45 % undershoot was the best file it had (ad hoc,
-# `bench.landing_trace`, 2026-12-02). The rate scales by (planned / run
-# steps) ** CUT_FIT_LR_EXPONENT, the power that takes the max effort's
-# 0.03 at 16800 steps to the default's 0.1 at 3000, and never above
-# CUT_FIT_LR_LATENT_MOST (the default's rate): faster schedules stay as they are.
-CUT_FIT_LR_EXPONENT = math.log(0.1 / 0.03) / math.log(16800 / 3000)
+# `bench.landing_trace`, 2026-12-02). A fit run for at most
+# CUT_FIT_FAST_LATENTS_SHARE of its schedule trains them at
+# CUT_FIT_LR_LATENT_MOST (the default effort's rate); between that and the
+# whole schedule the rate rises log-log with the cut. Six Kodak images at
+# 0.5 bpp under 150 s (max fits cut to ~half): at 0.1 +0.28 dB at the
+# request over the same encoder raising them only to ~0.055 (kodim06 +1.3
+# dB, the others -0.1..+0.3), which itself kept the rate promise where the
+# slow latents had not (bench/results/quality-vs-time-max150-cutlr-2026-12-02,
+# -02b); under 300 s, max fits cut to ~70 % on another machine, 0.1 had
+# saved kodim06 (28.5 dB) and gained on kodim01 and kodim11
+# (bench/results/quality-vs-time-2026-12-02c). Faster schedules stay as they are.
+CUT_FIT_FAST_LATENTS_SHARE = 0.7
 CUT_FIT_LR_LATENT_MOST = 0.1
 # Under a deadline the step count is planned from the measured speed at step
 # REPLAN_FIRST, and planned again every REPLAN_EVERY steps: the whole-image
@@ -365,12 +372,15 @@ def network_learning_rates(steps: int) -> tuple[float, float]:
 def cut_fit_latent_lr_scale(schedule: Schedule, steps: int) -> float:
     """What a fit planned for `steps` of `schedule.iterations` multiplies its latents' learning rate by.
 
-    1 for a whole fit or latents already at CUT_FIT_LR_LATENT_MOST; see CUT_FIT_LR_EXPONENT.
+    1 for a whole fit or latents already at CUT_FIT_LR_LATENT_MOST; the
+    most (up to that rate) at CUT_FIT_FAST_LATENTS_SHARE of the schedule or
+    less, log-log in between.
     """
     if steps >= schedule.iterations or schedule.lr_latent >= CUT_FIT_LR_LATENT_MOST:
         return 1.0
-    scale = (schedule.iterations / max(steps, 1)) ** CUT_FIT_LR_EXPONENT
-    return min(scale, CUT_FIT_LR_LATENT_MOST / schedule.lr_latent)
+    most = CUT_FIT_LR_LATENT_MOST / schedule.lr_latent
+    exponent = math.log(most) / math.log(1 / CUT_FIT_FAST_LATENTS_SHARE)
+    return min(most, (schedule.iterations / max(steps, 1)) ** exponent)
 
 
 def adam_beta1(steps: int) -> float:
