@@ -50,9 +50,9 @@ def test_pretrained_networks_learn_at_the_long_fits_rate_whatever_the_length() -
     image = torch.rand(16, 16, 3)
     for steps in (100, 2000, 9000):
         fitter = Fitter(image, CocoNet(16, 16, encoder.ARCHITECTURE), RateTarget(None, 1e-3), seed=0)
-        fitter.plan_network_lrs(Schedule(iterations=steps, pretrained=True), steps)
+        fitter.plan_learning_rates(Schedule(iterations=steps, pretrained=True), steps)
         assert fitter.network_lrs == (LR_NETWORK, LR_NETWORK)
-        fitter.plan_network_lrs(Schedule(iterations=steps), steps)
+        fitter.plan_learning_rates(Schedule(iterations=steps), steps)
         assert fitter.network_lrs == network_learning_rates(steps)
 
 

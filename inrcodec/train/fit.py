@@ -463,7 +463,7 @@ class Fitter:
         self.seconds_per_step: float | None = None  # measured by `run` (see REPLAN_FIRST)
         # Peak (synthesis, context model) learning rates: the fit plans them by
         # its length, refits keep them (see LR_NETWORK); Adam's decays, planned with
-        # them, live in the optimizer (`plan_network_lrs`).
+        # them, live in the optimizer (`plan_learning_rates`).
         self.network_lrs: tuple[float, float] | None = None
         self.latent_lr_scale = 1.0  # a fit cut short by its deadline raises it (`cut_fit_latent_lr_scale`)
         # Groups: the full-resolution latents, the coarser ones, the synthesis
@@ -562,7 +562,7 @@ class Fitter:
         c0 = int(self.gen.integers(1 - crop, w)) if crop < w else 0
         return Window(max(0, r0), min(h, r0 + crop), max(0, c0), min(w, c0 + crop))
 
-    def plan_network_lrs(self, schedule: Schedule, steps: int) -> None:
+    def plan_learning_rates(self, schedule: Schedule, steps: int) -> None:
         """The networks' peak learning rates and Adam's decays for a fit of `steps` steps; the schedule's own win.
 
         Also how much faster the latents learn if `steps` is short of the
@@ -585,7 +585,7 @@ class Fitter:
         """
         model = self.model
         if self.network_lrs is None:
-            self.plan_network_lrs(schedule, schedule.iterations)
+            self.plan_learning_rates(schedule, schedule.iterations)
         assert self.network_lrs is not None
         finest = schedule.lr_latent if schedule.lr_latent_finest is None else schedule.lr_latent_finest
         rates = (finest * self.latent_lr_scale, schedule.lr_latent * self.latent_lr_scale, *self.network_lrs)
@@ -681,13 +681,14 @@ class Fitter:
         (time.monotonic()), the number of steps is re-planned from the
         measured speed (REPLAN_FIRST, REPLAN_EVERY) so the schedule ends by
         the deadline with its rounding phase; it never grows past the
-        schedule's own length. The fit plans the networks' learning rates
-        and Adam's decays for the length it will have (`plan_network_lrs`);
-        a refit keeps the fit's.
+        schedule's own length. The fit plans the learning rates (the
+        networks', and the latents' if the deadline cuts it) and Adam's
+        decays for the length it will have (`plan_learning_rates`); a refit
+        keeps the fit's.
         """
         total = schedule.iterations
         if phase == "fit":
-            self.plan_network_lrs(schedule, total)
+            self.plan_learning_rates(schedule, total)
         it = 0
         probed = False
         checkpoints = set(steer_steps(total))
@@ -714,7 +715,7 @@ class Fitter:
                     total = steps_until(deadline, self.seconds_per_step, it, schedule.iterations)
                     checkpoints = set(steer_steps(total))
                     if phase == "fit":
-                        self.plan_network_lrs(schedule, total)
+                        self.plan_learning_rates(schedule, total)
             if progress:
                 progress(it, total, {**stats, "bpp": self.displayed_rate()})
         return it
