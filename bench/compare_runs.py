@@ -2,6 +2,8 @@
 
     python -m bench.compare_runs OLD/rd.csv NEW/rd.csv [--old-effort default] [--new-effort max]
 
+Time-limited runs compare the same way: OLD/quality_vs_time.csv NEW/quality_vs_time.csv.
+
 For every (image, requested bpp) both sweeps encoded, each file's PSNR is
 moved to the requested rate along the encoder's own slope
 (`encoder.PSNR_PER_LN_RATE` dB per unit of ln rate, the Kodak mean; within
@@ -37,10 +39,22 @@ class Encode(NamedTuple):
 
 
 def read_encodes(path: Path, effort: str) -> dict[tuple[str, float], Encode]:
-    """inrcodec rows of one effort in an rd.csv, by (image, requested bpp)."""
+    """inrcodec rows of one effort in an rd.csv, by (image, requested bpp).
+
+    A quality_vs_time.csv (`bench.quality_vs_time`) reads the same way, its
+    image named with the time limit ("kodim01.png 150 s").
+    """
     encodes = {}
     with path.open() as f:
         for row in csv.DictReader(f):
+            if "time_limit_s" in row:  # a quality_vs_time.csv
+                if row["effort"] != effort:
+                    continue
+                requested, bpp, psnr = float(row["target_bpp"]), float(row["bpp"]), float(row["psnr"])
+                image = f"{row['image']} {float(row['time_limit_s']):g} s"
+                encodes[(image, requested)] = Encode(
+                    bpp, psnr, psnr + PSNR_PER_LN_RATE * math.log(requested / bpp), float(row["encode_s"]))
+                continue
             settings = dict(part.split("=", 1) for part in row["setting"].split(";"))
             if row["codec"] != "inrcodec" or settings.get("effort") != effort or "bpp" not in settings:
                 continue

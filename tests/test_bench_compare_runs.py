@@ -59,3 +59,19 @@ def test_a_request_the_old_sweep_lacks_is_read_off_its_line_between_neighbours(t
     assert f"| a.png | 0.75 | 0.750 / {30.0 + 4.0 * t:.2f} /" in table
     assert f"| all | 1 | {32.5 - (30.0 + 4.0 * t):+.2f} |" in table
     assert "No request" in cr.compare_interpolated(old, {})
+
+
+def test_time_limited_runs_pair_by_image_and_time_limit(tmp_path: Path) -> None:
+    path = tmp_path / "quality_vs_time.csv"
+    with path.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["image", "effort", "time_limit_s", "target_bpp", "bpp", "psnr", "encode_s"])
+        writer.writerows([
+            ("a.png", "max", 150.0, 0.5, 0.48, 30.0, 140.0),
+            ("a.png", "max", 300.0, 0.5, 0.5, 31.0, 280.0),
+            ("a.png", "default", 150.0, 0.5, 0.5, 29.0, 100.0),  # another effort
+        ])
+    encodes = cr.read_encodes(path, "max")
+    assert set(encodes) == {("a.png 150 s", 0.5), ("a.png 300 s", 0.5)}
+    assert encodes[("a.png 150 s", 0.5)].at_request == pytest.approx(30.0 + PSNR_PER_LN_RATE * math.log(0.5 / 0.48))
+    assert encodes[("a.png 300 s", 0.5)] == cr.Encode(0.5, 31.0, 31.0, 280.0)

@@ -405,6 +405,20 @@ def test_refit_elasticity_is_the_secant_of_comparable_files() -> None:
     assert encoder.refit_elasticity([(-5.0, 10.0, 0), (-4.0, 5.0, 0)]) == encoder.MAX_ELASTICITY
 
 
+def test_a_lagging_landing_shrinks_low_secants_towards_the_prior() -> None:
+    def secant_of(elasticity: float) -> list[tuple[float, float, int]]:
+        return [(-5.0, 10.0, 0), (-5.0 + math.log(2), 10.0 - elasticity * math.log(2), 0)]
+
+    weight, prior = encoder.LAGGING_SECANT_WEIGHT, encoder.REFIT_ELASTICITY
+    shrunk = encoder.refit_elasticity(secant_of(0.4), lagging=True)
+    assert shrunk == pytest.approx(0.4 ** weight * prior ** (1 - weight))
+    assert 0.4 < shrunk < prior
+    assert encoder.refit_elasticity(secant_of(0.9), lagging=True) == pytest.approx(0.9)  # steep ones stand
+    assert encoder.refit_elasticity(secant_of(-0.5), lagging=True) == pytest.approx(max(
+        encoder.MIN_ELASTICITY, encoder.LAGGING_SECANT_FLOOR ** weight * prior ** (1 - weight)))  # rate rose
+    assert encoder.refit_elasticity(secant_of(0.4)) == pytest.approx(0.4)  # short fits keep the secant
+
+
 def test_the_dead_zone_takes_small_overshoots_only() -> None:
     limit = 1 + encoder.DEAD_ZONE_MAX_OVERSHOOT
     assert encoder.dead_zone_may_take(1000 * limit, 1000)

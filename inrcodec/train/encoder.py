@@ -209,6 +209,19 @@ MIN_SECANT_STEP = 0.05  # ln lambda; smaller moves say too little about the slop
 # A secant outside this is noise, not slope (kodim10 at 1 bpp: a floor of 0.2
 # overshot 9 % and cost 0.2 dB in the dead zone).
 MIN_ELASTICITY, MAX_ELASTICITY = 0.3, 1.5
+# A refit after a long fit answers a lambda move only in part; the rest
+# shows in the next refit, so a low secant through the fit's file and the
+# first refit's under-reads the slope the next refit will have, and its move
+# goes too far. Traced (`bench.landing_trace`, `--effort max`, 0.5 bpp,
+# under 150 s, 2026-12-02): kodim03's refits answered at 0.31 and then 0.54
+# (file 8.9 % under), kodim01's at 0.27 and then 0.46 (4.1 % under);
+# kodim08's at 0.20 both times. Such secants are shrunk towards
+# REFIT_ELASTICITY: the weighted geometric mean, the secant first raised to
+# LAGGING_SECANT_FLOOR (a rate that rose says nothing about the slope).
+# Short untimed fits, whose rate still drifts, move part way instead
+# (SHORT_FIT_REFIT_GAIN).
+LAGGING_SECANT_WEIGHT = 0.5
+LAGGING_SECANT_FLOOR = 0.1
 # A short fit (at most fit.SHORT_FIT_STEPS, `--effort fast`) ends before its
 # rate settles: it keeps falling through the refits whatever lambda does, and
 # a move of lambda shows over several refits, so full moves overshoot. Traced
@@ -536,7 +549,7 @@ def _land_rate(fitter: Fitter, data: bytes, target_bits: float, landing: Landing
         # After a long fit the rate no longer drifts: move lambda at once by
         # what the miss says and hold it (see REFIT_STE_FRACTION). After a
         # short one it still does, so move part of the way (SHORT_FIT_REFIT_GAIN).
-        fitter.move_lambda(-math.log(ratio) / refit_elasticity(trained) * gain)
+        fitter.move_lambda(-math.log(ratio) / refit_elasticity(trained, lagging=not short_fit) * gain)
         far_over = short_fit and bits > target_bits * (1 + SHORT_FIT_DROP_OVERSHOOT)
         if (attempt == 0 and bits > target_bits and model.first_level == 0
                 and (fitter.lmbda > DROP_FINEST_ABOVE or far_over)
@@ -625,19 +638,24 @@ def _psnr_at_target(psnr_of: Callable[[bytes], float], data: bytes, target_bits:
     return psnr_of(data) + PSNR_PER_LN_RATE * math.log(target_bits / (len(data) * 8))
 
 
-def refit_elasticity(trained: list[tuple[float, float, int]]) -> float:
+def refit_elasticity(trained: list[tuple[float, float, int]], lagging: bool = False) -> float:
     """-d ln(rate) / d ln(lambda) for the next refit's move.
 
     The secant through the last two trained files where they share a
     structure (same first level) and lambda moved; REFIT_ELASTICITY before
     that. Busy images answer lambda far less than 0.6 in a refit (kodim08 at
     0.75 bpp: ~0.3), so a fixed elasticity crept towards the target over all
-    the refits and missed by 16 %.
+    the refits and missed by 16 %. With `lagging` (refits after a long fit)
+    a secant under REFIT_ELASTICITY is shrunk towards it (LAGGING_SECANT_WEIGHT).
     """
     if len(trained) >= 2:
         (lam0, rate0, level0), (lam1, rate1, level1) = trained[-2:]
         if level0 == level1 and abs(lam1 - lam0) > MIN_SECANT_STEP:
-            return min(MAX_ELASTICITY, max(MIN_ELASTICITY, -(rate1 - rate0) / (lam1 - lam0)))
+            secant = -(rate1 - rate0) / (lam1 - lam0)
+            if lagging and secant < REFIT_ELASTICITY:
+                weight = LAGGING_SECANT_WEIGHT
+                secant = max(secant, LAGGING_SECANT_FLOOR) ** weight * REFIT_ELASTICITY ** (1 - weight)
+            return min(MAX_ELASTICITY, max(MIN_ELASTICITY, secant))
     return REFIT_ELASTICITY
 
 
