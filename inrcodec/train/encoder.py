@@ -219,7 +219,14 @@ MIN_ELASTICITY, MAX_ELASTICITY = 0.3, 1.5
 # REFIT_ELASTICITY: the weighted geometric mean, the secant first raised to
 # LAGGING_SECANT_FLOOR (a rate that rose says nothing about the slope).
 # Short untimed fits, whose rate still drifts, move part way instead
-# (SHORT_FIT_REFIT_GAIN).
+# (SHORT_FIT_REFIT_GAIN). `--effort max` at 0.5 bpp on six Kodak images,
+# alternated with the encoder before: under 150 s 6 of 6 files within 5 %
+# (was 5: kodim03 5.8 % under), +0.12 dB at the request, kodim03 +0.50
+# (bench/results/quality-vs-time-max150-lagging-2026-12-02); under 300 s
+# 6 of 6 (kodim03 was 8 % under), +0.07 dB (-max300-lagging-2026-12-02).
+# The default effort at 0.5 bpp on kodim01-12: untimed +0.01 dB
+# (kodak-default-lagging-2026-12-02), under 30 s +0.07 dB
+# (quality-vs-time-30s-lagging-2026-12-02). The weight was not tuned.
 LAGGING_SECANT_WEIGHT = 0.5
 LAGGING_SECANT_FLOOR = 0.1
 # A short fit (at most fit.SHORT_FIT_STEPS, `--effort fast`) ends before its
