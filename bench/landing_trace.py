@@ -4,7 +4,10 @@
 
 Prints one line per fit or refit (steps, lambda after it, seconds) and per
 file written (bpp, PSNR of its decoded pixels, first latent level, dead
-zone), then the file the encoder returned. This is what the ad-hoc traces
+zone), then the file the encoder returned. Inside the fit, a line per
+probe and steering checkpoint (the step, the latent rate it measured,
+lambda before and after, the first latent level after: a level dropped
+there shows), above the fit's own line. This is what the ad-hoc traces
 behind `encoder._land_rate`'s constants looked at. Scoring each file decodes
 it (~0.3 s on a Kodak image), so the encode takes that much longer than
 untraced; the files and the returned one are the same as untraced.
@@ -31,10 +34,24 @@ from inrcodec.train.fit import Fitter, ProgressFn, Schedule
 
 @contextmanager
 def traced(pixels: np.ndarray, lines: list[str]) -> Iterator[None]:
-    """Record every `Fitter.run` and every file `encoder._quantize_and_write` makes into `lines`."""
+    """Record every `Fitter.run`, probe, steering and file (`encoder._quantize_and_write`) into `lines`."""
     run, write = Fitter.run, encoder._quantize_and_write
+    probe, steer = Fitter.probe, Fitter.steer
     n_pixels = pixels.shape[0] * pixels.shape[1]
     psnr_of = encoder.decoded_psnr(pixels)
+
+    def lambda_move(self: Fitter, what: str, move: Any) -> None:
+        before = self.lmbda
+        move()
+        rate = "-" if self.rate is None else f"{self.rate:.4f}"
+        lines.append(f"  {what:5s} at step {self.steps:5d}  latent bpp {rate}  lambda {before:.3e} -> "
+                     f"{self.lmbda:.3e}  first level {self.model.first_level}")
+
+    def traced_probe(self: Fitter, confidence: float = 1.0) -> None:
+        lambda_move(self, "probe", lambda: probe(self, confidence))
+
+    def traced_steer(self: Fitter, fraction_done: float, strength: float = 1.0) -> None:
+        lambda_move(self, "steer", lambda: steer(self, fraction_done, strength))
 
     def traced_run(self: Fitter, schedule: Schedule, progress: ProgressFn | None = None,
                    deadline: float | None = None, phase: str = "fit", lr_peak: float = 1.0) -> int:
@@ -52,10 +69,12 @@ def traced(pixels: np.ndarray, lines: list[str]) -> Iterator[None]:
         return data
 
     Fitter.run, encoder._quantize_and_write = traced_run, traced_write  # type: ignore[method-assign]
+    Fitter.probe, Fitter.steer = traced_probe, traced_steer  # type: ignore[method-assign]
     try:
         yield
     finally:
         Fitter.run, encoder._quantize_and_write = run, write  # type: ignore[method-assign]
+        Fitter.probe, Fitter.steer = probe, steer  # type: ignore[method-assign]
 
 
 def trace(pixels: np.ndarray, options: encoder.EncodeOptions) -> tuple[list[str], encoder.EncodeResult]:

@@ -8,15 +8,22 @@ from helper import synthetic_image
 
 from bench.landing_trace import trace
 from inrcodec.train import encoder
+from inrcodec.train import fit
 from inrcodec.train.fit import Fitter
 
 
 def test_the_trace_lists_each_run_and_file_and_the_kept_file_among_them() -> None:
     pixels = synthetic_image(40, 56)
     options = encoder.EncodeOptions(bpp=2.0, effort="fast", iterations=40)
-    run, write = Fitter.run, encoder._quantize_and_write
+    run, write, probe, steer = Fitter.run, encoder._quantize_and_write, Fitter.probe, Fitter.steer
     lines, result = trace(pixels, options)
     assert Fitter.run is run and encoder._quantize_and_write is write  # the tracing is undone
+    assert Fitter.probe is probe and Fitter.steer is steer
+    probes = [line for line in lines if line.strip().startswith("probe ")]
+    steers = [line for line in lines if line.strip().startswith("steer ")]
+    assert len(probes) == 1 and len(steers) == len(set(fit.steer_steps(40)))
+    assert int(probes[0].split()[3]) == fit.probe_step(40)  # the step it ran at
+    assert lines.index(probes[0]) < lines.index(next(line for line in lines if line.startswith("fit ")))
     runs = [line for line in lines if re.match(r"(fit|refit) ", line)]
     files = [float(line.split()[1]) for line in lines if line.startswith("file ")]
     assert runs[0].startswith("fit ") and int(runs[0].split()[1]) == 40
