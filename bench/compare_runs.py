@@ -47,21 +47,26 @@ def read_encodes(path: Path, effort: str) -> dict[tuple[str, float], Encode]:
     encodes = {}
     with path.open() as f:
         for row in csv.DictReader(f):
-            if "time_limit_s" in row:  # a quality_vs_time.csv
-                if row["effort"] != effort:
-                    continue
-                requested, bpp, psnr = float(row["target_bpp"]), float(row["bpp"]), float(row["psnr"])
-                image = f"{row['image']} {float(row['time_limit_s']):g} s"
-                encodes[(image, requested)] = Encode(
-                    bpp, psnr, psnr + PSNR_PER_LN_RATE * math.log(requested / bpp), float(row["encode_s"]))
+            request = _request(row, effort)
+            if request is None:
                 continue
-            settings = dict(part.split("=", 1) for part in row["setting"].split(";"))
-            if row["codec"] != "inrcodec" or settings.get("effort") != effort or "bpp" not in settings:
-                continue
-            requested, bpp, psnr = float(settings["bpp"]), float(row["bpp"]), float(row["psnr"])
-            encodes[(row["image"], requested)] = Encode(
+            image, requested = request
+            bpp, psnr = float(row["bpp"]), float(row["psnr"])
+            encodes[(image, requested)] = Encode(
                 bpp, psnr, psnr + PSNR_PER_LN_RATE * math.log(requested / bpp), float(row["encode_s"]))
     return encodes
+
+
+def _request(row: dict[str, str], effort: str) -> tuple[str, float] | None:
+    """(image, requested bpp) of an inrcodec row of `effort`, in either file's layout; None for other rows."""
+    if "time_limit_s" in row:  # a quality_vs_time.csv
+        if row["effort"] != effort:
+            return None
+        return f"{row['image']} {float(row['time_limit_s']):g} s", float(row["target_bpp"])
+    settings = dict(part.split("=", 1) for part in row["setting"].split(";"))
+    if row["codec"] != "inrcodec" or settings.get("effort") != effort or "bpp" not in settings:
+        return None
+    return row["image"], float(settings["bpp"])
 
 
 def compare(old: dict[tuple[str, float], Encode], new: dict[tuple[str, float], Encode],

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import argparse
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
@@ -40,7 +40,7 @@ def traced(pixels: np.ndarray, lines: list[str]) -> Iterator[None]:
     n_pixels = pixels.shape[0] * pixels.shape[1]
     psnr_of = encoder.decoded_psnr(pixels)
 
-    def lambda_move(self: Fitter, what: str, move: Any) -> None:
+    def lambda_move(self: Fitter, what: str, move: Callable[[], None]) -> None:
         before = self.lmbda
         move()
         rate = "-" if self.rate is None else f"{self.rate:.4f}"
