@@ -120,7 +120,8 @@ def main() -> None:
 @click.option("--effort", type=click.Choice(["fast", "default", "max"]), default="default", show_default=True)
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--time-limit", type=float, default=None, help="Stop training early to finish within SECONDS.")
+@click.option("--time-limit", type=float, default=None,
+              help="Stop training early to finish within SECONDS (inf: no limit, the default).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @click.option("--json", "as_json", is_flag=True, help="Print a machine-readable summary on stdout.")
 @friendly_errors

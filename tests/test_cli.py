@@ -90,6 +90,14 @@ def test_encode_json(folder: Path, fast_encoder: None) -> None:
     assert set(summary) >= {"output", "bpp", "psnr_db", "seconds", "effort"}
 
 
+def test_encode_without_a_time_limit(folder: Path, fast_encoder: None) -> None:
+    # `--time-limit inf` is no limit; planning the steps for it used to raise OverflowError.
+    result = run("encode", folder / "tiny.png", folder / "x.coco", "--lmbda", "0.001", "--device", "cpu",
+                 "--time-limit", "inf", "--json")
+    assert_ok(result)
+    assert json.loads(result.stdout)["bytes"] == (folder / "x.coco").stat().st_size
+
+
 def test_encode_reports_input_notes(folder: Path, fast_encoder: None) -> None:
     rgba = np.dstack([synthetic_image(16, 8), np.full((8, 16), 255, np.uint8)])
     Image.fromarray(rgba, "RGBA").save(folder / "rgba.png")
@@ -187,6 +195,7 @@ ENCODE_ERRORS = [
     (["tiny.png", "--lmbda", "0"], "lambda"),
     (["tiny.png", "--bpp", "1", "--lmbda", "0.01"], "not both"),
     (["tiny.png", "--time-limit", "0"], "time limit"),
+    (["tiny.png", "--time-limit", "nan"], "time limit"),
 ]
 
 DECODE_ERRORS = [

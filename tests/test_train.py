@@ -676,6 +676,14 @@ def test_an_encode_under_a_time_limit_ends_near_it_with_a_decodable_file() -> No
     assert render(read_coco(result.data)).shape == pixels.shape
 
 
+def test_an_infinite_time_limit_is_an_untimed_encode() -> None:
+    pixels = _test_image(48, 48)
+    untimed = encode_array(pixels, EncodeOptions(bpp=1.0, effort="fast", iterations=40, device="cpu"))
+    infinite = encode_array(pixels, EncodeOptions(bpp=1.0, effort="fast", iterations=40, device="cpu",
+                                                  time_limit=math.inf))
+    assert infinite.data == untimed.data
+
+
 def test_out_of_refits_the_rescue_starts_from_the_smallest_file_and_its_model(monkeypatch: pytest.MonkeyPatch) -> None:
     large, _, small = _three_close_files()
     target = len(small) * 8 / 1.2  # the fit's file 20 % over; every refit's a little more

@@ -396,11 +396,13 @@ def encode_array(pixels: np.ndarray, opts: EncodeOptions, progress: ProgressFn |
     else:
         assert opts.bpp is not None
         target = rate_target(opts.bpp, n_pixels, arch)
-    fit_deadline = start + FIT_SHARE_OF_TIME * opts.time_limit if opts.time_limit else None
-    land_deadline = start + LANDING_SHARE_OF_TIME * opts.time_limit if opts.time_limit else None
+    # An infinite time limit is none (it used to overflow planning the steps).
+    limit = opts.time_limit if opts.time_limit is not None and math.isfinite(opts.time_limit) else None
+    fit_deadline = start + FIT_SHARE_OF_TIME * limit if limit else None
+    land_deadline = start + LANDING_SHARE_OF_TIME * limit if limit else None
 
     torch.manual_seed(opts.seed)
-    full_aim = (opts.bpp is not None and (opts.time_limit is not None or schedule.iterations <= SHORT_FIT_STEPS)
+    full_aim = (opts.bpp is not None and (limit is not None or schedule.iterations <= SHORT_FIT_STEPS)
                 and jpeg_bpp(pixels) >= BUSY_JPEG_BPP)
     fitter = Fitter(image, new_model(height, width, schedule, arch, device), target, opts.seed, full_aim=full_aim)
     steps = fitter.run(schedule, progress, fit_deadline)
