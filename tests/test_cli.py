@@ -91,7 +91,8 @@ def test_encode_json(folder: Path, fast_encoder: None) -> None:
 
 
 def test_encode_without_a_time_limit(folder: Path, fast_encoder: None) -> None:
-    # `--time-limit inf` is no limit; planning the steps for it used to raise OverflowError.
+    # The CLI passes `--time-limit inf` through as no limit. The OverflowError it used to raise
+    # needs a fit long enough to measure its pace: test_an_infinite_time_limit_is_an_untimed_encode.
     result = run("encode", folder / "tiny.png", folder / "x.coco", "--lmbda", "0.001", "--device", "cpu",
                  "--time-limit", "inf", "--json")
     assert_ok(result)

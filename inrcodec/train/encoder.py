@@ -398,8 +398,8 @@ def encode_array(pixels: np.ndarray, opts: EncodeOptions, progress: ProgressFn |
         target = rate_target(opts.bpp, n_pixels, arch)
     # An infinite time limit is none (it used to overflow planning the steps).
     limit = opts.time_limit if opts.time_limit is not None and math.isfinite(opts.time_limit) else None
-    fit_deadline = start + FIT_SHARE_OF_TIME * limit if limit else None
-    land_deadline = start + LANDING_SHARE_OF_TIME * limit if limit else None
+    fit_deadline = start + FIT_SHARE_OF_TIME * limit if limit is not None else None
+    land_deadline = start + LANDING_SHARE_OF_TIME * limit if limit is not None else None
 
     torch.manual_seed(opts.seed)
     full_aim = (opts.bpp is not None and (limit is not None or schedule.iterations <= SHORT_FIT_STEPS)
