@@ -17,13 +17,13 @@ context-free bound says how much of each level's structure it finds.
 from __future__ import annotations
 
 import argparse
-import math
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from bench.metrics import psnr
 from inrcodec.format.bitstream import CocoStream, read_coco
 from inrcodec.format.entropy import phase_cells, phase_parameters, symbol_bits
 from inrcodec.format.render import render
@@ -46,12 +46,6 @@ class LevelFigures:
     @property
     def bits(self) -> float:
         return self.anchor_bits + self.other_bits
-
-
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    """PSNR in dB of two uint8 RGB arrays (inf when equal)."""
-    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
-    return math.inf if mse == 0 else 10 * math.log10(255.0**2 / mse)
 
 
 def empirical_entropy_bits(values: np.ndarray) -> float:

@@ -10,6 +10,7 @@ from helper import synthetic_image
 from PIL import Image
 
 from bench import latent_levels as ll
+from bench.metrics import psnr
 from inrcodec.format.bitstream import read_coco, read_sections
 from inrcodec.format.render import render
 
@@ -43,7 +44,7 @@ def test_levels_add_up_to_the_file(files: tuple[Path, Path], tiny_encoded) -> No
     # coder's final words (32-bit words, a few of them at most).
     lats_bits = len(read_sections(data)[2][b"LATS"]) * 8
     assert lats_bits - 96 <= sum(f.bits for f in figures) <= lats_bits
-    assert ll.psnr(render(stream), synthetic_image(48, 32)) == pytest.approx(tiny_encoded[0].psnr, abs=0.01)
+    assert psnr(render(stream), synthetic_image(48, 32)) == pytest.approx(tiny_encoded[0].psnr, abs=0.01)
 
 
 def test_main_writes_the_table(files: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
