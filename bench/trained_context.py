@@ -24,6 +24,10 @@ whole fit (same schedule, same learning rates, same Laplace):
                 issue 4's 300 ms; a wavefront order (all cells of one
                 anti-diagonal x + 2y at once, ~w + 2h steps per level)
                 would be the candidate if this pays.
+    wavefront-<T>  raster's neighbours but (y - 1, x + 2), only within the
+                same T x T tile of the level (zero across tile edges): what
+                a decoder can run one anti-diagonal x + 2y of every tile at
+                a time, all tiles at once, ~3T batched steps per level.
 Every scheme keeps format 1.0's hidden widths (16x16); the baseline is
 format 1.0's own context model (`CocoNet`).
 
@@ -58,11 +62,34 @@ CSV_NAME = "context.csv"
 COLUMNS = ("image", "scheme", "lmbda", "steps", "latent_bpp", "weight_bpp", "psnr", "fit_s", "torch_threads",
            "machine", "date")
 BASELINE = "format-1.0"
-SCHEMES = ("two-phase", "four-phase", "raster")
+SCHEMES = ("two-phase", "four-phase", "raster", "wavefront-<T>")
 PARENT_FEATURES = 9  # the parent cell's 3x3 neighbourhood, first in every scheme
 EIGHT_NEIGHBOURS = ((-1, 0), (1, 0), (0, -1), (0, 1), (-1, -1), (-1, 1), (1, -1), (1, 1))
 RASTER_NEIGHBOURS = tuple((dy, dx) for dy in (-2, -1) for dx in range(-2, 3)) + ((0, -2), (0, -1))
-N_FEATURES = {"two-phase": 14, "four-phase": PARENT_FEATURES + 8 + 4, "raster": PARENT_FEATURES + 12}
+WAVEFRONT_NEIGHBOURS = tuple(n for n in RASTER_NEIGHBOURS if n != (-1, 2))  # decoded before x + 2y's front
+
+
+def tile_of(scheme: str) -> int | None:
+    """T of a "wavefront-<T>" scheme (4 to 256); None for the others."""
+    if not scheme.startswith("wavefront-"):
+        return None
+    text = scheme.removeprefix("wavefront-")
+    if not text.isdigit() or not 4 <= int(text) <= 256:
+        raise ValueError(f"unknown scheme {scheme!r}: wavefront-<T> takes a tile side of 4 to 256")
+    return int(text)
+
+
+def known_scheme(scheme: str) -> bool:
+    try:
+        return scheme in SCHEMES[:3] or tile_of(scheme) is not None
+    except ValueError:
+        return False
+
+
+def n_features(scheme: str) -> int:
+    if tile_of(scheme) is not None:
+        return PARENT_FEATURES + len(WAVEFRONT_NEIGHBOURS)
+    return {"two-phase": 14, "four-phase": PARENT_FEATURES + 8 + 4, "raster": PARENT_FEATURES + 12}[scheme]
 
 
 def four_phase_step(y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -93,9 +120,13 @@ def level_features(scheme: str, grid: Crop, parent: Crop | None, cells: Window) 
     def shifted(dy: int, dx: int) -> torch.Tensor:
         return padded[r0 + dy : r0 + dy + h, c0 + dx : c0 + dx + w]
 
-    if scheme == "four-phase":
-        y = torch.arange(cells.r0, cells.r1, device=values.device)[:, None].expand(h, w)
-        x = torch.arange(cells.c0, cells.c1, device=values.device)[None, :].expand(h, w)
+    y = torch.arange(cells.r0, cells.r1, device=values.device)[:, None].expand(h, w)
+    x = torch.arange(cells.c0, cells.c1, device=values.device)[None, :].expand(h, w)
+    tile = tile_of(scheme)
+    if tile is not None:
+        feats = [shifted(dy, dx) * (((y + dy) // tile == y // tile) & ((x + dx) // tile == x // tile)).to(values.dtype)
+                 for dy, dx in WAVEFRONT_NEIGHBOURS]
+    elif scheme == "four-phase":
         step = four_phase_step(y, x)
         feats = [shifted(dy, dx) * (four_phase_step(y + dy, x + dx) < step).to(values.dtype)
                  for dy, dx in EIGHT_NEIGHBOURS]
@@ -112,12 +143,12 @@ class ContextNet(CocoNet):
 
     def __init__(self, height: int, width: int, arch: Architecture, scheme: str) -> None:
         super().__init__(height, width, arch)
-        if scheme not in SCHEMES:
+        if not known_scheme(scheme):
             raise ValueError(f"unknown scheme {scheme!r}")
         self.scheme = scheme
         if scheme != "two-phase":
             widths = arch.arm_widths()
-            self.arm = make_mlp([N_FEATURES[scheme], *widths[1:]])
+            self.arm = make_mlp([n_features(scheme), *widths[1:]])
             with torch.no_grad():  # the broad start of `CocoNet`
                 self.arm[-1].bias.copy_(torch.tensor([0.0, 1.0]))
 
@@ -190,7 +221,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", required=True, type=Path)
     args = parser.parse_args(argv)
     schemes = [s for s in args.schemes.split(",") if s]
-    unknown = [s for s in schemes if s not in SCHEMES]
+    unknown = [s for s in schemes if not known_scheme(s)]
     if unknown or not schemes:
         raise SystemExit(f"--schemes {args.schemes!r}: choose from {', '.join(SCHEMES)}")
     args.out.mkdir(parents=True, exist_ok=True)

@@ -37,7 +37,7 @@ def test_the_two_phase_scheme_is_format_1_0s_context_model() -> None:
         assert torch.allclose(mine, theirs, rtol=1e-5)
 
 
-@pytest.mark.parametrize("scheme", ["two-phase", "four-phase", "raster"])
+@pytest.mark.parametrize("scheme", ["two-phase", "four-phase", "raster", "wavefront-8"])
 def test_a_window_sees_the_same_context_as_the_whole_image(scheme: str) -> None:
     net = _net(scheme)
     whole = net.quantized_latents("round")
@@ -63,6 +63,20 @@ def test_raster_features_are_the_causal_neighbours_and_the_parent() -> None:
     causal = [g[y + dy, x + dx] for dy, dx in tc.RASTER_NEIGHBOURS]
     assert torch.equal(row, torch.stack(parent + causal))
     assert torch.equal(feats[0, 9:], torch.zeros(12))  # nothing decoded before the first cell
+
+
+def test_wavefront_cells_see_earlier_fronts_of_their_own_tile_only() -> None:
+    assert all(dx + 2 * dy < 0 for dy, dx in tc.WAVEFRONT_NEIGHBOURS)  # decoded on an earlier front x + 2y
+    assert len(tc.WAVEFRONT_NEIGHBOURS) == 11
+    net = _net("wavefront-8")
+    grids = net.quantized_latents("round")
+    feats = tc.level_features("wavefront-8", (grids[0], (0, 0)), (grids[1], (0, 0)), Window(0, 20, 0, 28))
+    g = grids[0]
+    inside = feats[12 * 28 + 13]  # (12, 13): rows 10-11 and columns 11-15 are in its tile (8-15, 8-15)
+    assert torch.equal(inside[9:], torch.stack([g[12 + dy, 13 + dx] for dy, dx in tc.WAVEFRONT_NEIGHBOURS]))
+    corner = feats[8 * 28 + 9]  # (8, 9): the tile's top row; only its west neighbour (8, 8) is in the tile
+    expected = [g[8, 8] if (dy, dx) == (0, -1) else 0.0 for dy, dx in tc.WAVEFRONT_NEIGHBOURS]
+    assert torch.equal(corner[9:], torch.stack([torch.as_tensor(v, dtype=g.dtype) for v in expected]))
 
 
 def test_four_phase_cells_see_only_earlier_steps() -> None:
@@ -96,6 +110,6 @@ def test_a_tiny_run_compares_each_scheme_with_the_baseline(tmp_path: Path) -> No
 
 
 def test_schemes_are_checked(tmp_path: Path) -> None:
-    for bad in ("x", "", "raster,zigzag"):
+    for bad in ("x", "", "raster,zigzag", "wavefront-2", "wavefront-x"):
         with pytest.raises(SystemExit):
             tc.main(["--images", str(tmp_path), "--pick", "a:1", "--schemes", bad, "--out", str(tmp_path / "o")])
