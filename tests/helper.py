@@ -126,30 +126,36 @@ class Head:
     synth: list[int]
     arm: list[int]
     layers: list[list[int]]  # [weight_exp, bias_exp, weight_scale_k, bias_scale_k]
+    tile: int | None = None  # context_tile: version 2 files only
 
     @classmethod
-    def parse(cls, payload: bytes) -> Head:
+    def parse(cls, payload: bytes, major: int = 1) -> Head:
         width, height, n_levels = struct.unpack_from("<HHB", payload)
         pos = 5
         synth = list(payload[pos + 1 : pos + 1 + payload[pos]])
         pos += 1 + len(synth)
         arm = list(payload[pos + 1 : pos + 1 + payload[pos]])
         pos += 1 + len(arm)
+        tile = None
+        if major >= 2:
+            tile, pos = payload[pos], pos + 1
         rest = payload[pos:]
         layers = [[rest[i], rest[i + 1], rest[i + 2] + SCALE_K_MIN, rest[i + 3] + SCALE_K_MIN]
                   for i in range(0, len(rest), 4)]
-        return cls(width, height, n_levels, synth, arm, layers)
+        return cls(width, height, n_levels, synth, arm, layers, tile)
 
     def pack(self) -> bytes:
         out = struct.pack("<HHB", self.width, self.height, self.n_levels)
         out += bytes([len(self.synth), *self.synth, len(self.arm), *self.arm])
+        if self.tile is not None:
+            out += bytes([self.tile])
         for we, be, wk, bk in self.layers:
             out += bytes([we, be, wk - SCALE_K_MIN, bk - SCALE_K_MIN])
         return out
 
 
 def head_of(data: bytes) -> Head:
-    return Head.parse(dict(payloads(data))[b"HEAD"])
+    return Head.parse(dict(payloads(data))[b"HEAD"], major=data[9])
 
 
 def with_head(data: bytes, head: Head) -> bytes:

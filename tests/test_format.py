@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 
 import inrcodec
 from inrcodec import CocoFormatError
-from inrcodec.format.architecture import MAX_HIDDEN_LAYERS, MAX_LEVELS, Architecture
+from inrcodec.format.architecture import MAX_CONTEXT_TILE, MAX_HIDDEN_LAYERS, MAX_LEVELS, MIN_CONTEXT_TILE, Architecture
 from inrcodec.format.container import MAX_FILE_SIZE, unpack_sections
 from inrcodec.format.fixedpoint import ACT_FRAC_BITS, MAX_LAYER_WIDTH, MAX_WEIGHT_EXP, SCALE_K_MAX, SCALE_K_MIN
 from inrcodec.format.header import MAX_IMAGE_PIXELS, MAX_IMAGE_SIDE, Header, LayerCoding, pack_header, parse_header
@@ -99,7 +99,8 @@ def headers(draw: st.DrawFn) -> Header:
     width = draw(st.integers(1, MAX_IMAGE_SIDE))
     height = draw(st.integers(1, min(MAX_IMAGE_SIDE, MAX_IMAGE_PIXELS // width)))
     hidden = st.lists(st.integers(1, MAX_LAYER_WIDTH), max_size=MAX_HIDDEN_LAYERS).map(tuple)
-    arch = Architecture(draw(st.integers(1, MAX_LEVELS)), draw(hidden), draw(hidden))
+    tile = draw(st.sampled_from([0, MIN_CONTEXT_TILE, 16, 32, MAX_CONTEXT_TILE]))
+    arch = Architecture(draw(st.integers(1, MAX_LEVELS)), draw(hidden), draw(hidden), tile)
     layers = []
     for _ in range(len(arch.synth_hidden) + len(arch.arm_hidden) + 2):
         we = draw(st.integers(0, MAX_WEIGHT_EXP))
@@ -112,12 +113,14 @@ def headers(draw: st.DrawFn) -> Header:
 @given(headers())
 def test_header_round_trip(header: Header) -> None:
     packed = pack_header(header)
-    assert parse_header(packed) == header
-    assert Head.parse(packed).pack() == packed  # the tests' own packer agrees with the format
+    major = header.arch.format_major
+    assert parse_header(packed, major) == header
+    assert Head.parse(packed, major).pack() == packed  # the tests' own packer agrees with the format
+    assert len(packed) == 15 + (major == 2) + 5 * (len(header.arch.synth_hidden) + len(header.arch.arm_hidden))
     with pytest.raises(CocoFormatError):
-        parse_header(packed[:-1])
+        parse_header(packed[:-1], major)
     with pytest.raises(CocoFormatError):
-        parse_header(packed + b"\0")
+        parse_header(packed + b"\0", major)
 
 
 def test_pack_header_refuses_out_of_range() -> None:
@@ -152,7 +155,7 @@ def test_minor_version_is_ignored(original: np.ndarray) -> None:
         assert inrcodec.inspect(data).version == (1, minor)
 
 
-@pytest.mark.parametrize("major", [0, 2, 255])
+@pytest.mark.parametrize("major", [0, 3, 255])
 def test_unknown_major_version(major: int) -> None:
     data = SAMPLE[:9] + bytes([major]) + SAMPLE[10:]
     with pytest.raises(CocoFormatError, match="major version"):

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .context import N_CONTEXT
+from .context import N_CONTEXT, N_WAVEFRONT_CONTEXT
 
 MAX_LEVELS = 8
 MAX_HIDDEN_LAYERS = 4
 N_COLOURS = 3
 ARM_OUTPUTS = 2  # Laplace mean and log2 scale
+MIN_CONTEXT_TILE = 2
+MAX_CONTEXT_TILE = 128
 
 
 @dataclass(frozen=True)
@@ -20,13 +22,27 @@ class Architecture:
         n_levels: latent grids, full resolution down to 1/2**(n_levels-1).
         synth_hidden: hidden widths of the synthesis MLP (sampled latents ->
             RGB), ReLU after each.
-        arm_hidden: hidden widths of the context model (14 context features
+        arm_hidden: hidden widths of the context model (context features
             -> Laplace mean and log2 scale).
+        context_tile: 0 for format 1.0's checkerboard context (14
+            features); otherwise format 2.0's wavefront context (20
+            features) in tiles of this many cells a side
+            (`context.wavefront_context_features`).
     """
 
     n_levels: int
     synth_hidden: tuple[int, ...]
     arm_hidden: tuple[int, ...]
+    context_tile: int = 0
+
+    @property
+    def format_major(self) -> int:
+        """The `.coco` major version that can carry this architecture."""
+        return 2 if self.context_tile else 1
+
+    def n_context(self) -> int:
+        """Context features per latent cell."""
+        return N_WAVEFRONT_CONTEXT if self.context_tile else N_CONTEXT
 
     def synth_widths(self) -> list[int]:
         """Input, hidden and output widths of the synthesis MLP."""
@@ -34,7 +50,7 @@ class Architecture:
 
     def arm_widths(self) -> list[int]:
         """Input, hidden and output widths of the context model."""
-        return [N_CONTEXT, *self.arm_hidden, ARM_OUTPUTS]
+        return [self.n_context(), *self.arm_hidden, ARM_OUTPUTS]
 
     def multiply_adds_per_pixel(self) -> int:
         """Synthesis multiply-adds per output pixel (the decoder's main cost)."""

@@ -1,6 +1,6 @@
 """Assemble and parse whole `.coco` files (no training code here).
 
-Section order in a version 1.0 file: HEAD, NETW, LATS, CEND. Ancillary
+Section order in a version 1.0 or 2.0 file: HEAD, NETW, LATS, CEND. Ancillary
 (lower-case) sections may appear anywhere between them and are skipped.
 """
 
@@ -13,6 +13,7 @@ import torch
 
 from ..errors import CocoFormatError
 from .container import SECTION_OVERHEAD, PREFIX_SIZE, Section, pack_sections, unpack_sections
+from . import wavefront
 from .entropy import decode_latents, decode_weights, encode_latents, encode_weights
 from .fixedpoint import WEIGHT_LIMIT, IntLinear
 from .header import Header, pack_header, parse_header
@@ -56,8 +57,10 @@ def write_coco(header: Header, synthesis: list[IntLinear], arm: list[IntLinear],
         if np.abs(t).max(initial=0) >= WEIGHT_LIMIT:
             raise ValueError("integer weight outside the codable range")
     netw = encode_weights(_weight_tensors(synthesis + arm), _scale_indices(header))
-    lats = encode_latents(latents, arm)
-    return pack_sections([Section(b"HEAD", pack_header(header)), Section(b"NETW", netw), Section(b"LATS", lats)])
+    tile = header.arch.context_tile
+    lats = wavefront.encode_latents(latents, arm, tile) if tile else encode_latents(latents, arm)
+    return pack_sections([Section(b"HEAD", pack_header(header)), Section(b"NETW", netw), Section(b"LATS", lats)],
+                         major=header.arch.format_major)
 
 
 def read_sections(data: bytes) -> tuple[tuple[int, int], Header, dict[bytes, bytes], dict[str, int]]:
@@ -81,7 +84,7 @@ def read_sections(data: bytes) -> tuple[tuple[int, int], Header, dict[bytes, byt
     missing = [k.decode() for k in REQUIRED_SECTIONS if k not in payloads]
     if missing:
         raise CocoFormatError(f"missing section(s): {', '.join(missing)}")
-    return version, parse_header(payloads[b"HEAD"]), payloads, sizes
+    return version, parse_header(payloads[b"HEAD"], version[0]), payloads, sizes
 
 
 def _int_layers(header: Header, tensors: list[np.ndarray]) -> list[IntLinear]:
@@ -102,5 +105,10 @@ def read_coco(data: bytes) -> CocoStream:
     layers = _int_layers(header, decode_weights(payloads[b"NETW"], shapes, _scale_indices(header)))
     n_synth = header.n_synth_layers()
     synthesis, arm = layers[:n_synth], layers[n_synth:]
-    latents = decode_latents(payloads[b"LATS"], header.height, header.width, header.arch.n_levels, arm)
+    arch = header.arch
+    if arch.context_tile:
+        latents = wavefront.decode_latents(payloads[b"LATS"], header.height, header.width, arch.n_levels, arm,
+                                           arch.context_tile)
+    else:
+        latents = decode_latents(payloads[b"LATS"], header.height, header.width, arch.n_levels, arm)
     return CocoStream(header, synthesis, arm, latents, version, sizes)

@@ -19,8 +19,9 @@ from dataclasses import dataclass
 from ..errors import CocoFormatError
 
 SIGNATURE = b"\x89COCO\r\n\x1a\n"
-VERSION_MAJOR = 1
+VERSION_MAJOR = 2  # what a writer writes by default: the newest major
 VERSION_MINOR = 0
+READABLE_MAJORS = (1, 2)  # 1.0: checkerboard context; 2.0: wavefront context (formats/coco.md)
 PREFIX_SIZE = len(SIGNATURE) + 2
 SECTION_OVERHEAD = 12
 END_SECTION = b"CEND"
@@ -39,9 +40,11 @@ class Section:
         return self.kind[:1].isupper()
 
 
-def pack_sections(sections: list[Section]) -> bytes:
-    """Signature, version, the sections in order, then CEND."""
-    parts = [SIGNATURE, bytes([VERSION_MAJOR, VERSION_MINOR])]
+def pack_sections(sections: list[Section], major: int = VERSION_MAJOR) -> bytes:
+    """Signature, version `major`.0, the sections in order, then CEND."""
+    if major not in READABLE_MAJORS:
+        raise ValueError(f"no .coco major version {major}")
+    parts = [SIGNATURE, bytes([major, VERSION_MINOR])]
     for section in [*sections, Section(END_SECTION, b"")]:
         body = section.kind + section.payload
         parts.append(section.kind + struct.pack("<I", len(section.payload)) + section.payload)
@@ -71,8 +74,9 @@ def unpack_sections(data: bytes) -> tuple[tuple[int, int], list[Section]]:
     if len(data) < PREFIX_SIZE:
         raise CocoFormatError("file truncated inside the version field")
     major, minor = data[len(SIGNATURE)], data[len(SIGNATURE) + 1]
-    if major != VERSION_MAJOR:
-        raise CocoFormatError(f"unsupported .coco major version {major} (this decoder reads {VERSION_MAJOR})")
+    if major not in READABLE_MAJORS:
+        readable = " and ".join(str(m) for m in READABLE_MAJORS)
+        raise CocoFormatError(f"unsupported .coco major version {major} (this decoder reads {readable})")
     pos, sections = PREFIX_SIZE, []
     while True:
         if len(data) - pos < SECTION_OVERHEAD:

@@ -66,22 +66,7 @@ def context_features(grid: torch.Tensor, parent: torch.Tensor | None,
     y = torch.arange(r0, r1, device=grid.device)[:, None]
     x = torch.arange(c0, c1, device=grid.device)[None, :]
     mask = ((x + y) % 2 == 1).to(grid.dtype)
-    if parent is None:
-        feats = [torch.zeros((9, r1 - r0, c1 - c0), dtype=grid.dtype, device=grid.device)]
-    else:
-        # Parent of cell (y, x) is (y >> 1, x >> 1): gather the 3x3
-        # neighbourhoods of the parent cells under the window in one unfold,
-        # upsample by repetition, then align to the window.
-        pr0, pr1 = r0 >> 1, ((r1 - 1) >> 1) + 1
-        pc0, pc1 = c0 >> 1, ((c1 - 1) >> 1) + 1
-        padded = F.pad(parent[None, None], (1, 1, 1, 1))
-        oy, ox = r0 - 2 * pr0, c0 - 2 * pc0
-        pr0, pr1 = pr0 - parent_origin[0], pr1 - parent_origin[0]
-        pc0, pc1 = pc0 - parent_origin[1], pc1 - parent_origin[1]
-        block = padded[:, :, pr0 : pr1 + 2, pc0 : pc1 + 2]
-        hood = F.unfold(block, 3).reshape(9, pr1 - pr0, pc1 - pc0)  # row-major 3x3
-        up = hood.repeat_interleave(2, 1).repeat_interleave(2, 2)
-        feats = [up[:, oy : oy + r1 - r0, ox : ox + c1 - c0]]
+    feats = [parent_features(grid, parent, (r0, r1, c0, c1), parent_origin)]
     padded = F.pad(grid[None, None], (1, 1, 1, 1))[0, 0]
     r0, r1, c0, c1 = r0 - gy, r1 - gy, c0 - gx, c1 - gx
     neighbours = (
@@ -92,3 +77,77 @@ def context_features(grid: torch.Tensor, parent: torch.Tensor | None,
     )
     feats.append(torch.stack([n * mask for n in neighbours] + [mask]))
     return torch.cat(feats).reshape(N_CONTEXT, -1).T
+
+
+def parent_features(grid: torch.Tensor, parent: torch.Tensor | None, window: tuple[int, int, int, int],
+                    parent_origin: tuple[int, int] = (0, 0)) -> torch.Tensor:
+    """[9, r1 - r0, c1 - c0]: the 3x3 neighbourhood of each window cell's parent (zero outside; all zero without one)."""
+    r0, r1, c0, c1 = window
+    if parent is None:
+        return torch.zeros((9, r1 - r0, c1 - c0), dtype=grid.dtype, device=grid.device)
+    # Parent of cell (y, x) is (y >> 1, x >> 1): gather the 3x3
+    # neighbourhoods of the parent cells under the window in one unfold,
+    # upsample by repetition, then align to the window.
+    pr0, pr1 = r0 >> 1, ((r1 - 1) >> 1) + 1
+    pc0, pc1 = c0 >> 1, ((c1 - 1) >> 1) + 1
+    padded = F.pad(parent[None, None], (1, 1, 1, 1))
+    oy, ox = r0 - 2 * pr0, c0 - 2 * pc0
+    pr0, pr1 = pr0 - parent_origin[0], pr1 - parent_origin[0]
+    pc0, pc1 = pc0 - parent_origin[1], pc1 - parent_origin[1]
+    block = padded[:, :, pr0 : pr1 + 2, pc0 : pc1 + 2]
+    hood = F.unfold(block, 3).reshape(9, pr1 - pr0, pc1 - pc0)  # row-major 3x3
+    up = hood.repeat_interleave(2, 1).repeat_interleave(2, 2)
+    return up[:, oy : oy + r1 - r0, ox : ox + c1 - c0]
+
+
+# Format 2.0's context (formats/coco.md, LATS): the same-level neighbours a
+# cell sees, as (dy, dx). Each is decoded on an earlier wavefront
+# (dx + 2 dy < 0), so a decoder runs one front of every tile at a time.
+WAVEFRONT_NEIGHBOURS = ((-2, -2), (-2, -1), (-2, 0), (-2, 1), (-2, 2),
+                        (-1, -2), (-1, -1), (-1, 0), (-1, 1), (0, -2), (0, -1))
+N_WAVEFRONT_CONTEXT = 9 + len(WAVEFRONT_NEIGHBOURS)
+
+
+def wavefront_context_features(grid: torch.Tensor, parent: torch.Tensor | None, tile: int,
+                               window: tuple[int, int, int, int] | None = None,
+                               grid_origin: tuple[int, int] = (0, 0),
+                               parent_origin: tuple[int, int] = (0, 0)) -> torch.Tensor:
+    """Format 2.0's context features of the cells of one latent level: [n_cells, 20], raster order.
+
+    The parent cell's 3x3 neighbourhood (as `context_features`' first nine),
+    then the level's WAVEFRONT_NEIGHBOURS that lie in the cell's own `tile`
+    x `tile` tile (tiles start at cell 0 of each axis), zero for those
+    outside the tile or the level. Arguments as `context_features`'; a
+    sub-grid must reach two cells beyond the window (or the level's border).
+    """
+    gy, gx = grid_origin
+    r0, r1, c0, c1 = window or (gy, gy + grid.shape[0], gx, gx + grid.shape[1])
+    h, w = r1 - r0, c1 - c0
+    ly = torch.arange(r0, r1, device=grid.device) % tile
+    lx = torch.arange(c0, c1, device=grid.device) % tile
+    # A neighbour is in the cell's tile when its row and its column are:
+    # separable masks, one per row offset and one per column offset.
+    row_in = {dy: (ly + dy >= 0).to(grid.dtype)[:, None] for dy in (-2, -1)}
+    col_in = {dx: ((lx + dx >= 0) & (lx + dx < tile)).to(grid.dtype)[None, :] for dx in (-2, -1, 1, 2)}
+    padded = F.pad(grid, (2, 2, 2, 0))
+    top, left = r0 - gy + 2, c0 - gx + 2
+    feats = [parent_features(grid, parent, (r0, r1, c0, c1), parent_origin)]
+    same_level = []
+    for dy, dx in WAVEFRONT_NEIGHBOURS:
+        value = padded[top + dy : top + dy + h, left + dx : left + dx + w]
+        if dy:
+            value = value * row_in[dy]
+        if dx:
+            value = value * col_in[dx]
+        same_level.append(value)
+    feats.append(torch.stack(same_level))
+    return torch.cat(feats).reshape(N_WAVEFRONT_CONTEXT, -1).T
+
+
+def level_context(tile: int, grid: torch.Tensor, parent: torch.Tensor | None,
+                  window: tuple[int, int, int, int] | None = None, grid_origin: tuple[int, int] = (0, 0),
+                  parent_origin: tuple[int, int] = (0, 0)) -> torch.Tensor:
+    """The context features of an architecture's `context_tile`: format 1.0's for 0, format 2.0's otherwise."""
+    if tile:
+        return wavefront_context_features(grid, parent, tile, window, grid_origin, parent_origin)
+    return context_features(grid, parent, window, grid_origin, parent_origin)

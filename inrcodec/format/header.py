@@ -5,6 +5,7 @@ All integers little-endian. Layout (see formats/coco.md for the table):
     u16 width, u16 height, u8 n_levels,
     u8 n_synth_hidden, u8 width x n_synth_hidden,
     u8 n_arm_hidden,   u8 width x n_arm_hidden,
+    u8 context_tile                                  (version 2 only)
     per layer (synthesis layers, then context-model layers):
         u8 weight_exp, u8 bias_exp, u8 weight_scale_index, u8 bias_scale_index
 
@@ -18,7 +19,7 @@ import struct
 from dataclasses import dataclass
 
 from ..errors import CocoFormatError
-from .architecture import MAX_HIDDEN_LAYERS, MAX_LEVELS, Architecture
+from .architecture import MAX_CONTEXT_TILE, MAX_HIDDEN_LAYERS, MAX_LEVELS, MIN_CONTEXT_TILE, Architecture
 from .fixedpoint import ACT_FRAC_BITS, MAX_LAYER_WIDTH, MAX_WEIGHT_EXP, SCALE_K_MAX, SCALE_K_MIN
 
 MAX_IMAGE_SIDE = 8192
@@ -79,6 +80,8 @@ def validate(header: Header) -> Header:
         _check(f"n_{name}_hidden", len(hidden), 0, MAX_HIDDEN_LAYERS)
         for w in hidden:
             _check(f"{name} hidden width", w, 1, MAX_LAYER_WIDTH)
+    if arch.context_tile:
+        _check("context_tile", arch.context_tile, MIN_CONTEXT_TILE, MAX_CONTEXT_TILE)
     if len(header.layers) != len(header.layer_shapes()):
         raise CocoFormatError("layer descriptor count does not match the architecture")
     for layer in header.layers:
@@ -95,6 +98,8 @@ def pack_header(header: Header) -> bytes:
     out = struct.pack("<HHB", header.width, header.height, arch.n_levels)
     for hidden in (arch.synth_hidden, arch.arm_hidden):
         out += bytes([len(hidden), *hidden])
+    if arch.format_major >= 2:
+        out += bytes([arch.context_tile])
     for layer in header.layers:
         out += bytes([layer.weight_exp, layer.bias_exp,
                       layer.weight_scale_k - SCALE_K_MIN, layer.bias_scale_k - SCALE_K_MIN])
@@ -121,11 +126,16 @@ class _Reader:
         return self.take(f"<{n}B")
 
 
-def parse_header(payload: bytes) -> Header:
-    """Parse and validate a HEAD payload."""
+def parse_header(payload: bytes, major: int = 1) -> Header:
+    """Parse and validate the HEAD payload of a file of version `major`."""
     r = _Reader(payload)
     width, height, n_levels = r.take("<HHB")
-    arch = Architecture(n_levels, r.widths("synth"), r.widths("arm"))
+    synth_hidden, arm_hidden = r.widths("synth"), r.widths("arm")
+    tile = 0
+    if major >= 2:
+        (tile,) = r.take("<B")
+        _check("context_tile", tile, MIN_CONTEXT_TILE, MAX_CONTEXT_TILE)
+    arch = Architecture(n_levels, synth_hidden, arm_hidden, tile)
     n_layers = len(arch.synth_hidden) + len(arch.arm_hidden) + 2
     layers = []
     for _ in range(n_layers):
@@ -144,6 +154,8 @@ def header_rows(header: Header) -> list[tuple[str, str]]:
         ("latent levels", f"{arch.n_levels} (1/1 .. 1/{2 ** (arch.n_levels - 1)})"),
         ("synthesis MLP", " -> ".join(map(str, arch.synth_widths()))),
         ("context model", " -> ".join(map(str, arch.arm_widths()))),
+        ("latent context", f"wavefront, {arch.context_tile}x{arch.context_tile} tiles" if arch.context_tile
+         else "checkerboard (two phases)"),
         ("synthesis MACs/pixel", str(arch.multiply_adds_per_pixel())),
     ]
     for i, layer in enumerate(header.layers):

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..format.architecture import Architecture
-from ..format.context import grid_sizes
+from ..format.context import grid_sizes, wavefront_context_features
 from ..format.fixedpoint import LATENT_MAX, LATENT_MIN, LATENT_SCALE_K_MAX, SCALE_K_MIN
 from ..format.fixedpoint import ACT_ONE
 from ..format.sampling import AxisTaps, pixel_taps
@@ -266,6 +266,8 @@ class CocoNet(nn.Module):
         slicing cost ~500 small operations a step, and as many autograd
         nodes: more time than the arithmetic at crop 256 on a 2-core CPU.
         """
+        if self.arch.context_tile:
+            return self._wavefront_bits(crops, win)
         first, rest = self.arm[0], self.arm[1:]
         grids = [_split(crop) for crop in crops]
         index = _ContextIndex.of([(g.shape, origin) for g, origin in grids], win, _tensor(crops[0]).device)
@@ -282,6 +284,26 @@ class CocoNet(nn.Module):
         params = torch.cat([out[:, :n_parents], out], dim=1)
         values = flat.index_select(0, index.values)
         bits = (context_bits_columns(values, params) * index.inside).sum()
+        return bits, [win.at_level(i).n_pixels for i in range(len(crops))]
+
+    def _wavefront_bits(self, crops: list[Crop] | list[torch.Tensor], win: Window) -> tuple[torch.Tensor, list[int]]:
+        """`latent_bits` under format 2.0's context: one context-model row per cell under `win`.
+
+        The crops reach CROP_MARGIN cells beyond the window, more than the
+        two the wavefront neighbourhood needs.
+        """
+        grids = [_split(crop) for crop in crops]
+        feats, values = [], []
+        for level, (grid, origin) in enumerate(grids):
+            cells = win.at_level(level)
+            window = (cells.r0, cells.r1, cells.c0, cells.c1)
+            parent, parent_origin = grids[level + 1] if level + 1 < len(grids) else (None, (0, 0))
+            feats.append(wavefront_context_features(grid, parent, self.arch.context_tile, window, origin,
+                                                    parent_origin).T)
+            gy, gx = origin
+            values.append(grid[cells.r0 - gy : cells.r1 - gy, cells.c0 - gx : cells.c1 - gx].reshape(-1))
+        outputs = mlp_columns(self.arm, torch.cat(feats, dim=1))
+        bits = context_bits_columns(torch.cat(values), outputs).sum()
         return bits, [win.at_level(i).n_pixels for i in range(len(crops))]
 
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..format.context import N_CONTEXT, context_features
+from ..format.context import level_context
 from ..format.fixedpoint import ACT_FRAC_BITS, WEIGHT_LIMIT, IntLinear, nearest_scale_index, scale_from_index
 from ..format.header import Header, LayerCoding
 from .model import LOG2_SCALE_MAX, LOG2_SCALE_MIN, CocoNet, laplace_bits
@@ -66,12 +66,13 @@ class _Scorer:
             # ~2x faster with the long axis contiguous (see `model.mlp_columns`).
             self.feats = feats[idx].T.contiguous()
             self.target = image.reshape(-1, 3)[idx].float().T.contiguous()
-            ctx = torch.cat([context_features(g, q[i + 1] if i + 1 < len(q) else None) for i, g in enumerate(q)])
+            tile = model.arch.context_tile
+            ctx = torch.cat([level_context(tile, g, q[i + 1] if i + 1 < len(q) else None) for i, g in enumerate(q)])
             vals = torch.cat([g.reshape(-1) for g in q])
             cidx = torch.randperm(vals.numel(), generator=gen)[:SUBSET]
             self.ctx, self.vals = ctx[cidx].float().T.contiguous(), vals[cidx].double()
             self.cell_factor = vals.numel() / max(1, cidx.numel())
-        assert self.ctx.shape[0] == N_CONTEXT
+        assert self.ctx.shape[0] == model.arch.n_context()
 
         self.synthesis_run, self.context_run = _PrefixRun(self.feats), _PrefixRun(self.ctx)
 

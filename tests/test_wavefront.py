@@ -1,0 +1,105 @@
+"""Format 2.0's latent coding: fronts cover every cell once, in an order the context respects, and round-trip."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from inrcodec import CocoFormatError
+from inrcodec.format import entropy, wavefront
+from inrcodec.format.context import N_WAVEFRONT_CONTEXT, WAVEFRONT_NEIGHBOURS, grid_sizes, wavefront_context_features
+from inrcodec.format.fixedpoint import IntLinear
+
+SHAPES = [(1, 1), (1, 6), (2, 3), (7, 5), (16, 9), (33, 4), (9, 40)]
+
+
+def _random_arm(rng: np.random.Generator, hidden: list[int]) -> list[IntLinear]:
+    widths = [N_WAVEFRONT_CONTEXT, *hidden, 2]
+    return [IntLinear(rng.integers(-3000, 3000, (b, a)), rng.integers(-3000, 3000, b), int(rng.integers(6, 12)),
+                      int(rng.integers(0, 14))) for a, b in zip(widths, widths[1:])]
+
+
+def _latents(rng: np.random.Generator, height: int, width: int, n_levels: int, density: float) -> list[np.ndarray]:
+    return [(rng.integers(-256, 256, size) * (rng.random(size) < density)).astype(np.float64)
+            for size in grid_sizes(height, width, n_levels)]
+
+
+@pytest.mark.parametrize(("height", "width"), SHAPES)
+@pytest.mark.parametrize("tile", [2, 3, 4, 32])
+def test_fronts_cover_every_cell_once_each_in_raster_order(height: int, width: int, tile: int) -> None:
+    fronts = [wavefront.front_cells(height, width, tile, t) for t in range(wavefront.n_fronts(height, width, tile))]
+    assert all(f.size for f in fronts)  # no empty front: n_fronts is exact
+    assert all(np.all(np.diff(f) > 0) for f in fronts)
+    assert np.array_equal(np.sort(np.concatenate(fronts)), np.arange(height * width))
+    assert wavefront.front_cells(height, width, tile, len(fronts)).size == 0
+
+
+@pytest.mark.parametrize("tile", [2, 3, 5, 8])
+def test_every_neighbour_a_cell_sees_is_coded_on_an_earlier_front(tile: int) -> None:
+    height, width = 13, 17
+    front_of = np.empty(height * width, dtype=np.int64)
+    for t in range(wavefront.n_fronts(height, width, tile)):
+        front_of[wavefront.front_cells(height, width, tile, t)] = t
+    # Each cell's value is its own index + 1: a feature names the cell it read.
+    grid = np.arange(1, height * width + 1, dtype=np.float64).reshape(height, width)
+    feats = wavefront.front_features(grid, None, tile, np.arange(height * width))
+    seen = feats[9:].astype(np.int64) - 1
+    for cell in range(height * width):
+        read = seen[:, cell][seen[:, cell] >= 0]
+        assert np.all(front_of[read] < front_of[cell])
+        y, x = divmod(cell, width)
+        assert all(r // width // tile == y // tile and r % width // tile == x // tile for r in read)
+    # and it sees every one of them that is in its tile (value 0 would read as "not seen")
+    expected = sum(0 <= y + dy and 0 <= x + dx < width and (y + dy) // tile == y // tile and (x + dx) // tile == x // tile
+                   for y in range(height) for x in range(width) for dy, dx in WAVEFRONT_NEIGHBOURS)
+    assert (seen >= 0).sum() == expected > 0
+
+
+@pytest.mark.parametrize(("height", "width"), [(7, 5), (16, 9), (9, 40)])
+@pytest.mark.parametrize("tile", [3, 8])
+def test_front_features_are_the_training_context_definition(height: int, width: int, tile: int) -> None:
+    rng = np.random.default_rng(height * width + tile)
+    grid, parent = _latents(rng, height, width, 2, 0.5)
+    expected = wavefront_context_features(torch.from_numpy(grid), torch.from_numpy(parent), tile).numpy()
+    cells = np.arange(height * width)
+    assert np.array_equal(wavefront.front_features(grid, parent, tile, cells), expected.T)
+    window = (2, height - 1, 1, width)
+    sub = wavefront_context_features(torch.from_numpy(grid), torch.from_numpy(parent), tile, window).numpy()
+    inside = (cells // width >= 2) & (cells // width < height - 1) & (cells % width >= 1)
+    assert np.array_equal(sub, expected[inside])
+
+
+@pytest.mark.parametrize(("height", "width"), SHAPES)
+@pytest.mark.parametrize("tile", [2, 8])
+@pytest.mark.parametrize("density", [1.0, 0.1])
+def test_latents_round_trip(height: int, width: int, tile: int, density: float) -> None:
+    rng = np.random.default_rng(height * 100 + width)
+    arm = _random_arm(rng, [16, 16])
+    latents = _latents(rng, height, width, 4, density)
+    data = wavefront.encode_latents(latents, arm, tile)
+    decoded = wavefront.decode_latents(data, height, width, 4, arm, tile)
+    assert all(np.array_equal(d.numpy(), g) for d, g in zip(decoded, latents))
+
+
+def test_chunked_fronts_code_the_same_bytes(monkeypatch: pytest.MonkeyPatch) -> None:
+    rng = np.random.default_rng(5)
+    arm = _random_arm(rng, [8])
+    latents = _latents(rng, 40, 56, 3, 0.3)
+    whole = wavefront.encode_latents(latents, arm, 16)
+    monkeypatch.setattr(wavefront, "CHUNK_CELLS", 7)
+    assert wavefront.encode_latents(latents, arm, 16) == whole
+    decoded = wavefront.decode_latents(whole, 40, 56, 3, arm, 16)
+    assert all(np.array_equal(d.numpy(), g) for d, g in zip(decoded, latents))
+
+
+def test_a_truncated_or_wrong_stream_is_a_format_error() -> None:
+    rng = np.random.default_rng(6)
+    arm = _random_arm(rng, [8])
+    latents = _latents(rng, 30, 20, 3, 1.0)
+    data = wavefront.encode_latents(latents, arm, 8)
+    # Two extra words: one can pass for the encoder's final flush (see test_entropy).
+    for bad in (data[: len(data) // 2 // 4 * 4], data + b"\0\0\0\1" * 2, bytes(len(data))):
+        with pytest.raises(CocoFormatError):
+            wavefront.decode_latents(bad, 30, 20, 3, arm, 8)
+    assert entropy.CHUNK_CELLS == wavefront.CHUNK_CELLS
