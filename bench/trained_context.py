@@ -27,7 +27,10 @@ whole fit (same schedule, same learning rates, same Laplace):
     wavefront-<T>  raster's neighbours but (y - 1, x + 2), only within the
                 same T x T tile of the level (zero across tile edges): what
                 a decoder can run one anti-diagonal x + 2y of every tile at
-                a time, all tiles at once, ~3T batched steps per level.
+                a time, all tiles at once, ~3T batched steps per level
+                (format 2.0's context).
+    wavefront12-<T>  all 12 of raster's neighbours within T x T tiles:
+                fronts x + 3y, ~4T batched steps per level.
 Every scheme keeps format 1.0's hidden widths (16x16); the baseline is
 format 1.0's own context model (`CocoNet`).
 
@@ -62,7 +65,7 @@ CSV_NAME = "context.csv"
 COLUMNS = ("image", "scheme", "lmbda", "steps", "latent_bpp", "weight_bpp", "psnr", "fit_s", "torch_threads",
            "machine", "date")
 BASELINE = "format-1.0"
-SCHEMES = ("two-phase", "four-phase", "raster", "wavefront-<T>")
+SCHEMES = ("two-phase", "four-phase", "raster", "wavefront-<T>", "wavefront12-<T>")
 PARENT_FEATURES = 9  # the parent cell's 3x3 neighbourhood, first in every scheme
 EIGHT_NEIGHBOURS = ((-1, 0), (1, 0), (0, -1), (0, 1), (-1, -1), (-1, 1), (1, -1), (1, 1))
 RASTER_NEIGHBOURS = tuple((dy, dx) for dy in (-2, -1) for dx in range(-2, 3)) + ((0, -2), (0, -1))
@@ -70,13 +73,18 @@ WAVEFRONT_NEIGHBOURS = tuple(n for n in RASTER_NEIGHBOURS if n != (-1, 2))  # de
 
 
 def tile_of(scheme: str) -> int | None:
-    """T of a "wavefront-<T>" scheme (4 to 256); None for the others."""
-    if not scheme.startswith("wavefront-"):
+    """T of a "wavefront-<T>" or "wavefront12-<T>" scheme (4 to 256); None for the others."""
+    if not scheme.startswith(("wavefront-", "wavefront12-")):
         return None
-    text = scheme.removeprefix("wavefront-")
+    text = scheme.split("-", 1)[1]
     if not text.isdigit() or not 4 <= int(text) <= 256:
         raise ValueError(f"unknown scheme {scheme!r}: wavefront-<T> takes a tile side of 4 to 256")
     return int(text)
+
+
+def tiled_neighbours(scheme: str) -> tuple[tuple[int, int], ...]:
+    """The same-level neighbours of a tiled scheme."""
+    return RASTER_NEIGHBOURS if scheme.startswith("wavefront12-") else WAVEFRONT_NEIGHBOURS
 
 
 def known_scheme(scheme: str) -> bool:
@@ -88,7 +96,7 @@ def known_scheme(scheme: str) -> bool:
 
 def n_features(scheme: str) -> int:
     if tile_of(scheme) is not None:
-        return PARENT_FEATURES + len(WAVEFRONT_NEIGHBOURS)
+        return PARENT_FEATURES + len(tiled_neighbours(scheme))
     return {"two-phase": 14, "four-phase": PARENT_FEATURES + 8 + 4, "raster": PARENT_FEATURES + 12}[scheme]
 
 
@@ -125,7 +133,7 @@ def level_features(scheme: str, grid: Crop, parent: Crop | None, cells: Window) 
     tile = tile_of(scheme)
     if tile is not None:
         feats = [shifted(dy, dx) * (((y + dy) // tile == y // tile) & ((x + dx) // tile == x // tile)).to(values.dtype)
-                 for dy, dx in WAVEFRONT_NEIGHBOURS]
+                 for dy, dx in tiled_neighbours(scheme)]
     elif scheme == "four-phase":
         step = four_phase_step(y, x)
         feats = [shifted(dy, dx) * (four_phase_step(y + dy, x + dx) < step).to(values.dtype)

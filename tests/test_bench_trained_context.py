@@ -37,7 +37,7 @@ def test_the_two_phase_scheme_is_format_1_0s_context_model() -> None:
         assert torch.allclose(mine, theirs, rtol=1e-5)
 
 
-@pytest.mark.parametrize("scheme", ["two-phase", "four-phase", "raster", "wavefront-8"])
+@pytest.mark.parametrize("scheme", ["two-phase", "four-phase", "raster", "wavefront-8", "wavefront12-8"])
 def test_a_window_sees_the_same_context_as_the_whole_image(scheme: str) -> None:
     net = _net(scheme)
     whole = net.quantized_latents("round")
@@ -79,6 +79,17 @@ def test_wavefront_cells_see_earlier_fronts_of_their_own_tile_only() -> None:
     assert torch.equal(corner[9:], torch.stack([torch.as_tensor(v, dtype=g.dtype) for v in expected]))
 
 
+def test_wavefront12_sees_all_raster_neighbours_in_its_tile() -> None:
+    net = _net("wavefront12-8")
+    grids = net.quantized_latents("round")
+    feats = tc.level_features("wavefront12-8", (grids[0], (0, 0)), (grids[1], (0, 0)), Window(0, 20, 0, 28))
+    g = grids[0]
+    assert feats.shape[1] == 9 + 12
+    inside = feats[12 * 28 + 11]  # (12, 11): rows 10-11 and columns 9-13 are in its tile (8-15, 8-15)
+    assert torch.equal(inside[9:], torch.stack([g[12 + dy, 11 + dx] for dy, dx in tc.RASTER_NEIGHBOURS]))
+    assert all(dx + 3 * dy < 0 for dy, dx in tc.RASTER_NEIGHBOURS)  # decodable by fronts x + 3y
+
+
 def test_four_phase_cells_see_only_earlier_steps() -> None:
     net = _net("four-phase")
     grids = net.quantized_latents("round")
@@ -110,6 +121,6 @@ def test_a_tiny_run_compares_each_scheme_with_the_baseline(tmp_path: Path) -> No
 
 
 def test_schemes_are_checked(tmp_path: Path) -> None:
-    for bad in ("x", "", "raster,zigzag", "wavefront-2", "wavefront-x"):
+    for bad in ("x", "", "raster,zigzag", "wavefront-2", "wavefront-x", "wavefront12-300"):
         with pytest.raises(SystemExit):
             tc.main(["--images", str(tmp_path), "--pick", "a:1", "--schemes", bad, "--out", str(tmp_path / "o")])

@@ -36,7 +36,7 @@ from .entropy import (
     symbol_bits,
     words_to_bytes,
 )
-from .fixedpoint import ACT_ONE, IntLinear, run_int_mlp_columns
+from .fixedpoint import ACT_ONE, IntLinear, int_mlp_tensors, run_int_mlp_columns, run_int_mlp_prepared
 
 _NEIGHBOUR_DY = np.array([dy for dy, _ in WAVEFRONT_NEIGHBOURS], dtype=np.int64)[:, None]
 _NEIGHBOUR_DX = np.array([dx for _, dx in WAVEFRONT_NEIGHBOURS], dtype=np.int64)[:, None]
@@ -74,19 +74,50 @@ def front_features(grid: np.ndarray, parent: np.ndarray | None, tile: int, cells
     (tested), read by gathers from the flat grids.
     """
     height, width = grid.shape
+    flat_parent = None if parent is None else _with_zero(parent)
+    return _gather_features(_with_zero(grid), width, flat_parent, None if parent is None else parent.shape,
+                            tile, cells)
+
+
+def _with_zero(grid: np.ndarray) -> np.ndarray:
+    """The grid flattened, one zero after its last cell: the value of every read outside it."""
+    return np.append(grid.reshape(-1), 0.0)
+
+
+def _gather_features(flat: np.ndarray, width: int, flat_parent: np.ndarray | None,
+                     parent_shape: tuple[int, int] | None, tile: int, cells: np.ndarray) -> np.ndarray:
+    """`front_features` from grids flattened by `_with_zero` (the last element is the zero)."""
     y, x = np.divmod(cells, width)
-    out = np.zeros((N_WAVEFRONT_CONTEXT, cells.size))
-    if parent is not None:
-        ph, pw = parent.shape
+    out = np.empty((N_WAVEFRONT_CONTEXT, cells.size))
+    if flat_parent is None:
+        out[:9] = 0.0
+    else:
+        ph, pw = parent_shape
         py, px = (y >> 1)[None, :] + _HOOD_DY, (x >> 1)[None, :] + _HOOD_DX
         inside = (py >= 0) & (py < ph) & (px >= 0) & (px < pw)
-        out[:9] = np.where(inside, parent.reshape(-1)[np.where(inside, py * pw + px, 0)], 0.0)
-    ly, lx = (y % tile)[None, :], (x % tile)[None, :]
-    in_tile = (ly + _NEIGHBOUR_DY >= 0) & (lx + _NEIGHBOUR_DX >= 0) & (lx + _NEIGHBOUR_DX < tile) \
-        & (x[None, :] + _NEIGHBOUR_DX < width)
-    at = cells[None, :] + _NEIGHBOUR_DY * width + _NEIGHBOUR_DX
-    out[9:] = np.where(in_tile, grid.reshape(-1)[np.where(in_tile, at, 0)], 0.0)
+        np.take(flat_parent, np.where(inside, py * pw + px, flat_parent.size - 1), out=out[:9])
+    lx = x % tile
+    row_in = (y % tile)[None, :] + _NEIGHBOUR_DY >= 0
+    col = lx[None, :] + _NEIGHBOUR_DX
+    in_tile = row_in & (col >= 0) & (col < tile) & (x[None, :] + _NEIGHBOUR_DX < width)
+    at = cells[None, :] + (_NEIGHBOUR_DY * width + _NEIGHBOUR_DX)
+    np.take(flat, np.where(in_tile, at, flat.size - 1), out=out[9:])
     return out
+
+
+class _FrontModel:
+    """The context model, prepared once per stream, giving each front's exact Laplace parameters."""
+
+    def __init__(self, arm: list[IntLinear]) -> None:
+        self.arm = arm
+        self.tensors = int_mlp_tensors(arm)
+
+    def parameters(self, flat: np.ndarray, width: int, flat_parent: np.ndarray | None,
+                   parent_shape: tuple[int, int] | None, tile: int,
+                   cells: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        feats = _gather_features(flat, width, flat_parent, parent_shape, tile, cells)
+        feats *= ACT_ONE
+        return _laplace_from_outputs(run_int_mlp_prepared(torch.from_numpy(feats), self.arm, self.tensors))
 
 
 def front_parameters(arm: list[IntLinear], grid: np.ndarray, parent: np.ndarray | None, tile: int,
@@ -113,13 +144,14 @@ def coding_steps(sizes: list[tuple[int, int]], tile: int):
 
 def encode_latents(latents: list[np.ndarray], arm: list[IntLinear], tile: int) -> bytes:
     """Range-code integer latent grids (finest first in the list) into bytes, front by front."""
-    grids = [np.asarray(g, dtype=np.float64) for g in latents]
+    shapes = [np.shape(g) for g in latents]
+    flats = [_with_zero(np.asarray(g, dtype=np.float64)) for g in latents]
+    model = _FrontModel(arm)
     encoder = constriction.stream.queue.RangeEncoder()
-    for level, cells in coding_steps([g.shape for g in grids], tile):
-        parent = grids[level + 1] if level + 1 < len(grids) else None
-        mu, scale_index = front_parameters(arm, grids[level], parent, tile, cells)
-        symbols = grids[level].reshape(-1)[cells].astype(np.int32)
-        encoder.encode(symbols, _LATENT_MODEL, mu, LATENT_SCALES[scale_index])
+    for level, cells in coding_steps(shapes, tile):
+        parent = (flats[level + 1], shapes[level + 1]) if level + 1 < len(flats) else (None, None)
+        mu, scale_index = model.parameters(flats[level], shapes[level][1], *parent, tile, cells)
+        encoder.encode(flats[level][cells].astype(np.int32), _LATENT_MODEL, mu, LATENT_SCALES[scale_index])
     return words_to_bytes(encoder.get_compressed())
 
 
@@ -130,19 +162,39 @@ def decode_latents(data: bytes, height: int, width: int, n_levels: int, arm: lis
     Refuses a stream as soon as its symbols so far carry more information
     than the payload can hold, as `entropy.decode_latents` does.
     """
-    grids = [np.zeros(size) for size in grid_sizes(height, width, n_levels)]
+    shapes = grid_sizes(height, width, n_levels)
+    flats = [np.zeros(h * w + 1) for h, w in shapes]  # each with the zero read outside it (`_with_zero`)
     words = bytes_to_words(data)
     budget_bits = 32.0 * words.size + INFORMATION_SLACK_BITS
     spent_bits = 0.0
+    model = _FrontModel(arm)
     decoder = constriction.stream.queue.RangeDecoder(words)
-    for level, cells in coding_steps([g.shape for g in grids], tile):
-        parent = grids[level + 1] if level + 1 < len(grids) else None
-        mu, scale_index = front_parameters(arm, grids[level], parent, tile, cells)
+    unchecked: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # symbols, means, scale indices
+    for level, cells in coding_steps(shapes, tile):
+        parent = (flats[level + 1], shapes[level + 1]) if level + 1 < len(flats) else (None, None)
+        mu, scale_index = model.parameters(flats[level], shapes[level][1], *parent, tile, cells)
         symbols = _decode_symbols(decoder, _LATENT_MODEL, mu, LATENT_SCALES[scale_index], "latent")
-        spent_bits += symbol_bits(symbols, mu, scale_index)
-        if spent_bits > budget_bits:
-            raise CocoFormatError(f"latent stream is too short for its symbols ({words.size * 4} bytes hold at most "
-                                  f"{budget_bits:.0f} bits; exceeded by level {level}): truncated or corrupt")
-        grids[level].reshape(-1)[cells] = symbols
+        flats[level][cells] = symbols
+        # The information check runs on batches of about CHUNK_CELLS symbols:
+        # per front (hundreds of small ones) it would cost more than decoding.
+        unchecked.append((symbols, mu, scale_index))
+        if sum(part[0].size for part in unchecked) >= CHUNK_CELLS:
+            spent_bits = _check_information(unchecked, spent_bits, budget_bits, words.size, level)
+    _check_information(unchecked, spent_bits, budget_bits, words.size, 0)
     _check_consumed(decoder, "latent")
-    return [torch.from_numpy(g) for g in grids]
+    return [torch.from_numpy(flat[:-1].reshape(shape)) for flat, shape in zip(flats, shapes)]
+
+
+def _check_information(unchecked: list[tuple[np.ndarray, np.ndarray, np.ndarray]], spent_bits: float,
+                       budget_bits: float, n_words: int, level: int) -> float:
+    """Add the information of the symbols decoded since the last check; refuse the stream past its budget.
+
+    `unchecked` holds (symbols, means, scale indices) and is emptied.
+    """
+    if unchecked:
+        spent_bits += symbol_bits(*(np.concatenate(column) for column in zip(*unchecked)))
+        unchecked.clear()
+    if spent_bits > budget_bits:
+        raise CocoFormatError(f"latent stream is too short for its symbols ({n_words * 4} bytes hold at most "
+                              f"{budget_bits:.0f} bits; exceeded by level {level}): truncated or corrupt")
+    return spent_bits
