@@ -1,12 +1,13 @@
 """Time one training step of the encoder (the unit of encoding cost).
 
     python -m bench.step_time [--image PATH] [--steps 60] [--threads 2] [--compile] [--arm-hidden 8x8]
-        [--synth-hidden 24x24]
+        [--synth-hidden 24x24] [--context-tile 32]
 
 Prints milliseconds per noise-mode step and per whole-image rate measurement,
 medians over repeats, on the default architecture and crop, and the seconds
 the warm-up took. `--arm-hidden` sizes the context model's hidden layers
-(default: the encoder's), `--synth-hidden` the synthesis MLP's. `--compile` runs the step's tensor-only pieces
+(default: the encoder's), `--synth-hidden` the synthesis MLP's, `--context-tile` puts the context model on format 2.0's
+wavefront context in tiles of that side (default: the encoder's). `--compile` runs the step's tensor-only pieces
 (the MLPs in columns, `model.mlp_columns`, and the Laplace bits,
 `model.context_bits_columns`: the matrix products and most elementwise
 work) through `torch.compile` with dynamic shapes (border windows are
@@ -57,6 +58,8 @@ def main() -> None:
                         help="the context model's hidden widths, e.g. 8x8")
     parser.add_argument("--synth-hidden", type=hidden_widths_arg, default=None,
                         help="the synthesis MLP's hidden widths, e.g. 24x24")
+    parser.add_argument("--context-tile", type=int, default=None,
+                        help="format 2.0's wavefront context in tiles of this side (0: format 1.0's checkerboard)")
     parser.add_argument("--compile", action="store_true", help="torch.compile the synthesis and the context model")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -67,6 +70,8 @@ def main() -> None:
         arch = replace(arch, arm_hidden=args.arm_hidden)
     if args.synth_hidden:
         arch = replace(arch, synth_hidden=args.synth_hidden)
+    if args.context_tile is not None:
+        arch = replace(arch, context_tile=args.context_tile)
     model = CocoNet(pixels.shape[0], pixels.shape[1], arch)
     fitter = Fitter(image, model, RateTarget(None, 4e-3), seed=0)
     schedule = SCHEDULES["default"]
@@ -88,7 +93,7 @@ def main() -> None:
         measure_ms.append(1000 * (time.perf_counter() - t))
     print(f"{date.today()} {platform.processor() or platform.machine()} threads={args.threads} "
           f"image={args.image.name} crop={schedule.crop} arm={'x'.join(map(str, arch.arm_hidden))} "
-          f"synth={'x'.join(map(str, arch.synth_hidden))}"
+          f"synth={'x'.join(map(str, arch.synth_hidden))} context_tile={arch.context_tile}"
           f"{' compiled' if args.compile else ''}: "
           f"step {statistics.median(step_ms):.1f} ms, rate measurement {statistics.median(measure_ms):.1f} ms, "
           f"warm-up (10 steps) {warm_up_s:.1f} s")

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..format.architecture import Architecture
-from ..format.context import grid_sizes, wavefront_context_features
+from ..format.context import WAVEFRONT_NEIGHBOURS, grid_sizes
 from ..format.fixedpoint import LATENT_MAX, LATENT_MIN, LATENT_SCALE_K_MAX, SCALE_K_MIN
 from ..format.fixedpoint import ACT_ONE
 from ..format.sampling import AxisTaps, pixel_taps
@@ -289,22 +289,69 @@ class CocoNet(nn.Module):
     def _wavefront_bits(self, crops: list[Crop] | list[torch.Tensor], win: Window) -> tuple[torch.Tensor, list[int]]:
         """`latent_bits` under format 2.0's context: one context-model row per cell under `win`.
 
-        The crops reach CROP_MARGIN cells beyond the window, more than the
-        two the wavefront neighbourhood needs.
+        The 20 features of every cell come from one gather out of a flat
+        vector of all crops (`_WavefrontIndex`), as `_ContextIndex` does for
+        format 1.0: per-level slicing and masking took ~30 small operations
+        per level and as many autograd nodes.
         """
         grids = [_split(crop) for crop in crops]
-        feats, values = [], []
-        for level, (grid, origin) in enumerate(grids):
-            cells = win.at_level(level)
-            window = (cells.r0, cells.r1, cells.c0, cells.c1)
-            parent, parent_origin = grids[level + 1] if level + 1 < len(grids) else (None, (0, 0))
-            feats.append(wavefront_context_features(grid, parent, self.arch.context_tile, window, origin,
-                                                    parent_origin).T)
-            gy, gx = origin
-            values.append(grid[cells.r0 - gy : cells.r1 - gy, cells.c0 - gx : cells.c1 - gx].reshape(-1))
-        outputs = mlp_columns(self.arm, torch.cat(feats, dim=1))
-        bits = context_bits_columns(torch.cat(values), outputs).sum()
+        index = _WavefrontIndex.of([(tuple(g.shape), origin) for g, origin in grids], self.sizes, win,
+                                   self.arch.context_tile, _tensor(crops[0]).device)
+        flat = torch.cat([g.reshape(-1) for g, _ in grids] + [grids[0][0].new_zeros(1)])
+        feats = flat.index_select(0, index.features).view(-1, index.values.numel())
+        outputs = mlp_columns(self.arm, feats)
+        bits = context_bits_columns(flat.index_select(0, index.values), outputs).sum()
         return bits, [win.at_level(i).n_pixels for i in range(len(crops))]
+
+
+_WAVEFRONT_DY = np.array([dy for dy, _ in WAVEFRONT_NEIGHBOURS])[:, None, None]
+_WAVEFRONT_DX = np.array([dx for _, dx in WAVEFRONT_NEIGHBOURS])[:, None, None]
+_HOOD_DY = np.repeat(np.arange(-1, 2), 3)[:, None, None]  # row-major 3x3
+_HOOD_DX = np.tile(np.arange(-1, 2), 3)[:, None, None]
+
+
+@dataclass(frozen=True)
+class _WavefrontIndex:
+    """Where `CocoNet._wavefront_bits` finds each value, in one flat vector of all crops plus a zero.
+
+    features: [20 * N] the context features of the N cells under the window
+        (levels finest first, each in raster order), as 20 rows of N
+        columns; a feature that reads outside its level or, for same-level
+        neighbours, outside the cell's tile points at the trailing zero.
+    values: [N] the cells themselves.
+    """
+
+    features: torch.Tensor
+    values: torch.Tensor
+
+    @staticmethod
+    def of(grids: list[tuple[tuple[int, int], tuple[int, int]]], sizes: list[tuple[int, int]], win: Window,
+           tile: int, device: torch.device) -> "_WavefrontIndex":
+        bases = np.cumsum([0] + [h * w for (h, w), _ in grids])
+        zero = int(bases[-1])
+        rows: list[np.ndarray] = []
+        values: list[np.ndarray] = []
+        for level, ((h, w), (gy, gx)) in enumerate(grids):
+            cells = win.at_level(level)
+            y = np.arange(cells.r0, cells.r1)[:, None]
+            x = np.arange(cells.c0, cells.c1)[None, :]
+            values.append((bases[level] + (y - gy) * w + (x - gx)).reshape(-1))
+            if level + 1 < len(grids):
+                (ph, pw), (py0, px0) = grids[level + 1]
+                level_h, level_w = sizes[level + 1]
+                py, px = (y >> 1)[None] + _HOOD_DY, (x >> 1)[None] + _HOOD_DX
+                inside = (py >= 0) & (py < level_h) & (px >= 0) & (px < level_w)
+                hood = np.where(inside, bases[level + 1] + (py - py0) * pw + (px - px0), zero)
+            else:  # the coarsest level has no parent: its parent features are zero
+                hood = np.full((9, *np.broadcast_shapes(y.shape, x.shape)), zero)
+            ny, nx = y[None] + _WAVEFRONT_DY, x[None] + _WAVEFRONT_DX
+            in_tile = ((ny // tile == y[None] // tile) & (nx // tile == x[None] // tile) & (ny >= 0) & (nx >= 0)
+                       & (nx < sizes[level][1]))
+            same = np.where(in_tile, bases[level] + (ny - gy) * w + (nx - gx), zero)
+            rows.append(np.concatenate([hood, same]).reshape(20, -1))
+        features = np.concatenate(rows, axis=1).reshape(-1)
+        return _WavefrontIndex(features=torch.from_numpy(features).to(device),
+                               values=torch.from_numpy(np.concatenate(values)).to(device))
 
 
 @dataclass(frozen=True)
