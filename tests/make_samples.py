@@ -1,6 +1,7 @@
 """Regenerate the committed `.coco` samples and their pinned decoder output.
 
     INRCODEC_REGENERATE=1 python tests/make_samples.py                  # new files + hashes
+    INRCODEC_REGENERATE=1 python tests/make_samples.py --missing-only   # files not yet there + hashes
     INRCODEC_REGENERATE=1 python tests/make_samples.py --expected-only  # hashes only
 
 The samples pin the *decoder*: `test_samples.py` checks that decoding the
@@ -21,30 +22,44 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from dataclasses import replace
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from helper import DATA, EXPECTED, pixel_md5, synthetic_image
 
 import inrcodec
+from inrcodec.train import encoder
 
-# name -> (width, height, encoder keyword arguments). The network alone is
-# about 400 bytes, so tiny images need high rates for a sensible picture.
-SAMPLES: dict[str, tuple[int, int, dict[str, float]]] = {
-    "gradient-48x32.coco": (48, 32, {"bpp": 5.0}),
-    "gradient-64x48.coco": (64, 48, {"bpp": 3.0}),
-    "odd-5x3.coco": (5, 3, {"lmbda": 0.01}),
+# name -> (width, height, encoder keyword arguments, context tile). The
+# network alone is about 400 bytes, so tiny images need high rates for a
+# sensible picture. Context tile 0 makes a version 1.0 file (checkerboard
+# context), any other a version 2.0 file with that tile side.
+SAMPLES: dict[str, tuple[int, int, dict[str, float], int]] = {
+    "gradient-48x32.coco": (48, 32, {"bpp": 5.0}, 0),
+    "gradient-64x48.coco": (64, 48, {"bpp": 3.0}, 0),
+    "odd-5x3.coco": (5, 3, {"lmbda": 0.01}, 0),
+    "v2-gradient-48x32.coco": (48, 32, {"bpp": 5.0}, 8),
+    "v2-odd-5x3.coco": (5, 3, {"lmbda": 0.01}, 2),
 }
 OTHER_SIZE = "97x61"
 ITERATIONS = 300
 
 
-def encode_samples() -> None:
-    """Encode the synthetic image at each sample's size into tests/data/."""
+def encode_samples(missing_only: bool = False) -> None:
+    """Encode the synthetic image at each sample's size into tests/data/ (only absent files if `missing_only`)."""
     DATA.mkdir(exist_ok=True)
-    for name, (width, height, kwargs) in SAMPLES.items():
-        result, _ = inrcodec.encode_with_report(synthetic_image(width, height), iterations=ITERATIONS,
-                                                device="cpu", seed=0, **kwargs)
+    saved = dict(encoder.ARCHITECTURES)
+    for name, (width, height, kwargs, tile) in SAMPLES.items():
+        if missing_only and (DATA / name).exists():
+            continue
+        try:
+            for effort, arch in saved.items():
+                encoder.ARCHITECTURES[effort] = replace(arch, context_tile=tile)
+            result, _ = inrcodec.encode_with_report(synthetic_image(width, height), iterations=ITERATIONS,
+                                                    device="cpu", seed=0, **kwargs)
+        finally:
+            encoder.ARCHITECTURES.update(saved)
         (DATA / name).write_bytes(result.data)
         print(f"{name}: {len(result.data)} bytes, {result.bpp:.3f} bpp, PSNR {result.psnr:.2f} dB")
 
@@ -52,12 +67,12 @@ def encode_samples() -> None:
 def expected_hashes() -> dict[str, object]:
     """md5 of every sample file and of its decoded pixels at two sizes."""
     out: dict[str, object] = {}
-    for name, (width, height, kwargs) in SAMPLES.items():
+    for name, (width, height, kwargs, tile) in SAMPLES.items():
         data = (DATA / name).read_bytes()
         out[name] = {
             "width": width,
             "height": height,
-            "encoded_with": {**kwargs, "iterations": ITERATIONS, "seed": 0},
+            "encoded_with": {**kwargs, "iterations": ITERATIONS, "seed": 0, "context_tile": tile},
             "file_md5": hashlib.md5(data).hexdigest(),
             "pixels_md5": {
                 "native": pixel_md5(inrcodec.decode_array(data)),
@@ -82,12 +97,13 @@ def write_expected() -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--expected-only", action="store_true", help="keep the .coco files, recompute the md5s")
+    parser.add_argument("--missing-only", action="store_true", help="encode only the samples not yet in tests/data")
     args = parser.parse_args(argv)
     if os.environ.get("INRCODEC_REGENERATE") != "1":
         parser.error("refusing to overwrite the pinned samples; set INRCODEC_REGENERATE=1")
     torch.set_num_threads(1)
     if not args.expected_only:
-        encode_samples()
+        encode_samples(args.missing_only)
     write_expected()
     return 0
 
