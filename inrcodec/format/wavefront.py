@@ -18,6 +18,9 @@ range-coder call.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 import constriction
 import numpy as np
 import torch
@@ -142,8 +145,31 @@ def coding_steps(sizes: list[tuple[int, int]], tile: int):
                 yield level, cells[start : start + CHUNK_CELLS]
 
 
+@contextlib.contextmanager
+def _one_thread() -> Iterator[None]:
+    """Torch on one intra-op thread for the duration.
+
+    A front is at most a few thousand cells: too small for threads to pay,
+    and hundreds of fronts each hand work to the pool and wait for it. On a
+    busy 2-core machine that made decoding kodim01 ~4x slower with two
+    threads than with one (ad hoc, 2026-12-03). The results do not depend
+    on the thread count (exact integer arithmetic), only the time does.
+    """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
 def encode_latents(latents: list[np.ndarray], arm: list[IntLinear], tile: int) -> bytes:
     """Range-code integer latent grids (finest first in the list) into bytes, front by front."""
+    with _one_thread():
+        return _encode_latents(latents, arm, tile)
+
+
+def _encode_latents(latents: list[np.ndarray], arm: list[IntLinear], tile: int) -> bytes:
     shapes = [np.shape(g) for g in latents]
     flats = [_with_zero(np.asarray(g, dtype=np.float64)) for g in latents]
     model = _FrontModel(arm)
@@ -162,6 +188,12 @@ def decode_latents(data: bytes, height: int, width: int, n_levels: int, arm: lis
     Refuses a stream as soon as its symbols so far carry more information
     than the payload can hold, as `entropy.decode_latents` does.
     """
+    with _one_thread():
+        return _decode_latents(data, height, width, n_levels, arm, tile)
+
+
+def _decode_latents(data: bytes, height: int, width: int, n_levels: int, arm: list[IntLinear],
+                    tile: int) -> list[torch.Tensor]:
     shapes = grid_sizes(height, width, n_levels)
     flats = [np.zeros(h * w + 1) for h, w in shapes]  # each with the zero read outside it (`_with_zero`)
     words = bytes_to_words(data)
