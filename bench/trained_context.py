@@ -31,6 +31,11 @@ whole fit (same schedule, same learning rates, same Laplace):
                 (format 2.0's context).
     wavefront12-<T>  all 12 of raster's neighbours within T x T tiles:
                 fronts x + 3y, ~4T batched steps per level.
+    wavefront-<W>x<H>, wavefront12-<W>x<H>  the same in tiles W cells wide
+                and H tall: W + 2H fronts (W + 3H). Tile edges cost the
+                cells on the top two rows (N neighbours) and on the two
+                columns at either side (W or NE ones), so for a given
+                number of fronts tiles twice as wide as tall lose fewest.
 Every scheme keeps format 1.0's hidden widths (16x16); the baseline is
 format 1.0's own context model (`CocoNet`).
 
@@ -72,14 +77,15 @@ RASTER_NEIGHBOURS = tuple((dy, dx) for dy in (-2, -1) for dx in range(-2, 3)) + 
 WAVEFRONT_NEIGHBOURS = tuple(n for n in RASTER_NEIGHBOURS if n != (-1, 2))  # decoded before x + 2y's front
 
 
-def tile_of(scheme: str) -> int | None:
-    """T of a "wavefront-<T>" or "wavefront12-<T>" scheme (4 to 256); None for the others."""
+def tile_of(scheme: str) -> tuple[int, int] | None:
+    """(rows, columns) of a "wavefront-<T>", "-<W>x<H>" or "wavefront12-..." scheme's tiles (4 to 256); else None."""
     if not scheme.startswith(("wavefront-", "wavefront12-")):
         return None
-    text = scheme.split("-", 1)[1]
-    if not text.isdigit() or not 4 <= int(text) <= 256:
-        raise ValueError(f"unknown scheme {scheme!r}: wavefront-<T> takes a tile side of 4 to 256")
-    return int(text)
+    parts = scheme.split("-", 1)[1].split("x")
+    if len(parts) not in (1, 2) or not all(p.isdigit() and 4 <= int(p) <= 256 for p in parts):
+        raise ValueError(f"unknown scheme {scheme!r}: wavefront-<T> or -<W>x<H> take tile sides of 4 to 256")
+    cols, rows = int(parts[0]), int(parts[-1])
+    return rows, cols
 
 
 def tiled_neighbours(scheme: str) -> tuple[tuple[int, int], ...]:
@@ -132,7 +138,8 @@ def level_features(scheme: str, grid: Crop, parent: Crop | None, cells: Window) 
     x = torch.arange(cells.c0, cells.c1, device=values.device)[None, :].expand(h, w)
     tile = tile_of(scheme)
     if tile is not None:
-        feats = [shifted(dy, dx) * (((y + dy) // tile == y // tile) & ((x + dx) // tile == x // tile)).to(values.dtype)
+        rows, cols = tile
+        feats = [shifted(dy, dx) * (((y + dy) // rows == y // rows) & ((x + dx) // cols == x // cols)).to(values.dtype)
                  for dy, dx in tiled_neighbours(scheme)]
     elif scheme == "four-phase":
         step = four_phase_step(y, x)

@@ -37,7 +37,7 @@ def test_the_two_phase_scheme_is_format_1_0s_context_model() -> None:
         assert torch.allclose(mine, theirs, rtol=1e-5)
 
 
-@pytest.mark.parametrize("scheme", ["two-phase", "four-phase", "raster", "wavefront-8", "wavefront12-8"])
+@pytest.mark.parametrize("scheme", ["two-phase", "four-phase", "raster", "wavefront-8", "wavefront12-8", "wavefront-8x4"])
 def test_a_window_sees_the_same_context_as_the_whole_image(scheme: str) -> None:
     net = _net(scheme)
     whole = net.quantized_latents("round")
@@ -77,6 +77,19 @@ def test_wavefront_cells_see_earlier_fronts_of_their_own_tile_only() -> None:
     corner = feats[8 * 28 + 9]  # (8, 9): the tile's top row; only its west neighbour (8, 8) is in the tile
     expected = [g[8, 8] if (dy, dx) == (0, -1) else 0.0 for dy, dx in tc.WAVEFRONT_NEIGHBOURS]
     assert torch.equal(corner[9:], torch.stack([torch.as_tensor(v, dtype=g.dtype) for v in expected]))
+
+
+def test_rectangular_tiles_are_width_by_height() -> None:
+    assert tc.tile_of("wavefront-64x32") == (32, 64) and tc.tile_of("wavefront12-16") == (16, 16)
+    net = _net("wavefront-8x4")
+    grids = net.quantized_latents("round")
+    feats = tc.level_features("wavefront-8x4", (grids[0], (0, 0)), (grids[1], (0, 0)), Window(0, 20, 0, 28))
+    g = grids[0]
+    row_top = feats[4 * 28 + 11]  # (4, 11): the top row of its tile (rows 4-7, columns 8-15): same-row only
+    expected = [g[4, 11 + dx] if dy == 0 else 0.0 for dy, dx in tc.WAVEFRONT_NEIGHBOURS]
+    assert torch.equal(row_top[9:], torch.stack([torch.as_tensor(v, dtype=g.dtype) for v in expected]))
+    inside = feats[7 * 28 + 11]  # (7, 11): rows 5-7 and columns 9-13 are all in its tile
+    assert torch.equal(inside[9:], torch.stack([g[7 + dy, 11 + dx] for dy, dx in tc.WAVEFRONT_NEIGHBOURS]))
 
 
 def test_wavefront12_sees_all_raster_neighbours_in_its_tile() -> None:
@@ -121,6 +134,7 @@ def test_a_tiny_run_compares_each_scheme_with_the_baseline(tmp_path: Path) -> No
 
 
 def test_schemes_are_checked(tmp_path: Path) -> None:
-    for bad in ("x", "", "raster,zigzag", "wavefront-2", "wavefront-x", "wavefront12-300"):
+    for bad in ("x", "", "raster,zigzag", "wavefront-2", "wavefront-x", "wavefront12-300", "wavefront-8x2",
+                "wavefront-8x8x8"):
         with pytest.raises(SystemExit):
             tc.main(["--images", str(tmp_path), "--pick", "a:1", "--schemes", bad, "--out", str(tmp_path / "o")])
