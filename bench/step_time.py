@@ -1,13 +1,14 @@
 """Time one training step of the encoder (the unit of encoding cost).
 
     python -m bench.step_time [--image PATH] [--steps 60] [--threads 2] [--compile] [--arm-hidden 8x8]
-        [--synth-hidden 24x24] [--context-tile 32]
+        [--synth-hidden 24x24] [--context-tile 64x32]
 
 Prints milliseconds per noise-mode step and per whole-image rate measurement,
 medians over repeats, on the default architecture and crop, and the seconds
 the warm-up took. `--arm-hidden` sizes the context model's hidden layers
-(default: the encoder's), `--synth-hidden` the synthesis MLP's, `--context-tile` puts the context model on format 2.0's
-wavefront context in tiles of that side (default: the encoder's). `--compile` runs the step's tensor-only pieces
+(default: the encoder's), `--synth-hidden` the synthesis MLP's, `--context-tile WxH` puts the context model on format 2.0's
+wavefront context in tiles of W x H cells, `--context-tile 0` on format 1.0's checkerboard
+(default: the encoder's). `--compile` runs the step's tensor-only pieces
 (the MLPs in columns, `model.mlp_columns`, and the Laplace bits,
 `model.context_bits_columns`: the matrix products and most elementwise
 work) through `torch.compile` with dynamic shapes (border windows are
@@ -48,6 +49,16 @@ def hidden_widths_arg(text: str) -> tuple[int, ...]:
     return widths
 
 
+def context_tile_arg(text: str) -> tuple[int, int] | tuple[()]:
+    """argparse type for --context-tile: "WxH", or "0" for format 1.0's context (an empty tuple)."""
+    if text == "0":
+        return ()
+    parts = text.split("x")
+    if len(parts) != 2 or not all(p.isdigit() and 2 <= int(p) <= 128 for p in parts):
+        raise argparse.ArgumentTypeError(f"{text!r}: a tile like 64x32 (2 to 128 each), or 0")
+    return int(parts[0]), int(parts[1])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--image", type=Path, default=DEFAULT_IMAGE)
@@ -58,8 +69,8 @@ def main() -> None:
                         help="the context model's hidden widths, e.g. 8x8")
     parser.add_argument("--synth-hidden", type=hidden_widths_arg, default=None,
                         help="the synthesis MLP's hidden widths, e.g. 24x24")
-    parser.add_argument("--context-tile", type=int, default=None,
-                        help="format 2.0's wavefront context in tiles of this side (0: format 1.0's checkerboard)")
+    parser.add_argument("--context-tile", type=context_tile_arg, default=None,
+                        help="format 2.0's wavefront context in tiles of WxH cells (0: format 1.0's checkerboard)")
     parser.add_argument("--compile", action="store_true", help="torch.compile the synthesis and the context model")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -71,7 +82,7 @@ def main() -> None:
     if args.synth_hidden:
         arch = replace(arch, synth_hidden=args.synth_hidden)
     if args.context_tile is not None:
-        arch = replace(arch, context_tile=args.context_tile)
+        arch = replace(arch, context_tile=args.context_tile or None)
     model = CocoNet(pixels.shape[0], pixels.shape[1], arch)
     fitter = Fitter(image, model, RateTarget(None, 4e-3), seed=0)
     schedule = SCHEDULES["default"]
@@ -93,7 +104,7 @@ def main() -> None:
         measure_ms.append(1000 * (time.perf_counter() - t))
     print(f"{date.today()} {platform.processor() or platform.machine()} threads={args.threads} "
           f"image={args.image.name} crop={schedule.crop} arm={'x'.join(map(str, arch.arm_hidden))} "
-          f"synth={'x'.join(map(str, arch.synth_hidden))} context_tile={arch.context_tile}"
+          f"synth={'x'.join(map(str, arch.synth_hidden))} context_tile={'x'.join(map(str, arch.context_tile or (0,)))}"
           f"{' compiled' if args.compile else ''}: "
           f"step {statistics.median(step_ms):.1f} ms, rate measurement {statistics.median(measure_ms):.1f} ms, "
           f"warm-up (10 steps) {warm_up_s:.1f} s")

@@ -126,7 +126,7 @@ class Head:
     synth: list[int]
     arm: list[int]
     layers: list[list[int]]  # [weight_exp, bias_exp, weight_scale_k, bias_scale_k]
-    tile: int | None = None  # context_tile: version 2 files only
+    tile: list[int] | None = None  # [tile_width, tile_height]: version 2 files only
 
     @classmethod
     def parse(cls, payload: bytes, major: int = 1) -> Head:
@@ -138,7 +138,7 @@ class Head:
         pos += 1 + len(arm)
         tile = None
         if major >= 2:
-            tile, pos = payload[pos], pos + 1
+            tile, pos = list(payload[pos : pos + 2]), pos + 2
         rest = payload[pos:]
         layers = [[rest[i], rest[i + 1], rest[i + 2] + SCALE_K_MIN, rest[i + 3] + SCALE_K_MIN]
                   for i in range(0, len(rest), 4)]
@@ -148,7 +148,7 @@ class Head:
         out = struct.pack("<HHB", self.width, self.height, self.n_levels)
         out += bytes([len(self.synth), *self.synth, len(self.arm), *self.arm])
         if self.tile is not None:
-            out += bytes([self.tile])
+            out += bytes(self.tile)
         for we, be, wk, bk in self.layers:
             out += bytes([we, be, wk - SCALE_K_MIN, bk - SCALE_K_MIN])
         return out

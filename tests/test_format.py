@@ -99,7 +99,8 @@ def headers(draw: st.DrawFn) -> Header:
     width = draw(st.integers(1, MAX_IMAGE_SIDE))
     height = draw(st.integers(1, min(MAX_IMAGE_SIDE, MAX_IMAGE_PIXELS // width)))
     hidden = st.lists(st.integers(1, MAX_LAYER_WIDTH), max_size=MAX_HIDDEN_LAYERS).map(tuple)
-    tile = draw(st.sampled_from([0, MIN_CONTEXT_TILE, 16, 32, MAX_CONTEXT_TILE]))
+    side = st.sampled_from([MIN_CONTEXT_TILE, 16, 32, MAX_CONTEXT_TILE])
+    tile = draw(st.none() | st.tuples(side, side))
     arch = Architecture(draw(st.integers(1, MAX_LEVELS)), draw(hidden), draw(hidden), tile)
     layers = []
     for _ in range(len(arch.synth_hidden) + len(arch.arm_hidden) + 2):
@@ -116,7 +117,7 @@ def test_header_round_trip(header: Header) -> None:
     major = header.arch.format_major
     assert parse_header(packed, major) == header
     assert Head.parse(packed, major).pack() == packed  # the tests' own packer agrees with the format
-    assert len(packed) == 15 + (major == 2) + 5 * (len(header.arch.synth_hidden) + len(header.arch.arm_hidden))
+    assert len(packed) == 15 + 2 * (major == 2) + 5 * (len(header.arch.synth_hidden) + len(header.arch.arm_hidden))
     with pytest.raises(CocoFormatError):
         parse_header(packed[:-1], major)
     with pytest.raises(CocoFormatError):

@@ -20,11 +20,11 @@ from inrcodec.train.model import CocoNet, Window, context_bits
 
 @pytest.fixture(scope="module")
 def v2_encoded():
-    """One tiny encode with every effort's architecture on the wavefront context (8x8 tiles)."""
+    """One tiny encode with every effort's architecture on the wavefront context (8x4 tiles)."""
     saved = dict(encoder.ARCHITECTURES)
     try:
         for effort, arch in saved.items():
-            encoder.ARCHITECTURES[effort] = replace(arch, context_tile=8)
+            encoder.ARCHITECTURES[effort] = replace(arch, context_tile=(8, 4))
         return inrcodec.encode_with_report(synthetic_image(48, 32), bpp=2.0, iterations=TINY_ITERATIONS,
                                            device="cpu", seed=0)[0]
     finally:
@@ -35,7 +35,7 @@ def test_a_wavefront_architecture_writes_a_version_2_file(v2_encoded) -> None:
     data = v2_encoded.data
     assert data[9:11] == b"\x02\x00"
     stream = read_coco(data)
-    assert stream.version == (2, 0) and stream.header.arch.context_tile == 8
+    assert stream.version == (2, 0) and stream.header.arch.context_tile == (8, 4)
     assert stream.header.arch.arm_widths()[0] == 20
     decoded = inrcodec.decode_array(data)
     assert v2_encoded.psnr == psnr_uint8(decoded, synthetic_image(48, 32)) > 15
@@ -43,22 +43,22 @@ def test_a_wavefront_architecture_writes_a_version_2_file(v2_encoded) -> None:
 
 
 def test_the_header_carries_the_tile(v2_encoded) -> None:
-    assert head_of(v2_encoded.data).tile == 8
+    assert head_of(v2_encoded.data).tile == [8, 4]
     rows = dict(header_rows(read_coco(v2_encoded.data).header))
-    assert rows["latent context"] == "wavefront, 8x8 tiles"
+    assert rows["latent context"] == "wavefront, 8x4 tiles"
     assert rows["context model"] == "20 -> 16 -> 16 -> 2"
 
 
-@pytest.mark.parametrize("tile", [0, 1, 129, 255])
-def test_a_tile_out_of_range_is_refused(v2_encoded, tile: int) -> None:
+@pytest.mark.parametrize("tile", [[0, 4], [8, 1], [129, 4], [8, 255]])
+def test_a_tile_out_of_range_is_refused(v2_encoded, tile: list[int]) -> None:
     head = head_of(v2_encoded.data)
     head.tile = tile
-    with pytest.raises(CocoFormatError, match="context_tile"):
+    with pytest.raises(CocoFormatError, match="tile_(width|height)"):
         inrcodec.decode_array(with_head(v2_encoded.data, head))
 
 
-@pytest.mark.parametrize("tile", [2, 4, 16, 128])
-def test_another_valid_tile_decodes_or_fails_cleanly(v2_encoded, tile: int) -> None:
+@pytest.mark.parametrize("tile", [[2, 2], [4, 8], [16, 16], [128, 2]])
+def test_another_valid_tile_decodes_or_fails_cleanly(v2_encoded, tile: list[int]) -> None:
     """The same LATS read with other fronts: garbage, but a clean answer either way."""
     head = head_of(v2_encoded.data)
     head.tile = tile
@@ -82,8 +82,8 @@ def test_every_truncation_is_a_format_error(v2_encoded) -> None:
             inrcodec.decode_array(data[:length])
 
 
-@pytest.mark.parametrize("tile", [3, 16])
-def test_the_training_rate_is_the_wavefront_definition_in_any_window(tile: int) -> None:
+@pytest.mark.parametrize("tile", [(3, 3), (16, 16), (5, 2)])
+def test_the_training_rate_is_the_wavefront_definition_in_any_window(tile: tuple[int, int]) -> None:
     """`CocoNet.latent_bits` under a wavefront architecture: the 20-feature context of every cell, crop or not."""
     torch.manual_seed(0)
     net = CocoNet(20, 28, replace(encoder.ARCHITECTURE, context_tile=tile))

@@ -26,8 +26,8 @@ def _latents(rng: np.random.Generator, height: int, width: int, n_levels: int, d
 
 
 @pytest.mark.parametrize(("height", "width"), SHAPES)
-@pytest.mark.parametrize("tile", [2, 3, 4, 32])
-def test_fronts_cover_every_cell_once_each_in_raster_order(height: int, width: int, tile: int) -> None:
+@pytest.mark.parametrize("tile", [(2, 2), (3, 3), (4, 4), (32, 32), (4, 2), (2, 5), (8, 3)])
+def test_fronts_cover_every_cell_once_each_in_raster_order(height: int, width: int, tile: tuple[int, int]) -> None:
     fronts = [wavefront.front_cells(height, width, tile, t) for t in range(wavefront.n_fronts(height, width, tile))]
     assert all(f.size for f in fronts)  # no empty front: n_fronts is exact
     assert all(np.all(np.diff(f) > 0) for f in fronts)
@@ -35,9 +35,10 @@ def test_fronts_cover_every_cell_once_each_in_raster_order(height: int, width: i
     assert wavefront.front_cells(height, width, tile, len(fronts)).size == 0
 
 
-@pytest.mark.parametrize("tile", [2, 3, 5, 8])
-def test_every_neighbour_a_cell_sees_is_coded_on_an_earlier_front(tile: int) -> None:
+@pytest.mark.parametrize("tile", [(2, 2), (3, 3), (5, 5), (8, 8), (6, 3), (3, 6)])
+def test_every_neighbour_a_cell_sees_is_coded_on_an_earlier_front(tile: tuple[int, int]) -> None:
     height, width = 13, 17
+    tile_w, tile_h = tile
     front_of = np.empty(height * width, dtype=np.int64)
     for t in range(wavefront.n_fronts(height, width, tile)):
         front_of[wavefront.front_cells(height, width, tile, t)] = t
@@ -49,17 +50,18 @@ def test_every_neighbour_a_cell_sees_is_coded_on_an_earlier_front(tile: int) -> 
         read = seen[:, cell][seen[:, cell] >= 0]
         assert np.all(front_of[read] < front_of[cell])
         y, x = divmod(cell, width)
-        assert all(r // width // tile == y // tile and r % width // tile == x // tile for r in read)
+        assert all(r // width // tile_h == y // tile_h and r % width // tile_w == x // tile_w for r in read)
     # and it sees every one of them that is in its tile (value 0 would read as "not seen")
-    expected = sum(0 <= y + dy and 0 <= x + dx < width and (y + dy) // tile == y // tile and (x + dx) // tile == x // tile
+    expected = sum(0 <= y + dy and 0 <= x + dx < width and (y + dy) // tile_h == y // tile_h
+                   and (x + dx) // tile_w == x // tile_w
                    for y in range(height) for x in range(width) for dy, dx in WAVEFRONT_NEIGHBOURS)
     assert (seen >= 0).sum() == expected > 0
 
 
 @pytest.mark.parametrize(("height", "width"), [(7, 5), (16, 9), (9, 40)])
-@pytest.mark.parametrize("tile", [3, 8])
-def test_front_features_are_the_training_context_definition(height: int, width: int, tile: int) -> None:
-    rng = np.random.default_rng(height * width + tile)
+@pytest.mark.parametrize("tile", [(3, 3), (8, 8), (5, 2)])
+def test_front_features_are_the_training_context_definition(height: int, width: int, tile: tuple[int, int]) -> None:
+    rng = np.random.default_rng(height * width + sum(tile))
     grid, parent = _latents(rng, height, width, 2, 0.5)
     expected = wavefront_context_features(torch.from_numpy(grid), torch.from_numpy(parent), tile).numpy()
     cells = np.arange(height * width)
@@ -71,9 +73,9 @@ def test_front_features_are_the_training_context_definition(height: int, width: 
 
 
 @pytest.mark.parametrize(("height", "width"), SHAPES)
-@pytest.mark.parametrize("tile", [2, 8])
+@pytest.mark.parametrize("tile", [(2, 2), (8, 8), (8, 3)])
 @pytest.mark.parametrize("density", [1.0, 0.1])
-def test_latents_round_trip(height: int, width: int, tile: int, density: float) -> None:
+def test_latents_round_trip(height: int, width: int, tile: tuple[int, int], density: float) -> None:
     rng = np.random.default_rng(height * 100 + width)
     arm = _random_arm(rng, [16, 16])
     latents = _latents(rng, height, width, 4, density)
@@ -86,10 +88,10 @@ def test_chunked_fronts_code_the_same_bytes(monkeypatch: pytest.MonkeyPatch) -> 
     rng = np.random.default_rng(5)
     arm = _random_arm(rng, [8])
     latents = _latents(rng, 40, 56, 3, 0.3)
-    whole = wavefront.encode_latents(latents, arm, 16)
+    whole = wavefront.encode_latents(latents, arm, (16, 8))
     monkeypatch.setattr(wavefront, "CHUNK_CELLS", 7)
-    assert wavefront.encode_latents(latents, arm, 16) == whole
-    decoded = wavefront.decode_latents(whole, 40, 56, 3, arm, 16)
+    assert wavefront.encode_latents(latents, arm, (16, 8)) == whole
+    decoded = wavefront.decode_latents(whole, 40, 56, 3, arm, (16, 8))
     assert all(np.array_equal(d.numpy(), g) for d, g in zip(decoded, latents))
 
 
@@ -97,9 +99,9 @@ def test_a_truncated_or_wrong_stream_is_a_format_error() -> None:
     rng = np.random.default_rng(6)
     arm = _random_arm(rng, [8])
     latents = _latents(rng, 30, 20, 3, 1.0)
-    data = wavefront.encode_latents(latents, arm, 8)
+    data = wavefront.encode_latents(latents, arm, (8, 8))
     # Two extra words: one can pass for the encoder's final flush (see test_entropy).
     for bad in (data[: len(data) // 2 // 4 * 4], data + b"\0\0\0\1" * 2, bytes(len(data))):
         with pytest.raises(CocoFormatError):
-            wavefront.decode_latents(bad, 30, 20, 3, arm, 8)
+            wavefront.decode_latents(bad, 30, 20, 3, arm, (8, 8))
     assert entropy.CHUNK_CELLS == wavefront.CHUNK_CELLS

@@ -24,16 +24,16 @@ class Architecture:
             RGB), ReLU after each.
         arm_hidden: hidden widths of the context model (context features
             -> Laplace mean and log2 scale).
-        context_tile: 0 for format 1.0's checkerboard context (14
+        context_tile: None for format 1.0's checkerboard context (14
             features); otherwise format 2.0's wavefront context (20
-            features) in tiles of this many cells a side
+            features) in tiles of (width, height) cells
             (`context.wavefront_context_features`).
     """
 
     n_levels: int
     synth_hidden: tuple[int, ...]
     arm_hidden: tuple[int, ...]
-    context_tile: int = 0
+    context_tile: tuple[int, int] | None = None
 
     @property
     def format_major(self) -> int:

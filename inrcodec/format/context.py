@@ -108,27 +108,28 @@ WAVEFRONT_NEIGHBOURS = ((-2, -2), (-2, -1), (-2, 0), (-2, 1), (-2, 2),
 N_WAVEFRONT_CONTEXT = 9 + len(WAVEFRONT_NEIGHBOURS)
 
 
-def wavefront_context_features(grid: torch.Tensor, parent: torch.Tensor | None, tile: int,
+def wavefront_context_features(grid: torch.Tensor, parent: torch.Tensor | None, tile: tuple[int, int],
                                window: tuple[int, int, int, int] | None = None,
                                grid_origin: tuple[int, int] = (0, 0),
                                parent_origin: tuple[int, int] = (0, 0)) -> torch.Tensor:
     """Format 2.0's context features of the cells of one latent level: [n_cells, 20], raster order.
 
     The parent cell's 3x3 neighbourhood (as `context_features`' first nine),
-    then the level's WAVEFRONT_NEIGHBOURS that lie in the cell's own `tile`
-    x `tile` tile (tiles start at cell 0 of each axis), zero for those
+    then the level's WAVEFRONT_NEIGHBOURS that lie in the cell's own tile
+    (`tile` = (width, height) cells, tiles start at cell 0 of each axis), zero for those
     outside the tile or the level. Arguments as `context_features`'; a
     sub-grid must reach two cells beyond the window (or the level's border).
     """
     gy, gx = grid_origin
     r0, r1, c0, c1 = window or (gy, gy + grid.shape[0], gx, gx + grid.shape[1])
     h, w = r1 - r0, c1 - c0
-    ly = torch.arange(r0, r1, device=grid.device) % tile
-    lx = torch.arange(c0, c1, device=grid.device) % tile
+    tile_w, tile_h = tile
+    ly = torch.arange(r0, r1, device=grid.device) % tile_h
+    lx = torch.arange(c0, c1, device=grid.device) % tile_w
     # A neighbour is in the cell's tile when its row and its column are:
     # separable masks, one per row offset and one per column offset.
     row_in = {dy: (ly + dy >= 0).to(grid.dtype)[:, None] for dy in (-2, -1)}
-    col_in = {dx: ((lx + dx >= 0) & (lx + dx < tile)).to(grid.dtype)[None, :] for dx in (-2, -1, 1, 2)}
+    col_in = {dx: ((lx + dx >= 0) & (lx + dx < tile_w)).to(grid.dtype)[None, :] for dx in (-2, -1, 1, 2)}
     padded = F.pad(grid, (2, 2, 2, 0))
     top, left = r0 - gy + 2, c0 - gx + 2
     feats = [parent_features(grid, parent, (r0, r1, c0, c1), parent_origin)]
@@ -144,10 +145,10 @@ def wavefront_context_features(grid: torch.Tensor, parent: torch.Tensor | None, 
     return torch.cat(feats).reshape(N_WAVEFRONT_CONTEXT, -1).T
 
 
-def level_context(tile: int, grid: torch.Tensor, parent: torch.Tensor | None,
+def level_context(tile: tuple[int, int] | None, grid: torch.Tensor, parent: torch.Tensor | None,
                   window: tuple[int, int, int, int] | None = None, grid_origin: tuple[int, int] = (0, 0),
                   parent_origin: tuple[int, int] = (0, 0)) -> torch.Tensor:
-    """The context features of an architecture's `context_tile`: format 1.0's for 0, format 2.0's otherwise."""
+    """The context features of an architecture's `context_tile`: format 1.0's for None, format 2.0's otherwise."""
     if tile:
         return wavefront_context_features(grid, parent, tile, window, grid_origin, parent_origin)
     return context_features(grid, parent, window, grid_origin, parent_origin)

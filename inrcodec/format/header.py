@@ -5,7 +5,7 @@ All integers little-endian. Layout (see formats/coco.md for the table):
     u16 width, u16 height, u8 n_levels,
     u8 n_synth_hidden, u8 width x n_synth_hidden,
     u8 n_arm_hidden,   u8 width x n_arm_hidden,
-    u8 context_tile                                  (version 2 only)
+    u8 tile_width, u8 tile_height                    (version 2 only)
     per layer (synthesis layers, then context-model layers):
         u8 weight_exp, u8 bias_exp, u8 weight_scale_index, u8 bias_scale_index
 
@@ -81,7 +81,8 @@ def validate(header: Header) -> Header:
         for w in hidden:
             _check(f"{name} hidden width", w, 1, MAX_LAYER_WIDTH)
     if arch.context_tile:
-        _check("context_tile", arch.context_tile, MIN_CONTEXT_TILE, MAX_CONTEXT_TILE)
+        for name, side in zip(("tile_width", "tile_height"), arch.context_tile):
+            _check(name, side, MIN_CONTEXT_TILE, MAX_CONTEXT_TILE)
     if len(header.layers) != len(header.layer_shapes()):
         raise CocoFormatError("layer descriptor count does not match the architecture")
     for layer in header.layers:
@@ -99,7 +100,7 @@ def pack_header(header: Header) -> bytes:
     for hidden in (arch.synth_hidden, arch.arm_hidden):
         out += bytes([len(hidden), *hidden])
     if arch.format_major >= 2:
-        out += bytes([arch.context_tile])
+        out += bytes(arch.context_tile)
     for layer in header.layers:
         out += bytes([layer.weight_exp, layer.bias_exp,
                       layer.weight_scale_k - SCALE_K_MIN, layer.bias_scale_k - SCALE_K_MIN])
@@ -131,10 +132,11 @@ def parse_header(payload: bytes, major: int = 1) -> Header:
     r = _Reader(payload)
     width, height, n_levels = r.take("<HHB")
     synth_hidden, arm_hidden = r.widths("synth"), r.widths("arm")
-    tile = 0
+    tile = None
     if major >= 2:
-        (tile,) = r.take("<B")
-        _check("context_tile", tile, MIN_CONTEXT_TILE, MAX_CONTEXT_TILE)
+        tile = r.take("<2B")
+        for name, side in zip(("tile_width", "tile_height"), tile):
+            _check(name, side, MIN_CONTEXT_TILE, MAX_CONTEXT_TILE)
     arch = Architecture(n_levels, synth_hidden, arm_hidden, tile)
     n_layers = len(arch.synth_hidden) + len(arch.arm_hidden) + 2
     layers = []
@@ -154,7 +156,7 @@ def header_rows(header: Header) -> list[tuple[str, str]]:
         ("latent levels", f"{arch.n_levels} (1/1 .. 1/{2 ** (arch.n_levels - 1)})"),
         ("synthesis MLP", " -> ".join(map(str, arch.synth_widths()))),
         ("context model", " -> ".join(map(str, arch.arm_widths()))),
-        ("latent context", f"wavefront, {arch.context_tile}x{arch.context_tile} tiles" if arch.context_tile
+        ("latent context", f"wavefront, {arch.context_tile[0]}x{arch.context_tile[1]} tiles" if arch.context_tile
          else "checkerboard (two phases)"),
         ("synthesis MACs/pixel", str(arch.multiply_adds_per_pixel())),
     ]

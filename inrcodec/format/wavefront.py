@@ -4,15 +4,15 @@ Format 1.0 codes a level in two checkerboard phases, so half of its cells
 (the anchors) see nothing of their own level. Format 2.0's context
 (`context.wavefront_context_features`) gives every cell the eleven cells
 within two rows above and two columns to its left (raster-causal, as
-Cool-chic's auto-regressive model), cut at the edges of `tile` x `tile`
-tiles. Fitting with it instead of the checkerboard gained ~1 dB at the same
+Cool-chic's auto-regressive model), cut at the edges of tiles of
+`tile` = (width, height) cells. Fitting with it instead of the checkerboard gained ~1 dB at the same
 rate on kodim01 (bench/results/trained-context-2026-12-03).
 
 Within a tile, cell (ly, lx) (tile coordinates) depends only on cells of
 smaller front number t = lx + 2 ly; every tile is coded independently. So
 a level is coded front by front, t = 0, 1, ..., each front holding every
-tile's cells of that t, in raster order: 3 * tile - 2 batched steps per
-level whatever the image size, each a handful of array operations and one
+tile's cells of that t, in raster order: width + 2 height - 2 batched
+steps per level whatever the image size, each a handful of array operations and one
 range-coder call.
 """
 
@@ -47,30 +47,34 @@ _HOOD_DY = np.repeat(np.arange(-1, 2, dtype=np.int64), 3)[:, None]  # row-major 
 _HOOD_DX = np.tile(np.arange(-1, 2, dtype=np.int64), 3)[:, None]
 
 
-def n_fronts(height: int, width: int, tile: int) -> int:
+def n_fronts(height: int, width: int, tile: tuple[int, int]) -> int:
     """Fronts of a height x width level: t runs from 0 to (last lx) + 2 (last ly)."""
-    return (min(tile, width) - 1) + 2 * (min(tile, height) - 1) + 1
+    tile_w, tile_h = tile
+    return (min(tile_w, width) - 1) + 2 * (min(tile_h, height) - 1) + 1
 
 
-def front_cells(height: int, width: int, tile: int, t: int) -> np.ndarray:
+def front_cells(height: int, width: int, tile: tuple[int, int], t: int) -> np.ndarray:
     """Flat indices (y * width + x, raster order, int64) of front `t`'s cells: lx + 2 ly = t in every tile."""
-    ly = np.arange(max(0, (t - tile + 2) // 2), min(tile - 1, t // 2) + 1, dtype=np.int64)
+    tile_w, tile_h = tile
+    # 0 <= lx = t - 2 ly < tile_w, 0 <= ly < tile_h
+    ly = np.arange(max(0, (t - tile_w + 2) // 2), min(tile_h - 1, t // 2) + 1, dtype=np.int64)
     ly = ly[ly < height]
     if not ly.size:
         return np.empty(0, dtype=np.int64)
     lx = t - 2 * ly
     # Every row of the level with one of these ly, in order (tile row, then ly),
-    # and its columns lx + tile * k; rows differ in lx, hence in column count.
-    tiles_down = -(-height // tile)
-    y = (tile * np.arange(tiles_down, dtype=np.int64)[:, None] + ly[None, :]).reshape(-1)
+    # and its columns lx + tile_w * k; rows differ in lx, hence in column count.
+    tiles_down = -(-height // tile_h)
+    y = (tile_h * np.arange(tiles_down, dtype=np.int64)[:, None] + ly[None, :]).reshape(-1)
     lx_of_row = np.broadcast_to(lx, (tiles_down, lx.size)).reshape(-1)
     keep = y < height
     y, lx_of_row = y[keep], lx_of_row[keep]
-    x = lx_of_row[:, None] + tile * np.arange(-(-width // tile), dtype=np.int64)[None, :]
+    x = lx_of_row[:, None] + tile_w * np.arange(-(-width // tile_w), dtype=np.int64)[None, :]
     return (y[:, None] * width + x)[x < width]
 
 
-def front_features(grid: np.ndarray, parent: np.ndarray | None, tile: int, cells: np.ndarray) -> np.ndarray:
+def front_features(grid: np.ndarray, parent: np.ndarray | None, tile: tuple[int, int],
+                   cells: np.ndarray) -> np.ndarray:
     """[20, n] features of `cells` (flat indices into `grid`) from the decoded values.
 
     Exactly `context.wavefront_context_features`' rows for those cells
@@ -88,7 +92,7 @@ def _with_zero(grid: np.ndarray) -> np.ndarray:
 
 
 def _gather_features(flat: np.ndarray, width: int, flat_parent: np.ndarray | None,
-                     parent_shape: tuple[int, int] | None, tile: int, cells: np.ndarray) -> np.ndarray:
+                     parent_shape: tuple[int, int] | None, tile: tuple[int, int], cells: np.ndarray) -> np.ndarray:
     """`front_features` from grids flattened by `_with_zero` (the last element is the zero)."""
     y, x = np.divmod(cells, width)
     out = np.empty((N_WAVEFRONT_CONTEXT, cells.size))
@@ -99,10 +103,11 @@ def _gather_features(flat: np.ndarray, width: int, flat_parent: np.ndarray | Non
         py, px = (y >> 1)[None, :] + _HOOD_DY, (x >> 1)[None, :] + _HOOD_DX
         inside = (py >= 0) & (py < ph) & (px >= 0) & (px < pw)
         np.take(flat_parent, np.where(inside, py * pw + px, flat_parent.size - 1), out=out[:9])
-    lx = x % tile
-    row_in = (y % tile)[None, :] + _NEIGHBOUR_DY >= 0
+    tile_w, tile_h = tile
+    lx = x % tile_w
+    row_in = (y % tile_h)[None, :] + _NEIGHBOUR_DY >= 0
     col = lx[None, :] + _NEIGHBOUR_DX
-    in_tile = row_in & (col >= 0) & (col < tile) & (x[None, :] + _NEIGHBOUR_DX < width)
+    in_tile = row_in & (col >= 0) & (col < tile_w) & (x[None, :] + _NEIGHBOUR_DX < width)
     at = cells[None, :] + (_NEIGHBOUR_DY * width + _NEIGHBOUR_DX)
     np.take(flat, np.where(in_tile, at, flat.size - 1), out=out[9:])
     return out
@@ -116,21 +121,21 @@ class _FrontModel:
         self.tensors = int_mlp_tensors(arm)
 
     def parameters(self, flat: np.ndarray, width: int, flat_parent: np.ndarray | None,
-                   parent_shape: tuple[int, int] | None, tile: int,
+                   parent_shape: tuple[int, int] | None, tile: tuple[int, int],
                    cells: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         feats = _gather_features(flat, width, flat_parent, parent_shape, tile, cells)
         feats *= ACT_ONE
         return _laplace_from_outputs(run_int_mlp_prepared(torch.from_numpy(feats), self.arm, self.tensors))
 
 
-def front_parameters(arm: list[IntLinear], grid: np.ndarray, parent: np.ndarray | None, tile: int,
+def front_parameters(arm: list[IntLinear], grid: np.ndarray, parent: np.ndarray | None, tile: tuple[int, int],
                      cells: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Exact Laplace mean and scale index of `cells` (formats/coco.md, LATS, version 2)."""
     feats = torch.from_numpy(front_features(grid, parent, tile, cells) * ACT_ONE)
     return _laplace_from_outputs(run_int_mlp_columns(feats, arm))
 
 
-def coding_steps(sizes: list[tuple[int, int]], tile: int):
+def coding_steps(sizes: list[tuple[int, int]], tile: tuple[int, int]):
     """(level, flat indices of the cells coded now) in coding order: coarsest level first, fronts in order.
 
     A front longer than CHUNK_CELLS goes in raster-order pieces: the coder
@@ -163,13 +168,13 @@ def _one_thread() -> Iterator[None]:
         torch.set_num_threads(threads)
 
 
-def encode_latents(latents: list[np.ndarray], arm: list[IntLinear], tile: int) -> bytes:
+def encode_latents(latents: list[np.ndarray], arm: list[IntLinear], tile: tuple[int, int]) -> bytes:
     """Range-code integer latent grids (finest first in the list) into bytes, front by front."""
     with _one_thread():
         return _encode_latents(latents, arm, tile)
 
 
-def _encode_latents(latents: list[np.ndarray], arm: list[IntLinear], tile: int) -> bytes:
+def _encode_latents(latents: list[np.ndarray], arm: list[IntLinear], tile: tuple[int, int]) -> bytes:
     shapes = [np.shape(g) for g in latents]
     flats = [_with_zero(np.asarray(g, dtype=np.float64)) for g in latents]
     model = _FrontModel(arm)
@@ -182,7 +187,7 @@ def _encode_latents(latents: list[np.ndarray], arm: list[IntLinear], tile: int) 
 
 
 def decode_latents(data: bytes, height: int, width: int, n_levels: int, arm: list[IntLinear],
-                   tile: int) -> list[torch.Tensor]:
+                   tile: tuple[int, int]) -> list[torch.Tensor]:
     """Inverse of `encode_latents`: float64 integer grids, finest first.
 
     Refuses a stream as soon as its symbols so far carry more information
@@ -193,7 +198,7 @@ def decode_latents(data: bytes, height: int, width: int, n_levels: int, arm: lis
 
 
 def _decode_latents(data: bytes, height: int, width: int, n_levels: int, arm: list[IntLinear],
-                    tile: int) -> list[torch.Tensor]:
+                    tile: tuple[int, int]) -> list[torch.Tensor]:
     shapes = grid_sizes(height, width, n_levels)
     flats = [np.zeros(h * w + 1) for h, w in shapes]  # each with the zero read outside it (`_with_zero`)
     words = bytes_to_words(data)

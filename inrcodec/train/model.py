@@ -326,7 +326,8 @@ class _WavefrontIndex:
 
     @staticmethod
     def of(grids: list[tuple[tuple[int, int], tuple[int, int]]], sizes: list[tuple[int, int]], win: Window,
-           tile: int, device: torch.device) -> "_WavefrontIndex":
+           tile: tuple[int, int], device: torch.device) -> "_WavefrontIndex":
+        tile_w, tile_h = tile
         bases = np.cumsum([0] + [h * w for (h, w), _ in grids])
         zero = int(bases[-1])
         rows: list[np.ndarray] = []
@@ -345,7 +346,7 @@ class _WavefrontIndex:
             else:  # the coarsest level has no parent: its parent features are zero
                 hood = np.full((9, *np.broadcast_shapes(y.shape, x.shape)), zero)
             ny, nx = y[None] + _WAVEFRONT_DY, x[None] + _WAVEFRONT_DX
-            in_tile = ((ny // tile == y[None] // tile) & (nx // tile == x[None] // tile) & (ny >= 0) & (nx >= 0)
+            in_tile = ((ny // tile_h == y[None] // tile_h) & (nx // tile_w == x[None] // tile_w) & (ny >= 0) & (nx >= 0)
                        & (nx < sizes[level][1]))
             same = np.where(in_tile, bases[level] + (ny - gy) * w + (nx - gx), zero)
             rows.append(np.concatenate([hood, same]).reshape(20, -1))
