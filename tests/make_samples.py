@@ -72,7 +72,8 @@ def expected_hashes() -> dict[str, object]:
         out[name] = {
             "width": width,
             "height": height,
-            "encoded_with": {**kwargs, "iterations": ITERATIONS, "seed": 0, "context_tile": list(tile) if tile else None},
+            "encoded_with": {**kwargs, "iterations": ITERATIONS, "seed": 0,
+                             "context_tile": list(tile) if tile else None},
             "file_md5": hashlib.md5(data).hexdigest(),
             "pixels_md5": {
                 "native": pixel_md5(inrcodec.decode_array(data)),

@@ -37,7 +37,8 @@ def test_the_two_phase_scheme_is_format_1_0s_context_model() -> None:
         assert torch.allclose(mine, theirs, rtol=1e-5)
 
 
-@pytest.mark.parametrize("scheme", ["two-phase", "four-phase", "raster", "wavefront-8", "wavefront12-8", "wavefront-8x4"])
+@pytest.mark.parametrize("scheme", ["two-phase", "four-phase", "raster", "wavefront-8", "wavefront12-8",
+                                    "wavefront-8x4"])
 def test_a_window_sees_the_same_context_as_the_whole_image(scheme: str) -> None:
     net = _net(scheme)
     whole = net.quantized_latents("round")

@@ -81,7 +81,10 @@ def context_features(grid: torch.Tensor, parent: torch.Tensor | None,
 
 def parent_features(grid: torch.Tensor, parent: torch.Tensor | None, window: tuple[int, int, int, int],
                     parent_origin: tuple[int, int] = (0, 0)) -> torch.Tensor:
-    """[9, r1 - r0, c1 - c0]: the 3x3 neighbourhood of each window cell's parent (zero outside; all zero without one)."""
+    """[9, r1 - r0, c1 - c0]: the 3x3 neighbourhood of each window cell's parent.
+
+    Zero outside the parent level; all zero without one (the coarsest level).
+    """
     r0, r1, c0, c1 = window
     if parent is None:
         return torch.zeros((9, r1 - r0, c1 - c0), dtype=grid.dtype, device=grid.device)

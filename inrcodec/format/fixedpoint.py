@@ -109,7 +109,8 @@ def run_int_mlp_columns(columns: torch.Tensor, layers: list[IntLinear]) -> torch
     return _int_mlp(columns, layers, tensors)
 
 
-def int_mlp_tensors(layers: list[IntLinear], device: torch.device | str = "cpu") -> list[tuple[torch.Tensor, torch.Tensor]]:
+def int_mlp_tensors(layers: list[IntLinear],
+                    device: torch.device | str = "cpu") -> list[tuple[torch.Tensor, torch.Tensor]]:
     """Each layer's float64 weight and aligned bias column scaled by 2**-weight_exp (see `_int_mlp`).
 
     Callers that run one network many times on small batches (the wavefront
