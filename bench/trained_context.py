@@ -28,9 +28,10 @@ whole fit (same schedule, same learning rates, same Laplace):
                 same T x T tile of the level (zero across tile edges): what
                 a decoder can run one anti-diagonal x + 2y of every tile at
                 a time, all tiles at once, ~3T batched steps per level
-                (format 2.0's context).
+                (format 2.0 as first drafted).
     wavefront12-<T>  all 12 of raster's neighbours within T x T tiles:
-                fronts x + 3y, ~4T batched steps per level.
+                fronts x + 3y, ~4T batched steps per level (format 2.0's
+                context).
     wavefront-<W>x<H>, wavefront12-<W>x<H>  the same in tiles W cells wide
                 and H tall: W + 2H fronts (W + 3H). Tile edges cost the
                 cells on the top two rows (N neighbours) and on the two

@@ -36,7 +36,7 @@ def test_a_wavefront_architecture_writes_a_version_2_file(v2_encoded) -> None:
     assert data[9:11] == b"\x02\x00"
     stream = read_coco(data)
     assert stream.version == (2, 0) and stream.header.arch.context_tile == (8, 4)
-    assert stream.header.arch.arm_widths()[0] == 20
+    assert stream.header.arch.arm_widths()[0] == 21
     decoded = inrcodec.decode_array(data)
     assert v2_encoded.psnr == psnr_uint8(decoded, synthetic_image(48, 32)) > 15
     assert inrcodec.decode_array(data, size="97x61").shape == (61, 97, 3)
@@ -46,7 +46,7 @@ def test_the_header_carries_the_tile(v2_encoded) -> None:
     assert head_of(v2_encoded.data).tile == [8, 4]
     rows = dict(header_rows(read_coco(v2_encoded.data).header))
     assert rows["latent context"] == "wavefront, 8x4 tiles"
-    assert rows["context model"] == "20 -> 16 -> 16 -> 2"
+    assert rows["context model"] == "21 -> 16 -> 16 -> 2"
 
 
 @pytest.mark.parametrize("tile", [[0, 4], [8, 1], [129, 4], [8, 255]])
@@ -84,7 +84,7 @@ def test_every_truncation_is_a_format_error(v2_encoded) -> None:
 
 @pytest.mark.parametrize("tile", [(3, 3), (16, 16), (5, 2)])
 def test_the_training_rate_is_the_wavefront_definition_in_any_window(tile: tuple[int, int]) -> None:
-    """`CocoNet.latent_bits` under a wavefront architecture: the 20-feature context of every cell, crop or not."""
+    """`CocoNet.latent_bits` under a wavefront architecture: the 21-feature context of every cell, crop or not."""
     torch.manual_seed(0)
     net = CocoNet(20, 28, replace(encoder.ARCHITECTURE, context_tile=tile))
     with torch.no_grad():

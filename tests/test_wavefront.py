@@ -29,7 +29,9 @@ def _latents(rng: np.random.Generator, height: int, width: int, n_levels: int, d
 @pytest.mark.parametrize("tile", [(2, 2), (3, 3), (4, 4), (32, 32), (4, 2), (2, 5), (8, 3)])
 def test_fronts_cover_every_cell_once_each_in_raster_order(height: int, width: int, tile: tuple[int, int]) -> None:
     fronts = [wavefront.front_cells(height, width, tile, t) for t in range(wavefront.n_fronts(height, width, tile))]
-    assert all(f.size for f in fronts)  # no empty front: n_fronts is exact
+    assert fronts[0].size and fronts[-1].size  # n_fronts is exact (tiles narrower than 3 leave gaps between)
+    if min(tile[0], width) >= 3:
+        assert all(f.size for f in fronts)
     assert all(np.all(np.diff(f) > 0) for f in fronts)
     assert np.array_equal(np.sort(np.concatenate(fronts)), np.arange(height * width))
     assert wavefront.front_cells(height, width, tile, len(fronts)).size == 0

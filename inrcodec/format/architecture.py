@@ -25,7 +25,7 @@ class Architecture:
         arm_hidden: hidden widths of the context model (context features
             -> Laplace mean and log2 scale).
         context_tile: None for format 1.0's checkerboard context (14
-            features); otherwise format 2.0's wavefront context (20
+            features); otherwise format 2.0's wavefront context (21
             features) in tiles of (width, height) cells
             (`context.wavefront_context_features`).
     """

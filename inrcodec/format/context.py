@@ -105,9 +105,11 @@ def parent_features(grid: torch.Tensor, parent: torch.Tensor | None, window: tup
 
 # Format 2.0's context (formats/coco.md, LATS): the same-level neighbours a
 # cell sees, as (dy, dx). Each is decoded on an earlier wavefront
-# (dx + 2 dy < 0), so a decoder runs one front of every tile at a time.
+# (dx + 3 dy < 0), so a decoder runs one front of every tile at a time.
+# They are every cell within two rows above and two columns either side
+# that comes earlier in raster order, Cool-chic's kind of context.
 WAVEFRONT_NEIGHBOURS = ((-2, -2), (-2, -1), (-2, 0), (-2, 1), (-2, 2),
-                        (-1, -2), (-1, -1), (-1, 0), (-1, 1), (0, -2), (0, -1))
+                        (-1, -2), (-1, -1), (-1, 0), (-1, 1), (-1, 2), (0, -2), (0, -1))
 N_WAVEFRONT_CONTEXT = 9 + len(WAVEFRONT_NEIGHBOURS)
 
 
@@ -115,7 +117,7 @@ def wavefront_context_features(grid: torch.Tensor, parent: torch.Tensor | None, 
                                window: tuple[int, int, int, int] | None = None,
                                grid_origin: tuple[int, int] = (0, 0),
                                parent_origin: tuple[int, int] = (0, 0)) -> torch.Tensor:
-    """Format 2.0's context features of the cells of one latent level: [n_cells, 20], raster order.
+    """Format 2.0's context features of the cells of one latent level: [n_cells, 21], raster order.
 
     The parent cell's 3x3 neighbourhood (as `context_features`' first nine),
     then the level's WAVEFRONT_NEIGHBOURS that lie in the cell's own tile

@@ -2,16 +2,16 @@
 
 Format 1.0 codes a level in two checkerboard phases, so half of its cells
 (the anchors) see nothing of their own level. Format 2.0's context
-(`context.wavefront_context_features`) gives every cell the eleven cells
-within two rows above and two columns to its left (raster-causal, as
-Cool-chic's auto-regressive model), cut at the edges of tiles of
-`tile` = (width, height) cells. Fitting with it instead of the checkerboard gained ~1 dB at the same
+(`context.wavefront_context_features`) gives every cell the twelve cells
+within two rows above and two columns either side that precede it in
+raster order (as Cool-chic's auto-regressive model), cut at the edges of
+tiles of `tile` = (width, height) cells. Fitting with it instead of the checkerboard gained ~1 dB at the same
 rate on kodim01 (bench/results/trained-context-2026-12-03).
 
 Within a tile, cell (ly, lx) (tile coordinates) depends only on cells of
-smaller front number t = lx + 2 ly; every tile is coded independently. So
+smaller front number t = lx + 3 ly; every tile is coded independently. So
 a level is coded front by front, t = 0, 1, ..., each front holding every
-tile's cells of that t, in raster order: width + 2 height - 2 batched
+tile's cells of that t, in raster order: width + 3 height - 3 batched
 steps per level whatever the image size, each a handful of array operations and one
 range-coder call.
 """
@@ -41,6 +41,9 @@ from .entropy import (
 )
 from .fixedpoint import ACT_ONE, IntLinear, int_mlp_tensors, run_int_mlp_columns, run_int_mlp_prepared
 
+# A cell's front is lx + FRONT_ROW_STEP * ly: with (dy, dx) = (-1, +2) among
+# the neighbours, a row up must be at least 3 fronts earlier.
+FRONT_ROW_STEP = 3
 _NEIGHBOUR_DY = np.array([dy for dy, _ in WAVEFRONT_NEIGHBOURS], dtype=np.int64)[:, None]
 _NEIGHBOUR_DX = np.array([dx for _, dx in WAVEFRONT_NEIGHBOURS], dtype=np.int64)[:, None]
 _HOOD_DY = np.repeat(np.arange(-1, 2, dtype=np.int64), 3)[:, None]  # row-major 3x3
@@ -48,20 +51,21 @@ _HOOD_DX = np.tile(np.arange(-1, 2, dtype=np.int64), 3)[:, None]
 
 
 def n_fronts(height: int, width: int, tile: tuple[int, int]) -> int:
-    """Fronts of a height x width level: t runs from 0 to (last lx) + 2 (last ly)."""
+    """Fronts of a height x width level: t runs from 0 to (last lx) + 3 (last ly)."""
     tile_w, tile_h = tile
-    return (min(tile_w, width) - 1) + 2 * (min(tile_h, height) - 1) + 1
+    return (min(tile_w, width) - 1) + FRONT_ROW_STEP * (min(tile_h, height) - 1) + 1
 
 
 def front_cells(height: int, width: int, tile: tuple[int, int], t: int) -> np.ndarray:
-    """Flat indices (y * width + x, raster order, int64) of front `t`'s cells: lx + 2 ly = t in every tile."""
+    """Flat indices (y * width + x, raster order, int64) of front `t`'s cells: lx + 3 ly = t in every tile."""
     tile_w, tile_h = tile
-    # 0 <= lx = t - 2 ly < tile_w, 0 <= ly < tile_h
-    ly = np.arange(max(0, (t - tile_w + 2) // 2), min(tile_h - 1, t // 2) + 1, dtype=np.int64)
+    step = FRONT_ROW_STEP
+    # 0 <= lx = t - step * ly < tile_w, 0 <= ly < tile_h
+    ly = np.arange(max(0, -(-(t - tile_w + 1) // step)), min(tile_h - 1, t // step) + 1, dtype=np.int64)
     ly = ly[ly < height]
     if not ly.size:
         return np.empty(0, dtype=np.int64)
-    lx = t - 2 * ly
+    lx = t - step * ly
     # Every row of the level with one of these ly, in order (tile row, then ly),
     # and its columns lx + tile_w * k; rows differ in lx, hence in column count.
     tiles_down = -(-height // tile_h)
@@ -75,7 +79,7 @@ def front_cells(height: int, width: int, tile: tuple[int, int], t: int) -> np.nd
 
 def front_features(grid: np.ndarray, parent: np.ndarray | None, tile: tuple[int, int],
                    cells: np.ndarray) -> np.ndarray:
-    """[20, n] features of `cells` (flat indices into `grid`) from the decoded values.
+    """[21, n] features of `cells` (flat indices into `grid`) from the decoded values.
 
     Exactly `context.wavefront_context_features`' rows for those cells
     (tested), read by gathers from the flat grids.

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..format.architecture import Architecture
-from ..format.context import WAVEFRONT_NEIGHBOURS, grid_sizes
+from ..format.context import N_WAVEFRONT_CONTEXT, WAVEFRONT_NEIGHBOURS, grid_sizes
 from ..format.fixedpoint import LATENT_MAX, LATENT_MIN, LATENT_SCALE_K_MAX, SCALE_K_MIN
 from ..format.fixedpoint import ACT_ONE
 from ..format.sampling import AxisTaps, pixel_taps
@@ -289,7 +289,7 @@ class CocoNet(nn.Module):
     def _wavefront_bits(self, crops: list[Crop] | list[torch.Tensor], win: Window) -> tuple[torch.Tensor, list[int]]:
         """`latent_bits` under format 2.0's context: one context-model row per cell under `win`.
 
-        The 20 features of every cell come from one gather out of a flat
+        The 21 features of every cell come from one gather out of a flat
         vector of all crops (`_WavefrontIndex`), as `_ContextIndex` does for
         format 1.0: per-level slicing and masking took ~30 small operations
         per level and as many autograd nodes.
@@ -314,8 +314,8 @@ _HOOD_DX = np.tile(np.arange(-1, 2), 3)[:, None, None]
 class _WavefrontIndex:
     """Where `CocoNet._wavefront_bits` finds each value, in one flat vector of all crops plus a zero.
 
-    features: [20 * N] the context features of the N cells under the window
-        (levels finest first, each in raster order), as 20 rows of N
+    features: [21 * N] the context features of the N cells under the window
+        (levels finest first, each in raster order), as 21 rows of N
         columns; a feature that reads outside its level or, for same-level
         neighbours, outside the cell's tile points at the trailing zero.
     values: [N] the cells themselves.
@@ -349,7 +349,7 @@ class _WavefrontIndex:
             in_tile = ((ny // tile_h == y[None] // tile_h) & (nx // tile_w == x[None] // tile_w) & (ny >= 0) & (nx >= 0)
                        & (nx < sizes[level][1]))
             same = np.where(in_tile, bases[level] + (ny - gy) * w + (nx - gx), zero)
-            rows.append(np.concatenate([hood, same]).reshape(20, -1))
+            rows.append(np.concatenate([hood, same]).reshape(N_WAVEFRONT_CONTEXT, -1))
         features = np.concatenate(rows, axis=1).reshape(-1)
         return _WavefrontIndex(features=torch.from_numpy(features).to(device),
                                values=torch.from_numpy(np.concatenate(values)).to(device))
