@@ -106,6 +106,10 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     data = args.coco.read_bytes()
     stream = read_coco(data)
+    if stream.header.arch.context_tile:
+        # The table splits each level into format 1.0's anchors and non-anchors.
+        parser.error(f"{args.coco} is a version {stream.version[0]}.{stream.version[1]} file; "
+                     "this table is for version 1.0 (checkerboard) files")
     original, _ = load_image(args.image)
     if original.shape[:2] != (stream.header.height, stream.header.width):
         parser.error(f"{args.image} is {original.shape[1]}x{original.shape[0]}, the file "
