@@ -211,6 +211,7 @@ def _decode_latents(data: bytes, height: int, width: int, n_levels: int, arm: li
     model = _FrontModel(arm)
     decoder = constriction.stream.queue.RangeDecoder(words)
     unchecked: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # symbols, means, scale indices
+    n_unchecked = 0
     for level, cells in coding_steps(shapes, tile):
         parent = (flats[level + 1], shapes[level + 1]) if level + 1 < len(flats) else (None, None)
         mu, scale_index = model.parameters(flats[level], shapes[level][1], *parent, tile, cells)
@@ -219,8 +220,10 @@ def _decode_latents(data: bytes, height: int, width: int, n_levels: int, arm: li
         # The information check runs on batches of about CHUNK_CELLS symbols:
         # per front (hundreds of small ones) it would cost more than decoding.
         unchecked.append((symbols, mu, scale_index))
-        if sum(part[0].size for part in unchecked) >= CHUNK_CELLS:
+        n_unchecked += symbols.size
+        if n_unchecked >= CHUNK_CELLS:
             spent_bits = _check_information(unchecked, spent_bits, budget_bits, words.size, level)
+            n_unchecked = 0
     _check_information(unchecked, spent_bits, budget_bits, words.size, 0)
     _check_consumed(decoder, "latent")
     return [torch.from_numpy(flat[:-1].reshape(shape)) for flat, shape in zip(flats, shapes)]
