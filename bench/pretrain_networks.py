@@ -70,7 +70,7 @@ Pyramid = tuple[CocoNet, torch.Tensor, float]  # a model holding one image's lat
 
 def shared_pyramids(images: dict[str, torch.Tensor], lambdas: list[float]) -> tuple[CocoNet, list[Pyramid]]:
     """One latent pyramid per image and lambda, all using the networks of the first model returned."""
-    arch = encoder.ARCHITECTURE
+    arch = encoder.ARCHITECTURES["default"]  # the networks a default-effort fit can start from
     shared = CocoNet(8, 8, arch)  # holds the networks every pyramid shares
     pyramids = []
     for name, image in images.items():

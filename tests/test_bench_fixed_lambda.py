@@ -17,7 +17,7 @@ from inrcodec.train import encoder, fit
 def test_each_variant_changes_only_what_it_names() -> None:
     known = fl.variants()
     base = known["base"]
-    assert base.schedule == encoder.SCHEDULES["default"] and base.architecture == encoder.ARCHITECTURE
+    assert base.schedule == encoder.SCHEDULES["default"] and base.architecture == encoder.ARCHITECTURES["default"]
     assert known["soft"].schedule == replace(base.schedule, soft_rounding=(0.5, 0.2))
     assert known["synth48"].architecture.synth_hidden == (48,) and known["synth48"].schedule == base.schedule
     assert known["long-slow"].schedule == replace(base.schedule, iterations=4 * base.schedule.iterations,

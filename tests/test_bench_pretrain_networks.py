@@ -40,10 +40,10 @@ def test_a_tiny_run_trains_shared_networks_that_fits_can_start_from(tmp_path: Pa
     assert float(log[-1]["psnr"]) > float(log[0]["psnr"])  # the shared networks learned something
     payload = json.loads((out / "networks.json").read_text())
     assert payload["trained_on"] == ["a", "b"] and payload["lambdas"] == [1e-3, 1e-2]
-    model = CocoNet(40, 32, encoder.ARCHITECTURE)
+    model = CocoNet(40, 32, encoder.ARCHITECTURES["default"])
     pretrained.load_networks_file(out / "networks.json", model)
     assert model.synthesis[0].weight.tolist() == payload["networks"]["synthesis.0.weight"]
-    other = CocoNet(40, 32, replace(encoder.ARCHITECTURE, synth_hidden=(8,)))
+    other = CocoNet(40, 32, replace(encoder.ARCHITECTURES["default"], synth_hidden=(8,)))
     with pytest.raises(ValueError, match="another architecture"):
         pretrained.load_networks_file(out / "networks.json", other)
     # A fixed-lambda variant starts from them.
