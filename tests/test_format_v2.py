@@ -11,7 +11,7 @@ from helper import TINY_ITERATIONS, head_of, synthetic_image, with_head
 import inrcodec
 from inrcodec import CocoFormatError
 from inrcodec.format.bitstream import read_coco
-from inrcodec.format.context import level_tile, wavefront_context_features
+from inrcodec.format.context import wavefront_context_features
 from inrcodec.format.header import header_rows
 from inrcodec.train import encoder
 from inrcodec.train.encoder import psnr_uint8
@@ -82,7 +82,7 @@ def test_every_truncation_is_a_format_error(v2_encoded) -> None:
             inrcodec.decode_array(data[:length])
 
 
-@pytest.mark.parametrize("tile", [(3, 3), (16, 16), (5, 2), (32, 16)])
+@pytest.mark.parametrize("tile", [(3, 3), (16, 16), (5, 2)])
 def test_the_training_rate_is_the_wavefront_definition_in_any_window(tile: tuple[int, int]) -> None:
     """`CocoNet.latent_bits` under a wavefront architecture: the 21-feature context of every cell, crop or not."""
     torch.manual_seed(0)
@@ -95,16 +95,10 @@ def test_the_training_rate_is_the_wavefront_definition_in_any_window(tile: tuple
     grids = net.quantized_latents("round")
     with torch.no_grad():
         per_cell = [context_bits(g.reshape(-1), net.arm(wavefront_context_features(
-            g, grids[i + 1] if i + 1 < len(grids) else None, level_tile(tile, i)))).reshape(g.shape)
-            for i, g in enumerate(grids)]
+            g, grids[i + 1] if i + 1 < len(grids) else None, tile))).reshape(g.shape) for i, g in enumerate(grids)]
         for win in (net.full_window(), Window(0, 7, 3, 12), Window(11, 20, 20, 28), Window(5, 6, 9, 10)):
             bits, counts = net.latent_bits(net.crop_latents(win, "round"), win)
             cells = [win.at_level(level) for level in range(len(grids))]
             expected = sum(float(b[c.r0:c.r1, c.c0:c.c1].sum()) for b, c in zip(per_cell, cells))
             assert float(bits) == pytest.approx(expected, rel=1e-5)
             assert counts == [c.n_pixels for c in cells]
-
-
-def test_tiles_halve_from_level_to_level_down_to_eight() -> None:
-    assert [level_tile((32, 32), level) for level in range(4)] == [(32, 32), (16, 16), (8, 8), (8, 8)]
-    assert [level_tile((64, 4), level) for level in range(5)] == [(64, 4), (32, 4), (16, 4), (8, 4), (8, 4)]

@@ -111,19 +111,6 @@ def parent_features(grid: torch.Tensor, parent: torch.Tensor | None, window: tup
 WAVEFRONT_NEIGHBOURS = ((-2, -2), (-2, -1), (-2, 0), (-2, 1), (-2, 2),
                         (-1, -2), (-1, -1), (-1, 0), (-1, 1), (-1, 2), (0, -2), (0, -1))
 N_WAVEFRONT_CONTEXT = 9 + len(WAVEFRONT_NEIGHBOURS)
-# Tiles halve from level to level, down to this side (formats/coco.md, LATS).
-MIN_LEVEL_TILE = 8
-
-
-def level_tile(tile: tuple[int, int], level: int) -> tuple[int, int]:
-    """The (width, height) of level `level`'s tiles: the header's tile halved `level` times, not below MIN_LEVEL_TILE.
-
-    A level takes about width + 3 height batched decoding steps whatever its
-    size, so with one tile size for every level the small coarse levels took
-    half of them for a few percent of the cells; halved tiles cover the same
-    image area at every level.
-    """
-    return tuple(min(side, max(MIN_LEVEL_TILE, side >> level)) for side in tile)  # type: ignore[return-value]
 
 
 def wavefront_context_features(grid: torch.Tensor, parent: torch.Tensor | None, tile: tuple[int, int],
@@ -163,10 +150,10 @@ def wavefront_context_features(grid: torch.Tensor, parent: torch.Tensor | None, 
     return torch.cat(feats).reshape(N_WAVEFRONT_CONTEXT, -1).T
 
 
-def level_context(tile: tuple[int, int] | None, level: int, grid: torch.Tensor, parent: torch.Tensor | None,
+def level_context(tile: tuple[int, int] | None, grid: torch.Tensor, parent: torch.Tensor | None,
                   window: tuple[int, int, int, int] | None = None, grid_origin: tuple[int, int] = (0, 0),
                   parent_origin: tuple[int, int] = (0, 0)) -> torch.Tensor:
-    """Level `level`'s context features under an architecture's `context_tile`: format 1.0's for None, else 2.0's."""
+    """The context features of an architecture's `context_tile`: format 1.0's for None, format 2.0's otherwise."""
     if tile:
-        return wavefront_context_features(grid, parent, level_tile(tile, level), window, grid_origin, parent_origin)
+        return wavefront_context_features(grid, parent, tile, window, grid_origin, parent_origin)
     return context_features(grid, parent, window, grid_origin, parent_origin)

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from ..errors import CocoFormatError
-from .context import N_WAVEFRONT_CONTEXT, WAVEFRONT_NEIGHBOURS, grid_sizes, level_tile
+from .context import N_WAVEFRONT_CONTEXT, WAVEFRONT_NEIGHBOURS, grid_sizes
 from .entropy import (
     CHUNK_CELLS,
     INFORMATION_SLACK_BITS,
@@ -140,10 +140,7 @@ def front_parameters(arm: list[IntLinear], grid: np.ndarray, parent: np.ndarray 
 
 
 def coding_steps(sizes: list[tuple[int, int]], tile: tuple[int, int]):
-    """(level, the level's tile, flat indices of the cells coded now) in coding order.
-
-    Coarsest level first; within a level, fronts in order of the level's
-    tile (`context.level_tile`).
+    """(level, flat indices of the cells coded now) in coding order: coarsest level first, fronts in order.
 
     A front longer than CHUNK_CELLS goes in raster-order pieces: the coder
     is a stream, so the pieces change neither bits nor symbols, only how
@@ -151,11 +148,10 @@ def coding_steps(sizes: list[tuple[int, int]], tile: tuple[int, int]):
     """
     for level in reversed(range(len(sizes))):
         height, width = sizes[level]
-        own = level_tile(tile, level)
-        for t in range(n_fronts(height, width, own)):
-            cells = front_cells(height, width, own, t)
+        for t in range(n_fronts(height, width, tile)):
+            cells = front_cells(height, width, tile, t)
             for start in range(0, cells.size, CHUNK_CELLS):
-                yield level, own, cells[start : start + CHUNK_CELLS]
+                yield level, cells[start : start + CHUNK_CELLS]
 
 
 @contextlib.contextmanager
@@ -187,9 +183,9 @@ def _encode_latents(latents: list[np.ndarray], arm: list[IntLinear], tile: tuple
     flats = [_with_zero(np.asarray(g, dtype=np.float64)) for g in latents]
     model = _FrontModel(arm)
     encoder = constriction.stream.queue.RangeEncoder()
-    for level, own, cells in coding_steps(shapes, tile):
+    for level, cells in coding_steps(shapes, tile):
         parent = (flats[level + 1], shapes[level + 1]) if level + 1 < len(flats) else (None, None)
-        mu, scale_index = model.parameters(flats[level], shapes[level][1], *parent, own, cells)
+        mu, scale_index = model.parameters(flats[level], shapes[level][1], *parent, tile, cells)
         encoder.encode(flats[level][cells].astype(np.int32), _LATENT_MODEL, mu, LATENT_SCALES[scale_index])
     return words_to_bytes(encoder.get_compressed())
 
@@ -216,9 +212,9 @@ def _decode_latents(data: bytes, height: int, width: int, n_levels: int, arm: li
     decoder = constriction.stream.queue.RangeDecoder(words)
     unchecked: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # symbols, means, scale indices
     n_unchecked = 0
-    for level, own, cells in coding_steps(shapes, tile):
+    for level, cells in coding_steps(shapes, tile):
         parent = (flats[level + 1], shapes[level + 1]) if level + 1 < len(flats) else (None, None)
-        mu, scale_index = model.parameters(flats[level], shapes[level][1], *parent, own, cells)
+        mu, scale_index = model.parameters(flats[level], shapes[level][1], *parent, tile, cells)
         symbols = _decode_symbols(decoder, _LATENT_MODEL, mu, LATENT_SCALES[scale_index], "latent")
         flats[level][cells] = symbols
         # The information check runs on batches of about CHUNK_CELLS symbols:

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..format.architecture import Architecture
-from ..format.context import N_WAVEFRONT_CONTEXT, WAVEFRONT_NEIGHBOURS, grid_sizes, level_tile
+from ..format.context import N_WAVEFRONT_CONTEXT, WAVEFRONT_NEIGHBOURS, grid_sizes
 from ..format.fixedpoint import LATENT_MAX, LATENT_MIN, LATENT_SCALE_K_MAX, SCALE_K_MIN
 from ..format.fixedpoint import ACT_ONE
 from ..format.sampling import AxisTaps, pixel_taps
@@ -327,12 +327,12 @@ class _WavefrontIndex:
     @staticmethod
     def of(grids: list[tuple[tuple[int, int], tuple[int, int]]], sizes: list[tuple[int, int]], win: Window,
            tile: tuple[int, int], device: torch.device) -> "_WavefrontIndex":
+        tile_w, tile_h = tile
         bases = np.cumsum([0] + [h * w for (h, w), _ in grids])
         zero = int(bases[-1])
         rows: list[np.ndarray] = []
         values: list[np.ndarray] = []
         for level, ((h, w), (gy, gx)) in enumerate(grids):
-            tile_w, tile_h = level_tile(tile, level)
             cells = win.at_level(level)
             y = np.arange(cells.r0, cells.r1)[:, None]
             x = np.arange(cells.c0, cells.c1)[None, :]

@@ -67,8 +67,7 @@ class _Scorer:
             self.feats = feats[idx].T.contiguous()
             self.target = image.reshape(-1, 3)[idx].float().T.contiguous()
             tile = model.arch.context_tile
-            ctx = torch.cat([level_context(tile, i, g, q[i + 1] if i + 1 < len(q) else None)
-                             for i, g in enumerate(q)])
+            ctx = torch.cat([level_context(tile, g, q[i + 1] if i + 1 < len(q) else None) for i, g in enumerate(q)])
             vals = torch.cat([g.reshape(-1) for g in q])
             cidx = torch.randperm(vals.numel(), generator=gen)[:SUBSET]
             self.ctx, self.vals = ctx[cidx].float().T.contiguous(), vals[cidx].double()
