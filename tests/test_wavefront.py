@@ -107,3 +107,17 @@ def test_a_truncated_or_wrong_stream_is_a_format_error() -> None:
         with pytest.raises(CocoFormatError):
             wavefront.decode_latents(bad, 30, 20, 3, arm, (8, 8))
     assert entropy.CHUNK_CELLS == wavefront.CHUNK_CELLS
+
+
+@pytest.mark.parametrize("tile", [(4, 4), (8, 3)])
+def test_the_coders_numpy_context_model_is_the_shared_integer_code(tile: tuple[int, int]) -> None:
+    rng = np.random.default_rng(7)
+    arm = _random_arm(rng, [16, 16])
+    grid, parent = _latents(rng, 19, 23, 2, 0.4)
+    model = wavefront._FrontModel(arm)
+    for t in range(wavefront.n_fronts(19, 23, tile)):
+        cells = wavefront.front_cells(19, 23, tile, t)
+        mine = model.parameters(np.append(grid.reshape(-1), 0.0), 23, np.append(parent.reshape(-1), 0.0),
+                                parent.shape, tile, cells)
+        theirs = wavefront.front_parameters(arm, grid, parent, tile, cells)
+        assert np.array_equal(mine[0], theirs[0]) and np.array_equal(mine[1], theirs[1])

@@ -39,7 +39,19 @@ from .entropy import (
     symbol_bits,
     words_to_bytes,
 )
-from .fixedpoint import ACT_ONE, IntLinear, int_mlp_tensors, run_int_mlp_columns, run_int_mlp_prepared
+from .fixedpoint import (
+    ACT_LIMIT,
+    ACT_ONE,
+    LATENT_MAX,
+    LATENT_MIN,
+    LATENT_SCALE_K_MAX,
+    MU_FRAC_BITS,
+    SCALE_K_MIN,
+    SCALE_STEPS_PER_OCTAVE,
+    IntLinear,
+    aligned_bias,
+    run_int_mlp_columns,
+)
 
 # A cell's front is lx + FRONT_ROW_STEP * ly: with (dy, dx) = (-1, +2) among
 # the neighbours, a row up must be at least 3 fronts earlier.
@@ -118,18 +130,37 @@ def _gather_features(flat: np.ndarray, width: int, flat_parent: np.ndarray | Non
 
 
 class _FrontModel:
-    """The context model, prepared once per stream, giving each front's exact Laplace parameters."""
+    """The context model, prepared once per stream, giving each front's exact Laplace parameters.
+
+    Runs in numpy: a front is a few hundred cells, and each of the dozen
+    array operations per front costs less there than a torch call. The
+    arithmetic is `fixedpoint._int_mlp`'s, exact integers in float64, so
+    the results are identical bit for bit (tested against
+    `front_parameters`, which runs the shared torch code).
+    """
 
     def __init__(self, arm: list[IntLinear]) -> None:
-        self.arm = arm
-        self.tensors = int_mlp_tensors(arm)
+        self.layers = [(np.asarray(layer.weight, dtype=np.float64),
+                        aligned_bias(layer).numpy()[:, None] * 2.0 ** -layer.weight_exp,
+                        2.0 ** -layer.weight_exp) for layer in arm]
 
     def parameters(self, flat: np.ndarray, width: int, flat_parent: np.ndarray | None,
                    parent_shape: tuple[int, int] | None, tile: tuple[int, int],
                    cells: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        feats = _gather_features(flat, width, flat_parent, parent_shape, tile, cells)
-        feats *= ACT_ONE
-        return _laplace_from_outputs(run_int_mlp_prepared(torch.from_numpy(feats), self.arm, self.tensors))
+        x = _gather_features(flat, width, flat_parent, parent_shape, tile, cells)
+        x *= ACT_ONE
+        for i, (weight, bias, scale) in enumerate(self.layers):
+            x = weight @ x
+            x *= scale
+            x += bias
+            np.floor(x, out=x)
+            np.clip(x, -ACT_LIMIT if i == len(self.layers) - 1 else 0, ACT_LIMIT, out=x)
+        mu_step = ACT_ONE >> MU_FRAC_BITS
+        mu = np.clip(np.floor((x[0] + mu_step // 2) / mu_step), LATENT_MIN << MU_FRAC_BITS,
+                     LATENT_MAX << MU_FRAC_BITS) / (1 << MU_FRAC_BITS)
+        k_step = ACT_ONE // SCALE_STEPS_PER_OCTAVE
+        k = np.clip(np.floor((x[1] + k_step // 2) / k_step), SCALE_K_MIN, LATENT_SCALE_K_MAX)
+        return mu, k.astype(np.int64) - SCALE_K_MIN
 
 
 def front_parameters(arm: list[IntLinear], grid: np.ndarray, parent: np.ndarray | None, tile: tuple[int, int],

@@ -57,20 +57,18 @@ ARCHITECTURE = Architecture(n_levels=7, synth_hidden=(16, 16), arm_hidden=(16, 1
 # better, 48 of 48 within 5 %, 12.1 -> 12.6 s mean
 # (bench/results/kodak-fast-beta1-2026-12-02 against kodak-fast-family6-2026-12-02).
 # The default and max efforts keep 16x16: they are not short of steps.
-# The default and max efforts code their latents with format 2.0's
-# wavefront context (each cell sees its twelve raster-causal neighbours
-# within 32x32 tiles, halved per level): at fixed lambdas it gained
-# +0.5 to +1.3 dB at the same rate over format 1.0's checkerboard
-# (bench/results/trained-context-2026-12-03); end to end at 0.5 bpp on
-# kodim01/02/03/05, bench/results/kodak-default-v2-2026-12-03. `--effort
-# fast` keeps format 1.0: in its 743 steps the richer context did not pay
-# (kodim01-03 at 0.25-1 bpp: +0.6 to -0.8 dB, and ~1.6x the encode time,
-# the same folder's fast/ run).
-CONTEXT_TILE = (32, 32)
+# Format 2.0's wavefront context (`Architecture.context_tile`: each latent
+# sees its twelve raster-causal neighbours within tiles) is not used by any
+# effort yet. At fixed lambdas it gained +0.5 to +1.3 dB at the same rate
+# over format 1.0's checkerboard (bench/results/trained-context-2026-12-03);
+# end to end at the default effort, kodim01/02/03/05 at 0.5 bpp, +0.48 dB on
+# average with 32x32 tiles (one file -0.23 dB), but its files decode in
+# ~0.35 s against ~0.15-0.2 s, over issue 4's 300 ms: the decoder's fronts
+# need to get cheaper first (bench/results/kodak-default-v2-2026-12-03).
 ARCHITECTURES: dict[str, Architecture] = {
     "fast": replace(ARCHITECTURE, arm_hidden=(12, 12)),
-    "default": replace(ARCHITECTURE, context_tile=CONTEXT_TILE),
-    "max": replace(ARCHITECTURE, context_tile=CONTEXT_TILE),
+    "default": ARCHITECTURE,
+    "max": ARCHITECTURE,
 }
 # `--effort fast` fits as many steps as keep a Kodak encode within 20 s with
 # two threads on a 2-core machine: 420 (19.2 s at most; 500 took up to 22 s)
