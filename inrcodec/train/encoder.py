@@ -61,10 +61,10 @@ ARCHITECTURE = Architecture(n_levels=7, synth_hidden=(16, 16), arm_hidden=(16, 1
 # sees its twelve raster-causal neighbours within tiles) is not used by any
 # effort yet. At fixed lambdas it gained +0.5 to +1.3 dB at the same rate
 # over format 1.0's checkerboard (bench/results/trained-context-2026-12-03);
-# end to end at the default effort, kodim01/02/03/05 at 0.5 bpp, +0.48 dB on
-# average with 32x32 tiles (one file -0.23 dB), but its files decode in
-# ~0.35 s against ~0.15-0.2 s, over issue 4's 300 ms: the decoder's fronts
-# need to get cheaper first (bench/results/kodak-default-v2-2026-12-03).
+# end to end at the default effort, kodim01/02/03/05 at 0.5 bpp, +0.44 dB on
+# average with 32x32 tiles (3 of 4 files better), but its files decode in
+# 0.35 s against 0.15 s, over issue 4's 300 ms: the decoder's fronts need
+# to get cheaper first (bench/results/kodak-default-v2-2026-12-03).
 ARCHITECTURES: dict[str, Architecture] = {
     "fast": replace(ARCHITECTURE, arm_hidden=(12, 12)),
     "default": ARCHITECTURE,
