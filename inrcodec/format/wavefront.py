@@ -147,7 +147,11 @@ class _FrontModel:
     def parameters(self, flat: np.ndarray, width: int, flat_parent: np.ndarray | None,
                    parent_shape: tuple[int, int] | None, tile: tuple[int, int],
                    cells: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        x = _gather_features(flat, width, flat_parent, parent_shape, tile, cells)
+        """Mean and scale index of `cells` of a level flattened by `_with_zero`."""
+        return self.from_features(_gather_features(flat, width, flat_parent, parent_shape, tile, cells))
+
+    def from_features(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Mean and scale index from [21, n] features (scaled to Q12 in place)."""
         x *= ACT_ONE
         for i, (weight, bias, scale) in enumerate(self.layers):
             x = weight @ x
@@ -170,19 +174,78 @@ def front_parameters(arm: list[IntLinear], grid: np.ndarray, parent: np.ndarray 
     return _laplace_from_outputs(run_int_mlp_columns(feats, arm))
 
 
-def coding_steps(sizes: list[tuple[int, int]], tile: tuple[int, int]):
-    """(level, flat indices of the cells coded now) in coding order: coarsest level first, fronts in order.
+class _Level:
+    """One level's buffers and the index arithmetic of its fronts, for the coder's loop.
 
-    A front longer than CHUNK_CELLS goes in raster-order pieces: the coder
-    is a stream, so the pieces change neither bits nor symbols, only how
-    much is held at once.
+    A front holds, in every tile, the cells (ly, lx) with lx + 3 ly = t: a
+    few (ly, lx) pairs, repeated over the tiles. In the order tile row,
+    pair, tile column the cells are in raster order, and every index the
+    front needs is a sum of a part that depends on the tile row and pair
+    and a part that depends on the pair and tile column: one broadcast add
+    per kind of index instead of per-cell arithmetic.
+
+    `values` is the level flat, `width + 2` wide (two zero columns on the
+    right, read by neighbours past the last column); `padded_parent` the
+    parent level with one zero cell all round, or None for the coarsest.
     """
-    for level in reversed(range(len(sizes))):
-        height, width = sizes[level]
-        for t in range(n_fronts(height, width, tile)):
-            cells = front_cells(height, width, tile, t)
-            for start in range(0, cells.size, CHUNK_CELLS):
-                yield level, cells[start : start + CHUNK_CELLS]
+
+    def __init__(self, height: int, width: int, tile: tuple[int, int], padded_parent: np.ndarray | None,
+                 parent_width: int) -> None:
+        self.height, self.width, self.tile = height, width, tile
+        self.stride = width + 2
+        self.values = np.zeros(height * self.stride)
+        self.padded_parent, self.parent_stride = padded_parent, parent_width + 2
+        tile_w, tile_h = tile
+        self.tile_rows = np.arange(-(-height // tile_h))
+        self.tile_cols = np.arange(-(-width // tile_w))
+
+    def fronts(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """(flat indices into `values`, [21, n] features) of each step, fronts in order, in raster order."""
+        tile_w, tile_h = self.tile
+        for t in range(n_fronts(self.height, self.width, self.tile)):
+            ly = np.arange(max(0, -(-(t - tile_w + 1) // FRONT_ROW_STEP)), min(tile_h - 1, t // FRONT_ROW_STEP) + 1)
+            lx = t - FRONT_ROW_STEP * ly
+            # Whole tile rows, up to about CHUNK_CELLS cells a step: raster order is kept.
+            rows = max(1, CHUNK_CELLS // max(1, ly.size * self.tile_cols.size))
+            for start in range(0, self.tile_rows.size, rows):
+                step = self._step(self.tile_rows[start : start + rows], ly, lx)
+                if step[0].size:
+                    yield step
+
+    def _step(self, tile_rows: np.ndarray, ly: np.ndarray, lx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        tile_w, tile_h = self.tile
+        y = tile_rows[:, None] * tile_h + ly[None, :]  # [tile rows, pairs]
+        x = lx[:, None] + self.tile_cols[None, :] * tile_w  # [pairs, tile columns]
+        cells = (y * self.stride)[:, :, None] + x[None, :, :]  # [tile rows, pairs, tile columns]
+        feats = np.empty((N_WAVEFRONT_CONTEXT, *cells.shape))
+        if self.padded_parent is None:
+            feats[:9] = 0.0
+        else:
+            prow = ((y >> 1)[None] + 1 + _HOOD_DY[:, :, None]) * self.parent_stride  # [9, tile rows, pairs]
+            pcol = (x >> 1)[None] + 1 + _HOOD_DX[:, :, None]  # [9, pairs, tile columns]
+            # mode="clip": cells past the level's last row or column (cut tiles) read
+            # anything and are dropped below.
+            np.take(self.padded_parent, prow[:, :, :, None] + pcol[:, None, :, :], out=feats[:9], mode="clip")
+        # A neighbour outside the cell's tile reads the cell itself, then counts zero.
+        dy, dx = _NEIGHBOUR_DY, _NEIGHBOUR_DX  # [12, 1]
+        inside = (ly[None, :] + dy >= 0) & (lx[None, :] + dx >= 0) & (lx[None, :] + dx < tile_w)  # [12, pairs]
+        offsets = np.where(inside, dy * self.stride + dx, 0)
+        np.take(self.values, cells[None] + offsets[:, None, :, None], out=feats[9:], mode="clip")
+        feats[9:] *= inside[:, None, :, None]
+        keep = (y < self.height)[:, :, None] & (x < self.width)[None, :, :]
+        if keep.all():
+            return cells.reshape(-1), feats.reshape(N_WAVEFRONT_CONTEXT, -1)
+        return cells[keep], feats[:, keep]
+
+    def grid(self) -> np.ndarray:
+        """The level as a [height, width] array (a copy without the padding)."""
+        return self.values.reshape(self.height, self.stride)[:, : self.width].copy()
+
+    def padded(self) -> np.ndarray:
+        """The level flat with one zero cell all round: the parent buffer of the next finer level."""
+        out = np.zeros((self.height + 2, self.width + 2))
+        out[1:-1, 1:-1] = self.values.reshape(self.height, self.stride)[:, : self.width]
+        return out.reshape(-1)
 
 
 @contextlib.contextmanager
@@ -210,14 +273,18 @@ def encode_latents(latents: list[np.ndarray], arm: list[IntLinear], tile: tuple[
 
 
 def _encode_latents(latents: list[np.ndarray], arm: list[IntLinear], tile: tuple[int, int]) -> bytes:
-    shapes = [np.shape(g) for g in latents]
-    flats = [_with_zero(np.asarray(g, dtype=np.float64)) for g in latents]
     model = _FrontModel(arm)
     encoder = constriction.stream.queue.RangeEncoder()
-    for level, cells in coding_steps(shapes, tile):
-        parent = (flats[level + 1], shapes[level + 1]) if level + 1 < len(flats) else (None, None)
-        mu, scale_index = model.parameters(flats[level], shapes[level][1], *parent, tile, cells)
-        encoder.encode(flats[level][cells].astype(np.int32), _LATENT_MODEL, mu, LATENT_SCALES[scale_index])
+    parent: np.ndarray | None = None
+    for level in reversed(range(len(latents))):
+        grid = np.asarray(latents[level], dtype=np.float64)
+        h, w = grid.shape
+        state = _Level(h, w, tile, parent, latents[level + 1].shape[1] if level + 1 < len(latents) else 0)
+        state.values.reshape(h, w + 2)[:, :w] = grid  # the whole level is known: features read final values
+        for cells, feats in state.fronts():
+            mu, scale_index = model.from_features(feats)
+            encoder.encode(state.values[cells].astype(np.int32), _LATENT_MODEL, mu, LATENT_SCALES[scale_index])
+        parent = state.padded()
     return words_to_bytes(encoder.get_compressed())
 
 
@@ -235,7 +302,6 @@ def decode_latents(data: bytes, height: int, width: int, n_levels: int, arm: lis
 def _decode_latents(data: bytes, height: int, width: int, n_levels: int, arm: list[IntLinear],
                     tile: tuple[int, int]) -> list[torch.Tensor]:
     shapes = grid_sizes(height, width, n_levels)
-    flats = [np.zeros(h * w + 1) for h, w in shapes]  # each with the zero read outside it (`_with_zero`)
     words = bytes_to_words(data)
     budget_bits = 32.0 * words.size + INFORMATION_SLACK_BITS
     spent_bits = 0.0
@@ -243,21 +309,27 @@ def _decode_latents(data: bytes, height: int, width: int, n_levels: int, arm: li
     decoder = constriction.stream.queue.RangeDecoder(words)
     unchecked: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # symbols, means, scale indices
     n_unchecked = 0
-    for level, cells in coding_steps(shapes, tile):
-        parent = (flats[level + 1], shapes[level + 1]) if level + 1 < len(flats) else (None, None)
-        mu, scale_index = model.parameters(flats[level], shapes[level][1], *parent, tile, cells)
-        symbols = _decode_symbols(decoder, _LATENT_MODEL, mu, LATENT_SCALES[scale_index], "latent")
-        flats[level][cells] = symbols
-        # The information check runs on batches of about CHUNK_CELLS symbols:
-        # per front (hundreds of small ones) it would cost more than decoding.
-        unchecked.append((symbols, mu, scale_index))
-        n_unchecked += symbols.size
-        if n_unchecked >= CHUNK_CELLS:
-            spent_bits = _check_information(unchecked, spent_bits, budget_bits, words.size, level)
-            n_unchecked = 0
+    grids: list[np.ndarray] = [np.empty(0)] * n_levels
+    parent: np.ndarray | None = None
+    for level in reversed(range(n_levels)):
+        h, w = shapes[level]
+        state = _Level(h, w, tile, parent, shapes[level + 1][1] if level + 1 < n_levels else 0)
+        for cells, feats in state.fronts():
+            mu, scale_index = model.from_features(feats)
+            symbols = _decode_symbols(decoder, _LATENT_MODEL, mu, LATENT_SCALES[scale_index], "latent")
+            state.values[cells] = symbols
+            # The information check runs on batches of about CHUNK_CELLS symbols:
+            # per front (hundreds of small ones) it would cost more than decoding.
+            unchecked.append((symbols, mu, scale_index))
+            n_unchecked += symbols.size
+            if n_unchecked >= CHUNK_CELLS:
+                spent_bits = _check_information(unchecked, spent_bits, budget_bits, words.size, level)
+                n_unchecked = 0
+        grids[level] = state.grid()
+        parent = state.padded()
     _check_information(unchecked, spent_bits, budget_bits, words.size, 0)
     _check_consumed(decoder, "latent")
-    return [torch.from_numpy(flat[:-1].reshape(shape)) for flat, shape in zip(flats, shapes)]
+    return [torch.from_numpy(g) for g in grids]
 
 
 def _check_information(unchecked: list[tuple[np.ndarray, np.ndarray, np.ndarray]], spent_bits: float,
