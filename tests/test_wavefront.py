@@ -110,7 +110,7 @@ def test_a_truncated_or_wrong_stream_is_a_format_error() -> None:
 
 
 @pytest.mark.parametrize("tile", [(4, 4), (8, 3)])
-def test_the_coders_numpy_context_model_is_the_shared_integer_code(tile: tuple[int, int]) -> None:
+def test_the_coders_context_model_is_the_shared_integer_code(tile: tuple[int, int]) -> None:
     rng = np.random.default_rng(7)
     arm = _random_arm(rng, [16, 16])
     grid, parent = _latents(rng, 19, 23, 2, 0.4)

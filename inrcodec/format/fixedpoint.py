@@ -113,10 +113,19 @@ def int_mlp_tensors(layers: list[IntLinear],
                     device: torch.device | str = "cpu") -> list[tuple[torch.Tensor, torch.Tensor]]:
     """Each layer's float64 weight and aligned bias column scaled by 2**-weight_exp (see `_int_mlp`).
 
-    `run_int_mlp_columns` builds them on every call.
+    `run_int_mlp_columns` builds them on every call; callers that run one
+    network on many small batches build them once (`run_int_mlp_prepared`).
     """
     return [(torch.as_tensor(layer.weight, dtype=torch.float64, device=device),
              aligned_bias(layer, device)[:, None] * 2.0 ** -layer.weight_exp) for layer in layers]
+
+
+def run_int_mlp_prepared(columns: torch.Tensor, layers: list[IntLinear],
+                         tensors: list[tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
+    """`run_int_mlp_columns` with the layers' tensors from `int_mlp_tensors`."""
+    if columns.shape[1] > CACHE_COLUMNS:
+        return torch.cat([_int_mlp(part, layers, tensors) for part in columns.split(CACHE_COLUMNS, dim=1)], dim=1)
+    return _int_mlp(columns, layers, tensors)
 
 
 # Columns per pass through the layers: a [16, 2**14] float64 activation is 2
