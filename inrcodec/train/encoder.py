@@ -57,18 +57,21 @@ ARCHITECTURE = Architecture(n_levels=7, synth_hidden=(16, 16), arm_hidden=(16, 1
 # better, 48 of 48 within 5 %, 12.1 -> 12.6 s mean
 # (bench/results/kodak-fast-beta1-2026-12-02 against kodak-fast-family6-2026-12-02).
 # The default and max efforts keep 16x16: they are not short of steps.
-# Format 2.0's wavefront context (`Architecture.context_tile`: each latent
-# sees its twelve raster-causal neighbours within tiles) is not used by any
-# effort yet. At fixed lambdas it gained +0.5 to +1.3 dB at the same rate
-# over format 1.0's checkerboard (bench/results/trained-context-2026-12-03);
-# end to end at the default effort, kodim01/02/03/05 at 0.5 bpp, +0.44 dB on
-# average with 32x32 tiles (3 of 4 files better), but its files decode in
-# 0.35 s against 0.15 s, over issue 4's 300 ms: the decoder's fronts need
-# to get cheaper first (bench/results/kodak-default-v2-2026-12-03).
+# The default and max efforts write format 2.0: its wavefront context
+# (`Architecture.context_tile`: each latent sees its twelve raster-causal
+# neighbours within 32x32 tiles) gained +0.5 to +1.3 dB at the same rate
+# over format 1.0's checkerboard at fixed lambdas
+# (bench/results/trained-context-2026-12-03), and end to end at the default
+# effort, kodim01-12 at 0.5 bpp, +0.28 dB at the request, 8 of 12 files
+# better; its files decode in 0.26 s against 0.15 s
+# (bench/results/kodak-default-v2-2026-12-03). `--effort fast` keeps 1.0:
+# in its 743 steps the richer context did not pay (+0.05 dB on 11 files at
+# ~1.6x the encode time, the same folder's fast-v2/).
+CONTEXT_TILE = (32, 32)
 ARCHITECTURES: dict[str, Architecture] = {
     "fast": replace(ARCHITECTURE, arm_hidden=(12, 12)),
-    "default": ARCHITECTURE,
-    "max": ARCHITECTURE,
+    "default": replace(ARCHITECTURE, context_tile=CONTEXT_TILE),
+    "max": replace(ARCHITECTURE, context_tile=CONTEXT_TILE),
 }
 # `--effort fast` fits as many steps as keep a Kodak encode within 20 s with
 # two threads on a 2-core machine: 420 (19.2 s at most; 500 took up to 22 s)
