@@ -9,7 +9,7 @@ import torch
 from inrcodec import CocoFormatError
 from inrcodec.format import entropy, wavefront
 from inrcodec.format.context import N_WAVEFRONT_CONTEXT, WAVEFRONT_NEIGHBOURS, grid_sizes, wavefront_context_features
-from inrcodec.format.fixedpoint import IntLinear
+from inrcodec.format.fixedpoint import IntLinear, run_int_mlp_columns
 
 SHAPES = [(1, 1), (1, 6), (2, 3), (7, 5), (16, 9), (33, 4), (9, 40)]
 
@@ -25,51 +25,73 @@ def _latents(rng: np.random.Generator, height: int, width: int, n_levels: int, d
             for size in grid_sizes(height, width, n_levels)]
 
 
+def _steps(height: int, width: int, tile: tuple[int, int], parent: np.ndarray | None = None,
+           grid: np.ndarray | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The coder's steps over a level: (flat indices y * width + x, [21, n] features) each.
+
+    With `grid`, the whole level is known (as when encoding); the parent is
+    the next coarser level, or None.
+    """
+    padded_parent = None if parent is None else np.pad(parent, 1).reshape(-1)
+    level = wavefront._Level(height, width, tile, padded_parent, 0 if parent is None else parent.shape[1])
+    if grid is not None:
+        level.values.reshape(height, width + 2)[:, :width] = grid
+    stride = width + 2
+    return [(cells // stride * width + cells % stride, feats.copy()) for cells, feats in level.fronts()]
+
+
 @pytest.mark.parametrize(("height", "width"), SHAPES)
 @pytest.mark.parametrize("tile", [(2, 2), (3, 3), (4, 4), (32, 32), (4, 2), (2, 5), (8, 3)])
-def test_fronts_cover_every_cell_once_each_in_raster_order(height: int, width: int, tile: tuple[int, int]) -> None:
-    fronts = [wavefront.front_cells(height, width, tile, t) for t in range(wavefront.n_fronts(height, width, tile))]
-    assert fronts[0].size and fronts[-1].size  # n_fronts is exact (tiles narrower than 3 leave gaps between)
-    if min(tile[0], width) >= 3:
-        assert all(f.size for f in fronts)
-    assert all(np.all(np.diff(f) > 0) for f in fronts)
-    assert np.array_equal(np.sort(np.concatenate(fronts)), np.arange(height * width))
-    assert wavefront.front_cells(height, width, tile, len(fronts)).size == 0
+def test_steps_cover_every_cell_once_each_in_raster_order(height: int, width: int, tile: tuple[int, int]) -> None:
+    steps = [cells for cells, _ in _steps(height, width, tile)]
+    assert all(np.all(np.diff(cells) > 0) for cells in steps)
+    assert np.array_equal(np.sort(np.concatenate(steps)), np.arange(height * width))
+    fronts = [wavefront.front_pairs(t, tile) for t in range(wavefront.n_fronts(height, width, tile))]
+    # n_fronts is exact: its last front holds a cell of the level, the next holds none
+    last_ly, last_lx = fronts[-1]
+    assert np.any((last_ly < height) & (last_lx < width))
+    ly, lx = wavefront.front_pairs(len(fronts), tile)
+    assert not np.any((ly < min(height, tile[1])) & (lx < min(width, tile[0])))
 
 
 @pytest.mark.parametrize("tile", [(2, 2), (3, 3), (5, 5), (8, 8), (6, 3), (3, 6)])
-def test_every_neighbour_a_cell_sees_is_coded_on_an_earlier_front(tile: tuple[int, int]) -> None:
+def test_every_neighbour_a_cell_sees_is_coded_in_an_earlier_step(tile: tuple[int, int]) -> None:
     height, width = 13, 17
     tile_w, tile_h = tile
-    front_of = np.empty(height * width, dtype=np.int64)
-    for t in range(wavefront.n_fronts(height, width, tile)):
-        front_of[wavefront.front_cells(height, width, tile, t)] = t
     # Each cell's value is its own index + 1: a feature names the cell it read.
     grid = np.arange(1, height * width + 1, dtype=np.float64).reshape(height, width)
-    feats = wavefront.front_features(grid, None, tile, np.arange(height * width))
-    seen = feats[9:].astype(np.int64) - 1
-    for cell in range(height * width):
-        read = seen[:, cell][seen[:, cell] >= 0]
-        assert np.all(front_of[read] < front_of[cell])
-        y, x = divmod(cell, width)
-        assert all(r // width // tile_h == y // tile_h and r % width // tile_w == x // tile_w for r in read)
-    # and it sees every one of them that is in its tile (value 0 would read as "not seen")
+    steps = _steps(height, width, tile, grid=grid)
+    step_of = np.empty(height * width, dtype=np.int64)
+    for i, (cells, _) in enumerate(steps):
+        step_of[cells] = i
+    n_seen = 0
+    for i, (cells, feats) in enumerate(steps):
+        seen = feats[9:].astype(np.int64) - 1
+        for column, cell in enumerate(cells):
+            read = seen[:, column][seen[:, column] >= 0]
+            assert np.all(step_of[read] < i)
+            y, x = divmod(cell, width)
+            assert all(r // width // tile_h == y // tile_h and r % width // tile_w == x // tile_w for r in read)
+            n_seen += read.size
+    # and it sees every one of them that is in its tile
     expected = sum(0 <= y + dy and 0 <= x + dx < width and (y + dy) // tile_h == y // tile_h
                    and (x + dx) // tile_w == x // tile_w
                    for y in range(height) for x in range(width) for dy, dx in WAVEFRONT_NEIGHBOURS)
-    assert (seen >= 0).sum() == expected > 0
+    assert n_seen == expected > 0
 
 
 @pytest.mark.parametrize(("height", "width"), [(7, 5), (16, 9), (9, 40)])
 @pytest.mark.parametrize("tile", [(3, 3), (8, 8), (5, 2)])
-def test_front_features_are_the_training_context_definition(height: int, width: int, tile: tuple[int, int]) -> None:
+def test_the_coders_features_are_the_training_context_definition(height: int, width: int,
+                                                                 tile: tuple[int, int]) -> None:
     rng = np.random.default_rng(height * width + sum(tile))
     grid, parent = _latents(rng, height, width, 2, 0.5)
     expected = wavefront_context_features(torch.from_numpy(grid), torch.from_numpy(parent), tile).numpy()
-    cells = np.arange(height * width)
-    assert np.array_equal(wavefront.front_features(grid, parent, tile, cells), expected.T)
+    for cells, feats in _steps(height, width, tile, parent, grid):
+        assert np.array_equal(feats, expected[cells].T)
     window = (2, height - 1, 1, width)
     sub = wavefront_context_features(torch.from_numpy(grid), torch.from_numpy(parent), tile, window).numpy()
+    cells = np.arange(height * width)
     inside = (cells // width >= 2) & (cells // width < height - 1) & (cells % width >= 1)
     assert np.array_equal(sub, expected[inside])
 
@@ -109,15 +131,14 @@ def test_a_truncated_or_wrong_stream_is_a_format_error() -> None:
     assert entropy.CHUNK_CELLS == wavefront.CHUNK_CELLS
 
 
-@pytest.mark.parametrize("tile", [(4, 4), (8, 3)])
-def test_the_coders_context_model_is_the_shared_integer_code(tile: tuple[int, int]) -> None:
+@pytest.mark.parametrize("density", [0.05, 0.4, 1.0])
+def test_the_coders_context_model_is_the_shared_integer_code(density: float) -> None:
+    """Quiet cells skipped or not, the parameters are `entropy`'s of the integer network on every cell."""
     rng = np.random.default_rng(7)
     arm = _random_arm(rng, [16, 16])
-    grid, parent = _latents(rng, 19, 23, 2, 0.4)
+    grid, parent = _latents(rng, 19, 23, 2, density)
     model = wavefront._FrontModel(arm)
-    for t in range(wavefront.n_fronts(19, 23, tile)):
-        cells = wavefront.front_cells(19, 23, tile, t)
-        mine = model.parameters(np.append(grid.reshape(-1), 0.0), 23, np.append(parent.reshape(-1), 0.0),
-                                parent.shape, tile, cells)
-        theirs = wavefront.front_parameters(arm, grid, parent, tile, cells)
+    for _, feats in _steps(19, 23, (4, 4), parent, grid):
+        theirs = entropy._laplace_from_outputs(run_int_mlp_columns(torch.from_numpy(feats * 4096), arm))
+        mine = model.from_features(feats.copy())
         assert np.array_equal(mine[0], theirs[0]) and np.array_equal(mine[1], theirs[1])

@@ -330,12 +330,17 @@ def decode_latents(data: bytes, height: int, width: int, n_levels: int,
         mu, scale_index = phase_parameters(arm, grids[level], parent, r0, r1, odd)
         symbols = _decode_symbols(decoder, _LATENT_MODEL, mu, LATENT_SCALES[scale_index], "latent")
         spent_bits += symbol_bits(symbols, mu, scale_index)
-        if spent_bits > budget_bits:
-            raise CocoFormatError(f"latent stream is too short for its symbols ({words.size * 4} bytes hold at most "
-                                  f"{budget_bits:.0f} bits; exceeded by level {level}): truncated or corrupt")
+        refuse_over_budget(spent_bits, budget_bits, words.size, level)
         grids[level][r0:r1].view(-1)[torch.tensor(cells)] = torch.from_numpy(symbols.astype(np.float64))
     _check_consumed(decoder, "latent")
     return grids
+
+
+def refuse_over_budget(spent_bits: float, budget_bits: float, n_words: int, level: int) -> None:
+    """Refuse a latent stream whose symbols so far carry more information than its words can hold."""
+    if spent_bits > budget_bits:
+        raise CocoFormatError(f"latent stream is too short for its symbols ({n_words * 4} bytes hold at most "
+                              f"{budget_bits:.0f} bits; exceeded by level {level}): truncated or corrupt")
 
 
 def _check_consumed(decoder: constriction.stream.queue.RangeDecoder, what: str) -> None:

@@ -103,10 +103,7 @@ def run_int_mlp_columns(columns: torch.Tensor, layers: list[IntLinear]) -> torch
     the order of summation, so the layout cannot change a result, nor can
     running the columns in chunks of CACHE_COLUMNS.
     """
-    tensors = int_mlp_tensors(layers, columns.device)
-    if columns.shape[1] > CACHE_COLUMNS:
-        return torch.cat([_int_mlp(part, layers, tensors) for part in columns.split(CACHE_COLUMNS, dim=1)], dim=1)
-    return _int_mlp(columns, layers, tensors)
+    return run_int_mlp_prepared(columns, layers, int_mlp_tensors(layers, columns.device))
 
 
 def int_mlp_tensors(layers: list[IntLinear],

@@ -132,11 +132,7 @@ def parse_header(payload: bytes, major: int = 1) -> Header:
     r = _Reader(payload)
     width, height, n_levels = r.take("<HHB")
     synth_hidden, arm_hidden = r.widths("synth"), r.widths("arm")
-    tile = None
-    if major >= 2:
-        tile = r.take("<2B")
-        for name, side in zip(("tile_width", "tile_height"), tile):
-            _check(name, side, MIN_CONTEXT_TILE, MAX_CONTEXT_TILE)
+    tile = r.take("<2B") if major >= 2 else None  # checked by `validate` below
     arch = Architecture(n_levels, synth_hidden, arm_hidden, tile)
     n_layers = len(arch.synth_hidden) + len(arch.arm_hidden) + 2
     layers = []

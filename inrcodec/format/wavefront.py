@@ -5,15 +5,16 @@ Format 1.0 codes a level in two checkerboard phases, so half of its cells
 (`context.wavefront_context_features`) gives every cell the twelve cells
 within two rows above and two columns either side that precede it in
 raster order (as Cool-chic's auto-regressive model), cut at the edges of
-tiles of `tile` = (width, height) cells. Fitting with it instead of the checkerboard gained ~1 dB at the same
-rate on kodim01 (bench/results/trained-context-2026-12-03).
+tiles of `tile` = (width, height) cells. Fitting with it instead of the
+checkerboard gained ~1 dB at the same rate on kodim01
+(bench/results/trained-context-2026-12-03).
 
 Within a tile, cell (ly, lx) (tile coordinates) depends only on cells of
 smaller front number t = lx + 3 ly; every tile is coded independently. So
 a level is coded front by front, t = 0, 1, ..., each front holding every
 tile's cells of that t, in raster order: width + 3 height - 3 batched
-steps per level whatever the image size, each a handful of array operations and one
-range-coder call.
+steps per level whatever the image size, each a handful of array
+operations and one range-coder call.
 """
 
 from __future__ import annotations
@@ -25,7 +26,6 @@ import constriction
 import numpy as np
 import torch
 
-from ..errors import CocoFormatError
 from .context import N_WAVEFRONT_CONTEXT, WAVEFRONT_NEIGHBOURS, grid_sizes
 from .entropy import (
     CHUNK_CELLS,
@@ -37,22 +37,11 @@ from .entropy import (
     _decode_symbols,
     _laplace_from_outputs,
     bytes_to_words,
+    refuse_over_budget,
     symbol_bits,
     words_to_bytes,
 )
-from .fixedpoint import (
-    ACT_ONE,
-    LATENT_MAX,
-    LATENT_MIN,
-    LATENT_SCALE_K_MAX,
-    MU_FRAC_BITS,
-    SCALE_K_MIN,
-    SCALE_STEPS_PER_OCTAVE,
-    IntLinear,
-    int_mlp_tensors,
-    run_int_mlp_columns,
-    run_int_mlp_prepared,
-)
+from .fixedpoint import ACT_ONE, IntLinear, int_mlp_tensors, run_int_mlp_prepared
 
 # A cell's front is lx + FRONT_ROW_STEP * ly: with (dy, dx) = (-1, +2) among
 # the neighbours, a row up must be at least 3 fronts earlier.
@@ -69,65 +58,12 @@ def n_fronts(height: int, width: int, tile: tuple[int, int]) -> int:
     return (min(tile_w, width) - 1) + FRONT_ROW_STEP * (min(tile_h, height) - 1) + 1
 
 
-def front_cells(height: int, width: int, tile: tuple[int, int], t: int) -> np.ndarray:
-    """Flat indices (y * width + x, raster order, int64) of front `t`'s cells: lx + 3 ly = t in every tile."""
+def front_pairs(t: int, tile: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """The tile coordinates (ly, lx) of front `t`'s cells, ly ascending: lx + 3 ly = t inside the tile."""
     tile_w, tile_h = tile
-    step = FRONT_ROW_STEP
-    # 0 <= lx = t - step * ly < tile_w, 0 <= ly < tile_h
-    ly = np.arange(max(0, -(-(t - tile_w + 1) // step)), min(tile_h - 1, t // step) + 1, dtype=np.int64)
-    ly = ly[ly < height]
-    if not ly.size:
-        return np.empty(0, dtype=np.int64)
-    lx = t - step * ly
-    # Every row of the level with one of these ly, in order (tile row, then ly),
-    # and its columns lx + tile_w * k; rows differ in lx, hence in column count.
-    tiles_down = -(-height // tile_h)
-    y = (tile_h * np.arange(tiles_down, dtype=np.int64)[:, None] + ly[None, :]).reshape(-1)
-    lx_of_row = np.broadcast_to(lx, (tiles_down, lx.size)).reshape(-1)
-    keep = y < height
-    y, lx_of_row = y[keep], lx_of_row[keep]
-    x = lx_of_row[:, None] + tile_w * np.arange(-(-width // tile_w), dtype=np.int64)[None, :]
-    return (y[:, None] * width + x)[x < width]
-
-
-def front_features(grid: np.ndarray, parent: np.ndarray | None, tile: tuple[int, int],
-                   cells: np.ndarray) -> np.ndarray:
-    """[21, n] features of `cells` (flat indices into `grid`) from the decoded values.
-
-    Exactly `context.wavefront_context_features`' rows for those cells
-    (tested), read by gathers from the flat grids.
-    """
-    height, width = grid.shape
-    flat_parent = None if parent is None else _with_zero(parent)
-    return _gather_features(_with_zero(grid), width, flat_parent, None if parent is None else parent.shape,
-                            tile, cells)
-
-
-def _with_zero(grid: np.ndarray) -> np.ndarray:
-    """The grid flattened, one zero after its last cell: the value of every read outside it."""
-    return np.append(grid.reshape(-1), 0.0)
-
-
-def _gather_features(flat: np.ndarray, width: int, flat_parent: np.ndarray | None,
-                     parent_shape: tuple[int, int] | None, tile: tuple[int, int], cells: np.ndarray) -> np.ndarray:
-    """`front_features` from grids flattened by `_with_zero` (the last element is the zero)."""
-    y, x = np.divmod(cells, width)
-    out = np.empty((N_WAVEFRONT_CONTEXT, cells.size))
-    if flat_parent is None:
-        out[:9] = 0.0
-    else:
-        ph, pw = parent_shape
-        py, px = (y >> 1)[None, :] + _HOOD_DY, (x >> 1)[None, :] + _HOOD_DX
-        inside = (py >= 0) & (py < ph) & (px >= 0) & (px < pw)
-        np.take(flat_parent, np.where(inside, py * pw + px, flat_parent.size - 1), out=out[:9])
-    tile_w, tile_h = tile
-    lx = x % tile_w
-    row_in = (y % tile_h)[None, :] + _NEIGHBOUR_DY >= 0
-    col = lx[None, :] + _NEIGHBOUR_DX
-    in_tile = row_in & (col >= 0) & (col < tile_w) & (x[None, :] + _NEIGHBOUR_DX < width)
-    at = cells[None, :] + (_NEIGHBOUR_DY * width + _NEIGHBOUR_DX)
-    np.take(flat, np.where(in_tile, at, flat.size - 1), out=out[9:])
-    return out
+    # 0 <= lx = t - FRONT_ROW_STEP * ly < tile_w, 0 <= ly < tile_h
+    ly = np.arange(max(0, -(-(t - tile_w + 1) // FRONT_ROW_STEP)), min(tile_h - 1, t // FRONT_ROW_STEP) + 1)
+    return ly, t - FRONT_ROW_STEP * ly
 
 
 class _FrontModel:
@@ -136,20 +72,13 @@ class _FrontModel:
     The network runs in torch on one thread (`_one_thread`): numpy's BLAS
     keeps its own thread pool, and on a busy machine a product of a few
     thousand columns there took ~5 ms instead of ~0.1 ms (ad hoc,
-    2026-12-03). The arithmetic is `fixedpoint`'s, exact integers in
-    float64 (tested against `front_parameters`).
+    2026-12-03). The arithmetic is `fixedpoint`'s, exact integers in float64.
     """
 
     def __init__(self, arm: list[IntLinear]) -> None:
         self.arm = arm
         self.tensors = int_mlp_tensors(arm)
-        self.quiet = self._laplace(self._network(np.zeros((N_WAVEFRONT_CONTEXT, 1))))  # at zero features
-
-    def parameters(self, flat: np.ndarray, width: int, flat_parent: np.ndarray | None,
-                   parent_shape: tuple[int, int] | None, tile: tuple[int, int],
-                   cells: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Mean and scale index of `cells` of a level flattened by `_with_zero`."""
-        return self.from_features(_gather_features(flat, width, flat_parent, parent_shape, tile, cells))
+        self.quiet = self._parameters(np.zeros((N_WAVEFRONT_CONTEXT, 1)))  # at zero features
 
     def from_features(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Mean and scale index from [21, n] features (scaled to Q12 in place).
@@ -162,33 +91,15 @@ class _FrontModel:
         busy = x.any(axis=0)
         n_busy = int(busy.sum())
         if n_busy > (1 - MIN_QUIET_SHARE) * busy.size:
-            return self._laplace(self._network(x))
+            return self._parameters(x)
         mu, scale_index = np.full(busy.size, self.quiet[0][0]), np.full(busy.size, self.quiet[1][0])
         if n_busy:
-            mu[busy], scale_index[busy] = self._laplace(self._network(x[:, busy]))
+            mu[busy], scale_index[busy] = self._parameters(x[:, busy])
         return mu, scale_index
 
-    def _network(self, x: np.ndarray) -> np.ndarray:
-        """The context model's two Q12 outputs [2, n] from features [21, n] (scaled in place)."""
+    def _parameters(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         x *= ACT_ONE
-        return run_int_mlp_prepared(torch.from_numpy(x), self.arm, self.tensors).numpy()
-
-    @staticmethod
-    def _laplace(out: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Mean and scale index from the outputs (formats/coco.md, LATS), as `entropy._laplace_from_outputs`."""
-        mu_step = ACT_ONE >> MU_FRAC_BITS
-        mu = np.clip(np.floor((out[0] + mu_step // 2) / mu_step), LATENT_MIN << MU_FRAC_BITS,
-                     LATENT_MAX << MU_FRAC_BITS) / (1 << MU_FRAC_BITS)
-        k_step = ACT_ONE // SCALE_STEPS_PER_OCTAVE
-        k = np.clip(np.floor((out[1] + k_step // 2) / k_step), SCALE_K_MIN, LATENT_SCALE_K_MAX)
-        return mu, k.astype(np.int64) - SCALE_K_MIN
-
-
-def front_parameters(arm: list[IntLinear], grid: np.ndarray, parent: np.ndarray | None, tile: tuple[int, int],
-                     cells: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Exact Laplace mean and scale index of `cells` (formats/coco.md, LATS, version 2)."""
-    feats = torch.from_numpy(front_features(grid, parent, tile, cells) * ACT_ONE)
-    return _laplace_from_outputs(run_int_mlp_columns(feats, arm))
+        return _laplace_from_outputs(run_int_mlp_prepared(torch.from_numpy(x), self.arm, self.tensors))
 
 
 class _Level:
@@ -218,10 +129,8 @@ class _Level:
 
     def fronts(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """(flat indices into `values`, [21, n] features) of each step, fronts in order, in raster order."""
-        tile_w, tile_h = self.tile
         for t in range(n_fronts(self.height, self.width, self.tile)):
-            ly = np.arange(max(0, -(-(t - tile_w + 1) // FRONT_ROW_STEP)), min(tile_h - 1, t // FRONT_ROW_STEP) + 1)
-            lx = t - FRONT_ROW_STEP * ly
+            ly, lx = front_pairs(t, self.tile)
             # Whole tile rows, up to about CHUNK_CELLS cells a step: raster order is kept.
             rows = max(1, CHUNK_CELLS // max(1, ly.size * self.tile_cols.size))
             for start in range(0, self.tile_rows.size, rows):
@@ -358,7 +267,5 @@ def _check_information(unchecked: list[tuple[np.ndarray, np.ndarray, np.ndarray]
     if unchecked:
         spent_bits += symbol_bits(*(np.concatenate(column) for column in zip(*unchecked)))
         unchecked.clear()
-    if spent_bits > budget_bits:
-        raise CocoFormatError(f"latent stream is too short for its symbols ({n_words * 4} bytes hold at most "
-                              f"{budget_bits:.0f} bits; exceeded by level {level}): truncated or corrupt")
+    refuse_over_budget(spent_bits, budget_bits, n_words, level)
     return spent_bits
