@@ -102,3 +102,31 @@ def test_the_training_rate_is_the_wavefront_definition_in_any_window(tile: tuple
             expected = sum(float(b[c.r0:c.r1, c.c0:c.c1].sum()) for b, c in zip(per_cell, cells))
             assert float(bits) == pytest.approx(expected, rel=1e-5)
             assert counts == [c.n_pixels for c in cells]
+
+
+def test_the_training_rate_gradient_is_the_wavefront_definitions() -> None:
+    """The parent-shared arrangement of `latent_bits` gives the latents and the context model the definition's gradients."""
+    torch.manual_seed(1)
+    net = CocoNet(19, 26, replace(encoder.ARCHITECTURE, context_tile=(4, 3)))
+    with torch.no_grad():
+        for grid in net.latents:
+            grid.copy_(torch.round(torch.randn_like(grid) * 3.0))
+        for p in net.arm.parameters():
+            p.normal_(0.0, 0.3)
+    win = Window(3, 16, 5, 23)
+    grads = []
+    for by_definition in (False, True):
+        net.zero_grad()
+        grids = [g.clamp(-256, 255) for g in net.latents]  # differentiable, and integer already
+        if by_definition:
+            cells = [win.at_level(level) for level in range(len(grids))]
+            bits = sum(context_bits(g.reshape(-1), net.arm(wavefront_context_features(
+                g, grids[i + 1] if i + 1 < len(grids) else None, (4, 3)))).reshape(g.shape)[c.r0:c.r1, c.c0:c.c1].sum()
+                for i, (g, c) in enumerate(zip(grids, cells)))
+        else:
+            bits, _ = net.latent_bits(grids, win)
+        bits.backward()
+        grads.append([p.grad.clone() for p in net.parameters() if p.grad is not None])
+    assert len(grads[0]) == len(grads[1]) > len(net.latents)
+    for ours, theirs in zip(*grads):
+        assert torch.allclose(ours, theirs, rtol=1e-4, atol=1e-4)

@@ -33,10 +33,9 @@ from .fixedpoint import (
     IntLinear,
     aligned_bias,
     finish_int_layer,
-    quantize_mu,
+    laplace_indices,
     run_int_mlp_columns,
     scale_from_index,
-    scale_index_from_log2,
 )
 
 _LATENT_MODEL = constriction.stream.model.QuantizedLaplace(LATENT_MIN, LATENT_MAX)
@@ -76,8 +75,7 @@ def laplace_parameters(arm: list[IntLinear], feats: torch.Tensor) -> tuple[np.nd
 
 def _laplace_from_outputs(out: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
     """Mean and scale index from the context model's two Q12 outputs per cell, [2, N] (formats/coco.md, LATS)."""
-    mu = quantize_mu(out[0]).numpy()
-    k = scale_index_from_log2(out[1]).numpy().astype(np.int64)
+    mu, k = laplace_indices(out.numpy())
     return mu, k - SCALE_K_MIN
 
 

@@ -20,7 +20,9 @@ operations and one range-coder call.
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import constriction
 import numpy as np
@@ -64,6 +66,42 @@ def front_pairs(t: int, tile: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
     # 0 <= lx = t - FRONT_ROW_STEP * ly < tile_w, 0 <= ly < tile_h
     ly = np.arange(max(0, -(-(t - tile_w + 1) // FRONT_ROW_STEP)), min(tile_h - 1, t // FRONT_ROW_STEP) + 1)
     return ly, t - FRONT_ROW_STEP * ly
+
+
+@dataclass(frozen=True)
+class _Front:
+    """Front t of a tile, the same at every level (`_front`).
+
+    ly, lx: the tile coordinates of its cells (`front_pairs`), [pairs];
+    inside: [12, 1, pairs, 1] 1.0 where a neighbour is in the tile;
+    dy, dx: [12, pairs] the neighbours' offsets, 0 where outside (the cell
+        then reads itself, and `inside` zeroes it).
+    """
+
+    ly: np.ndarray
+    lx: np.ndarray
+    inside: np.ndarray
+    dy: np.ndarray
+    dx: np.ndarray
+
+
+@functools.lru_cache(maxsize=1024)
+def _front(t: int, tile: tuple[int, int]) -> _Front:
+    """Front `t`'s tile geometry, worked out once per stream rather than once per level.
+
+    A 2.0 stream has a few hundred fronts, and decoding them is mostly
+    per-front overhead: the cached part was ~10 of a step's ~30 array
+    operations.
+    """
+    ly, lx = front_pairs(t, tile)
+    tile_w, _ = tile
+    inside = ((ly[None, :] + _NEIGHBOUR_DY >= 0) & (lx[None, :] + _NEIGHBOUR_DX >= 0)
+              & (lx[None, :] + _NEIGHBOUR_DX < tile_w))
+    front = _Front(ly, lx, inside[:, None, :, None].astype(np.float64),
+                   np.where(inside, _NEIGHBOUR_DY, 0), np.where(inside, _NEIGHBOUR_DX, 0))
+    for array in (front.ly, front.lx, front.inside, front.dy, front.dx):
+        array.flags.writeable = False
+    return front
 
 
 class _FrontModel:
@@ -126,20 +164,22 @@ class _Level:
         tile_w, tile_h = tile
         self.tile_rows = np.arange(-(-height // tile_h))
         self.tile_cols = np.arange(-(-width // tile_w))
+        self.ragged = bool(height % tile_h or width % tile_w)  # cut tiles on the last row or column
 
     def fronts(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """(flat indices into `values`, [21, n] features) of each step, fronts in order, in raster order."""
         for t in range(n_fronts(self.height, self.width, self.tile)):
-            ly, lx = front_pairs(t, self.tile)
+            front = _front(t, self.tile)
             # Whole tile rows, up to about CHUNK_CELLS cells a step: raster order is kept.
-            rows = max(1, CHUNK_CELLS // max(1, ly.size * self.tile_cols.size))
+            rows = max(1, CHUNK_CELLS // max(1, front.ly.size * self.tile_cols.size))
             for start in range(0, self.tile_rows.size, rows):
-                step = self._step(self.tile_rows[start : start + rows], ly, lx)
+                step = self._step(self.tile_rows[start : start + rows], front)
                 if step[0].size:
                     yield step
 
-    def _step(self, tile_rows: np.ndarray, ly: np.ndarray, lx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _step(self, tile_rows: np.ndarray, front: _Front) -> tuple[np.ndarray, np.ndarray]:
         tile_w, tile_h = self.tile
+        ly, lx = front.ly, front.lx
         y = tile_rows[:, None] * tile_h + ly[None, :]  # [tile rows, pairs]
         x = lx[:, None] + self.tile_cols[None, :] * tile_w  # [pairs, tile columns]
         cells = (y * self.stride)[:, :, None] + x[None, :, :]  # [tile rows, pairs, tile columns]
@@ -153,14 +193,12 @@ class _Level:
             # anything and are dropped below.
             np.take(self.padded_parent, prow[:, :, :, None] + pcol[:, None, :, :], out=feats[:9], mode="clip")
         # A neighbour outside the cell's tile reads the cell itself, then counts zero.
-        dy, dx = _NEIGHBOUR_DY, _NEIGHBOUR_DX  # [12, 1]
-        inside = (ly[None, :] + dy >= 0) & (lx[None, :] + dx >= 0) & (lx[None, :] + dx < tile_w)  # [12, pairs]
-        offsets = np.where(inside, dy * self.stride + dx, 0)
+        offsets = front.dy * self.stride + front.dx  # [12, pairs]
         np.take(self.values, cells[None] + offsets[:, None, :, None], out=feats[9:], mode="clip")
-        feats[9:] *= inside[:, None, :, None]
-        keep = (y < self.height)[:, :, None] & (x < self.width)[None, :, :]
-        if keep.all():
+        feats[9:] *= front.inside
+        if not self.ragged:
             return cells.reshape(-1), feats.reshape(N_WAVEFRONT_CONTEXT, -1)
+        keep = (y < self.height)[:, :, None] & (x < self.width)[None, :, :]
         return cells[keep], feats[:, keep]
 
     def grid(self) -> np.ndarray:

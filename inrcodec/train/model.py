@@ -287,20 +287,29 @@ class CocoNet(nn.Module):
         return bits, [win.at_level(i).n_pixels for i in range(len(crops))]
 
     def _wavefront_bits(self, crops: list[Crop] | list[torch.Tensor], win: Window) -> tuple[torch.Tensor, list[int]]:
-        """`latent_bits` under format 2.0's context: one context-model row per cell under `win`.
+        """`latent_bits` under format 2.0's context, arranged around parent cells as format 1.0's is.
 
-        The 21 features of every cell come from one gather out of a flat
-        vector of all crops (`_WavefrontIndex`), as `_ContextIndex` does for
-        format 1.0: per-level slicing and masking took ~30 small operations
-        per level and as many autograd nodes.
+        The four cells under a parent share its 3x3 neighbourhood, 9 of the
+        21 features: the first layer's parent part is one product per parent
+        cell, added to each child's product of its 12 same-level neighbours.
+        Every value comes from one gather out of a flat vector of all crops
+        (`_WavefrontIndex`): per-level slicing and masking took ~30 small
+        operations per level and as many autograd nodes.
         """
+        first, rest = self.arm[0], self.arm[1:]
         grids = [_split(crop) for crop in crops]
         index = _WavefrontIndex.of([(tuple(g.shape), origin) for g, origin in grids], self.sizes, win,
                                    self.arch.context_tile, _tensor(crops[0]).device)
         flat = torch.cat([g.reshape(-1) for g, _ in grids] + [grids[0][0].new_zeros(1)])
-        feats = flat.index_select(0, index.features).view(-1, index.values.numel())
-        outputs = mlp_columns(self.arm, feats)
-        bits = context_bits_columns(flat.index_select(0, index.values), outputs).sum()
+        n_parents = index.values.numel() // 4
+        weight = first.weight  # [hidden, 21]: parent 3x3, then the 12 neighbours
+        hoods = flat.index_select(0, index.hoods).view(9, n_parents)
+        parent_part = weight[:, :9] @ hoods
+        neighbours = flat.index_select(0, index.neighbours).view(-1, 4 * n_parents)
+        rows = torch.addmm(first.bias[:, None], weight[:, 9:], neighbours)
+        rows = (rows.view(-1, 4, n_parents) + parent_part[:, None, :]).view(-1, 4 * n_parents)
+        outputs = mlp_columns(rest, rows)
+        bits = (context_bits_columns(flat.index_select(0, index.values), outputs) * index.inside).sum()
         return bits, [win.at_level(i).n_pixels for i in range(len(crops))]
 
 
@@ -308,51 +317,79 @@ _WAVEFRONT_DY = np.array([dy for dy, _ in WAVEFRONT_NEIGHBOURS])[:, None, None]
 _WAVEFRONT_DX = np.array([dx for _, dx in WAVEFRONT_NEIGHBOURS])[:, None, None]
 _HOOD_DY = np.repeat(np.arange(-1, 2), 3)[:, None, None]  # row-major 3x3
 _HOOD_DX = np.tile(np.arange(-1, 2), 3)[:, None, None]
+_CHILDREN = ((0, 0), (0, 1), (1, 0), (1, 1))  # a parent's cells, (dy, dx) from its top-left one
 
 
 @dataclass(frozen=True)
 class _WavefrontIndex:
     """Where `CocoNet._wavefront_bits` finds each value, in one flat vector of all crops plus a zero.
 
-    features: [21 * N] the context features of the N cells under the window
-        (levels finest first, each in raster order), as 21 rows of N
-        columns; a feature that reads outside its level or, for same-level
-        neighbours, outside the cell's tile points at the trailing zero.
-    values: [N] the cells themselves.
+    Per level, the window is widened to even edges so that it covers whole
+    2x2 blocks, one per parent cell; parents run in raster order, levels
+    finest first (n_parents in all). A read outside its level, past the
+    crop, or (for same-level neighbours) outside the cell's tile points at
+    the trailing zero.
+
+    hoods: [9 * n_parents] each parent cell's 3x3 neighbourhood in the next
+        coarser level, as 9 rows (row major over the 3x3) of n_parents
+        columns; zero for the coarsest level, which has no parent.
+    neighbours: [12 * 4 * n_parents] the 12 same-level neighbours of every
+        cell, as 12 rows of 4 * n_parents columns: the (0, 0) child of
+        every parent, then the (0, 1), (1, 0) and (1, 1) children
+        (`_CHILDREN`); column i's parent is column i mod n_parents.
+    values: [4 * n_parents] the cells themselves, in that order.
+    inside: [4 * n_parents] 1.0 where the cell is under the window (the
+        widening adds cells that do not count).
     """
 
-    features: torch.Tensor
+    hoods: torch.Tensor
+    neighbours: torch.Tensor
     values: torch.Tensor
+    inside: torch.Tensor
 
     @staticmethod
     def of(grids: list[tuple[tuple[int, int], tuple[int, int]]], sizes: list[tuple[int, int]], win: Window,
            tile: tuple[int, int], device: torch.device) -> "_WavefrontIndex":
+        """Indices for crops (shape, origin in level coordinates), finest first, under `win`."""
         tile_w, tile_h = tile
         bases = np.cumsum([0] + [h * w for (h, w), _ in grids])
         zero = int(bases[-1])
-        rows: list[np.ndarray] = []
-        values: list[np.ndarray] = []
+        hoods: list[np.ndarray] = []
+        neighbours: list[list[np.ndarray]] = [[] for _ in _CHILDREN]
+        values: list[list[np.ndarray]] = [[] for _ in _CHILDREN]
+        inside: list[list[np.ndarray]] = [[] for _ in _CHILDREN]
         for level, ((h, w), (gy, gx)) in enumerate(grids):
             cells = win.at_level(level)
-            y = np.arange(cells.r0, cells.r1)[:, None]
-            x = np.arange(cells.c0, cells.c1)[None, :]
-            values.append((bases[level] + (y - gy) * w + (x - gx)).reshape(-1))
+            level_h, level_w = sizes[level]
+            prow = np.arange(cells.r0 >> 1, (cells.r1 + 1) >> 1)[:, None]  # parent cells of the window
+            pcol = np.arange(cells.c0 >> 1, (cells.c1 + 1) >> 1)[None, :]
             if level + 1 < len(grids):
                 (ph, pw), (py0, px0) = grids[level + 1]
-                level_h, level_w = sizes[level + 1]
-                py, px = (y >> 1)[None] + _HOOD_DY, (x >> 1)[None] + _HOOD_DX
-                inside = (py >= 0) & (py < level_h) & (px >= 0) & (px < level_w)
-                hood = np.where(inside, bases[level + 1] + (py - py0) * pw + (px - px0), zero)
-            else:  # the coarsest level has no parent: its parent features are zero
-                hood = np.full((9, *np.broadcast_shapes(y.shape, x.shape)), zero)
-            ny, nx = y[None] + _WAVEFRONT_DY, x[None] + _WAVEFRONT_DX
-            in_tile = ((ny // tile_h == y[None] // tile_h) & (nx // tile_w == x[None] // tile_w) & (ny >= 0) & (nx >= 0)
-                       & (nx < sizes[level][1]))
-            same = np.where(in_tile, bases[level] + (ny - gy) * w + (nx - gx), zero)
-            rows.append(np.concatenate([hood, same]).reshape(N_WAVEFRONT_CONTEXT, -1))
-        features = np.concatenate(rows, axis=1).reshape(-1)
-        return _WavefrontIndex(features=torch.from_numpy(features).to(device),
-                               values=torch.from_numpy(np.concatenate(values)).to(device))
+                up_h, up_w = sizes[level + 1]
+                py, px = prow[None] + _HOOD_DY, pcol[None] + _HOOD_DX
+                in_level = (py >= 0) & (py < up_h) & (px >= 0) & (px < up_w)
+                hood = np.where(in_level, bases[level + 1] + (py - py0) * pw + (px - px0), zero)
+            else:
+                hood = np.full((9, *np.broadcast_shapes(prow.shape, pcol.shape)), zero)
+            hoods.append(hood.reshape(9, -1))
+            for slot, (dy, dx) in enumerate(_CHILDREN):
+                y, x = 2 * prow + dy, 2 * pcol + dx
+                in_level = (y < level_h) & (x < level_w)  # the widening may step past the last row or column
+                values[slot].append(np.where(in_level, bases[level] + (y - gy) * w + (x - gx), zero).reshape(-1))
+                under = (y >= cells.r0) & (y < cells.r1) & (x >= cells.c0) & (x < cells.c1)
+                inside[slot].append(np.broadcast_to(under, in_level.shape).reshape(-1))
+                ny, nx = y[None] + _WAVEFRONT_DY, x[None] + _WAVEFRONT_DX
+                in_tile = ((ny // tile_h == y[None] // tile_h) & (nx // tile_w == x[None] // tile_w)
+                           & (ny >= 0) & (nx >= 0) & (nx < level_w) & in_level[None])
+                neighbours[slot].append(np.where(in_tile, bases[level] + (ny - gy) * w + (nx - gx), zero)
+                                        .reshape(len(WAVEFRONT_NEIGHBOURS), -1))
+
+        def tensor(parts: list[np.ndarray]) -> torch.Tensor:
+            """Parts joined along their last axis (columns), flattened row major."""
+            return torch.from_numpy(np.concatenate(parts, axis=-1).reshape(-1)).to(device)
+
+        return _WavefrontIndex(hoods=tensor(hoods), neighbours=tensor(sum(neighbours, [])),
+                               values=tensor(sum(values, [])), inside=tensor(sum(inside, [])).float())
 
 
 @dataclass(frozen=True)
