@@ -673,7 +673,20 @@ def test_an_encode_under_a_time_limit_ends_near_it_with_a_decodable_file() -> No
     result = encode_array(pixels, EncodeOptions(bpp=2.0, time_limit=limit, device="cpu"))
     assert result.seconds <= 1.5 * limit
     assert result.iterations < encoder.SCHEDULES["default"].iterations
-    assert render(read_coco(result.data)).shape == pixels.shape
+    stream = read_coco(result.data)
+    assert stream.version == (1, 0)  # too short for format 2.0's context to pay (WAVEFRONT_MIN_TIME_LIMIT)
+    assert render(stream).shape == pixels.shape
+
+
+@pytest.mark.parametrize("effort", ["default", "max"])
+def test_short_time_limits_fit_format_1_context_and_longer_ones_the_effort_s(effort: str) -> None:
+    wavefront = encoder.ARCHITECTURES[effort]
+    assert wavefront.context_tile is not None
+    short = encoder.WAVEFRONT_MIN_TIME_LIMIT * 0.99
+    assert encoder.architecture_for(effort, short) == replace(wavefront, context_tile=None)  # type: ignore[arg-type]
+    for limit in (None, encoder.WAVEFRONT_MIN_TIME_LIMIT, 300.0):
+        assert encoder.architecture_for(effort, limit) == wavefront  # type: ignore[arg-type]
+    assert encoder.architecture_for("fast", None) == encoder.architecture_for("fast", 1.0) == encoder.ARCHITECTURES["fast"]
 
 
 def test_an_infinite_time_limit_is_an_untimed_encode() -> None:

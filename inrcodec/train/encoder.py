@@ -73,6 +73,22 @@ ARCHITECTURES: dict[str, Architecture] = {
     "default": replace(ARCHITECTURE, context_tile=CONTEXT_TILE),
     "max": replace(ARCHITECTURE, context_tile=CONTEXT_TILE),
 }
+# Under a time limit shorter than this, every effort fits format 1.0's
+# checkerboard context: a format 2.0 step costs ~1.75x (step-time-2026-12-03),
+# and a short fit gets too few of them for the richer context to pay.
+# Default effort at 0.5 bpp, kodim01-06, alternating with format 1.0 on
+# the same machine (bench/results/quality-vs-time-v2-2026-12-03): under
+# 10 s 2.0 was 1.23 dB worse on average (1 of 6 better; kodim02 landed
+# 23 % under), under 30 s even (-0.02 dB, 3 of 6).
+WAVEFRONT_MIN_TIME_LIMIT = 30.0
+
+
+def architecture_for(effort: Effort, time_limit: float | None) -> Architecture:
+    """The effort's architecture (ARCHITECTURES), on format 1.0's context under a short time limit."""
+    arch = ARCHITECTURES[effort]
+    if time_limit is not None and time_limit < WAVEFRONT_MIN_TIME_LIMIT and arch.context_tile:
+        return replace(arch, context_tile=None)
+    return arch
 # `--effort fast` fits as many steps as keep a Kodak encode within 20 s with
 # two threads on a 2-core machine: 420 (19.2 s at most; 500 took up to 22 s)
 # for BD-rate vs JPEG 4:2:0 +95.8 % (300 steps: +121.6 %);
@@ -399,7 +415,9 @@ def encode_array(pixels: np.ndarray, opts: EncodeOptions, progress: ProgressFn |
     device = torch.device(opts.device)
     image = torch.tensor(pixels, dtype=torch.float32, device=device) / 255.0
     schedule = schedule_for(opts.effort, opts.bpp)
-    arch = ARCHITECTURES[opts.effort]
+    # An infinite time limit is none (it used to overflow planning the steps).
+    limit = opts.time_limit if opts.time_limit is not None and math.isfinite(opts.time_limit) else None
+    arch = architecture_for(opts.effort, limit)
     if opts.iterations is not None:
         schedule = replace(schedule, iterations=opts.iterations)
     if opts.lmbda is not None:
@@ -407,8 +425,6 @@ def encode_array(pixels: np.ndarray, opts: EncodeOptions, progress: ProgressFn |
     else:
         assert opts.bpp is not None
         target = rate_target(opts.bpp, n_pixels, arch)
-    # An infinite time limit is none (it used to overflow planning the steps).
-    limit = opts.time_limit if opts.time_limit is not None and math.isfinite(opts.time_limit) else None
     fit_deadline = start + FIT_SHARE_OF_TIME * limit if limit is not None else None
     land_deadline = start + LANDING_SHARE_OF_TIME * limit if limit is not None else None
 
