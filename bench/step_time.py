@@ -8,7 +8,7 @@ medians over repeats, on the default architecture and crop, and the seconds
 the warm-up took. `--arm-hidden` sizes the context model's hidden layers
 (default: the encoder's), `--synth-hidden` the synthesis MLP's, `--context-tile WxH` puts the context model on format 2.0's
 wavefront context in tiles of W x H cells, `--context-tile 0` on format 1.0's checkerboard
-(default: the encoder's). `--compile` runs the step's tensor-only pieces
+(default: the default effort's architecture; before 2026-12-03 it was the 1.0 base architecture). `--compile` runs the step's tensor-only pieces
 (the MLPs in columns, `model.mlp_columns`, and the Laplace bits,
 `model.context_bits_columns`: the matrix products and most elementwise
 work) through `torch.compile` with dynamic shapes (border windows are
@@ -34,7 +34,7 @@ from PIL import Image
 
 from bench.fixed_lambda import hidden_widths
 from inrcodec.train import model as coconet
-from inrcodec.train.encoder import ARCHITECTURE, SCHEDULES
+from inrcodec.train.encoder import ARCHITECTURES, SCHEDULES
 from inrcodec.train.fit import Fitter, RateTarget
 from inrcodec.train.model import CocoNet
 
@@ -76,7 +76,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     pixels = np.asarray(Image.open(args.image).convert("RGB"))
     image = torch.tensor(pixels, dtype=torch.float32) / 255.0
-    arch = ARCHITECTURE
+    arch = ARCHITECTURES["default"]  # the default effort's: since 2026-12-03 on format 2.0's context
     if args.arm_hidden:
         arch = replace(arch, arm_hidden=args.arm_hidden)
     if args.synth_hidden:
