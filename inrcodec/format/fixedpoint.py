@@ -210,38 +210,25 @@ def bicubic_taps(n_out: int, n_in: int) -> tuple[np.ndarray, np.ndarray]:
     return index, weight
 
 
-def quantize_mu(mu_q12: torch.Tensor) -> torch.Tensor:
-    """Round a Q12 Laplace mean to the 1/16 grid, clamped to the latent domain."""
+def quantize_mu(mu_q12: np.ndarray) -> np.ndarray:
+    """Round Q12 Laplace means to the 1/16 grid, clamped to the latent domain (float64)."""
     step = 1 << (ACT_FRAC_BITS - MU_FRAC_BITS)
-    idx = torch.floor((mu_q12 + step // 2) / step)
-    lo, hi = LATENT_MIN << MU_FRAC_BITS, LATENT_MAX << MU_FRAC_BITS
-    return torch.clamp(idx, lo, hi) / (1 << MU_FRAC_BITS)
+    index = np.floor((np.asarray(mu_q12, dtype=np.float64) + step // 2) / step)
+    return np.clip(index, LATENT_MIN << MU_FRAC_BITS, LATENT_MAX << MU_FRAC_BITS) / (1 << MU_FRAC_BITS)
 
 
-def scale_index_from_log2(log2_scale_q12: torch.Tensor) -> torch.Tensor:
-    """Round a Q12 log2-scale to the nearest 1/8 octave: the scale index k."""
+def scale_index_from_log2(log2_scale_q12: np.ndarray) -> np.ndarray:
+    """Round Q12 log2-scales to the nearest 1/8 octave: the scale indices k (int64)."""
     step = ACT_ONE // SCALE_STEPS_PER_OCTAVE
-    k = torch.floor((log2_scale_q12 + step // 2) / step)
-    return torch.clamp(k, SCALE_K_MIN, LATENT_SCALE_K_MAX)
-
-
-# Both of a context model's outputs in one pass (`laplace_indices`): per row,
-# the grid step, half of it, and the clamp bounds of quantize_mu and
-# scale_index_from_log2.
-_OUTPUT_STEPS = np.array([[1 << (ACT_FRAC_BITS - MU_FRAC_BITS)], [ACT_ONE // SCALE_STEPS_PER_OCTAVE]], dtype=np.float64)
-_OUTPUT_HALF_STEPS = _OUTPUT_STEPS // 2
-_OUTPUT_LOW = np.array([[LATENT_MIN << MU_FRAC_BITS], [SCALE_K_MIN]], dtype=np.float64)
-_OUTPUT_HIGH = np.array([[LATENT_MAX << MU_FRAC_BITS], [LATENT_SCALE_K_MAX]], dtype=np.float64)
+    k = np.floor((np.asarray(log2_scale_q12, dtype=np.float64) + step // 2) / step)
+    return np.clip(k, SCALE_K_MIN, LATENT_SCALE_K_MAX).astype(np.int64)
 
 
 def laplace_indices(outputs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """`quantize_mu` of row 0 and `scale_index_from_log2` of row 1 of [2, N] Q12 outputs, in numpy.
+    """(mu, scale index k) from a context model's [2, N] Q12 outputs.
 
-    The same float64 operations, so the same values, in a handful of array
-    operations instead of a dozen tensor ones: that is what decoding costs on
-    the hundreds of small fronts of a format 2.0 stream. Returns (mu, scale
-    index k) as float64 and int64 arrays [N].
+    `quantize_mu` of row 0 and `scale_index_from_log2` of row 1, in numpy:
+    on the hundreds of small fronts of a format 2.0 stream a dozen tensor
+    operations per front cost more than the arithmetic.
     """
-    index = np.floor((outputs + _OUTPUT_HALF_STEPS) / _OUTPUT_STEPS)
-    np.clip(index, _OUTPUT_LOW, _OUTPUT_HIGH, out=index)
-    return index[0] / (1 << MU_FRAC_BITS), index[1].astype(np.int64)
+    return quantize_mu(outputs[0]), scale_index_from_log2(outputs[1])

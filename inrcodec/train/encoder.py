@@ -89,6 +89,8 @@ def architecture_for(effort: Effort, time_limit: float | None) -> Architecture:
     if time_limit is not None and time_limit < WAVEFRONT_MIN_TIME_LIMIT and arch.context_tile:
         return replace(arch, context_tile=None)
     return arch
+
+
 # `--effort fast` fits as many steps as keep a Kodak encode within 20 s with
 # two threads on a 2-core machine: 420 (19.2 s at most; 500 took up to 22 s)
 # for BD-rate vs JPEG 4:2:0 +95.8 % (300 steps: +121.6 %);

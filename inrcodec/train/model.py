@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..format.architecture import Architecture
-from ..format.context import N_WAVEFRONT_CONTEXT, WAVEFRONT_NEIGHBOURS, grid_sizes
+from ..format.context import WAVEFRONT_NEIGHBOURS, grid_sizes
 from ..format.fixedpoint import LATENT_MAX, LATENT_MIN, LATENT_SCALE_K_MAX, SCALE_K_MIN
 from ..format.fixedpoint import ACT_ONE
 from ..format.sampling import AxisTaps, pixel_taps
@@ -384,12 +384,10 @@ class _WavefrontIndex:
                 neighbours[slot].append(np.where(in_tile, bases[level] + (ny - gy) * w + (nx - gx), zero)
                                         .reshape(len(WAVEFRONT_NEIGHBOURS), -1))
 
-        def tensor(parts: list[np.ndarray]) -> torch.Tensor:
-            """Parts joined along their last axis (columns), flattened row major."""
-            return torch.from_numpy(np.concatenate(parts, axis=-1).reshape(-1)).to(device)
-
-        return _WavefrontIndex(hoods=tensor(hoods), neighbours=tensor(sum(neighbours, [])),
-                               values=tensor(sum(values, [])), inside=tensor(sum(inside, [])).float())
+        return _WavefrontIndex(hoods=_index_tensor(hoods, device),
+                               neighbours=_index_tensor(sum(neighbours, []), device),
+                               values=_index_tensor(sum(values, []), device),
+                               inside=_index_tensor(sum(inside, []), device).float())
 
 
 @dataclass(frozen=True)
@@ -471,13 +469,15 @@ class _ContextIndex:
             neighbours[1].append(np.array([[0], [2 * width], [width - 1], [width + 1]], dtype=np.int32)
                                  + cells.reshape(1, -1))
 
-        def tensor(parts: list[np.ndarray]) -> torch.Tensor:
-            """Parts joined along their last axis (columns), flattened row major."""
-            return torch.from_numpy(np.concatenate(parts, axis=-1).reshape(-1)).to(device)
+        return _ContextIndex(hoods=_index_tensor(hoods, device),
+                             neighbours=_index_tensor(neighbours[0] + neighbours[1], device),
+                             values=_index_tensor(values[0] + values[1] + values[2] + values[3], device),
+                             inside=_index_tensor(inside[0] + inside[1] + inside[2] + inside[3], device).float())
 
-        return _ContextIndex(hoods=tensor(hoods), neighbours=tensor(neighbours[0] + neighbours[1]),
-                             values=tensor(values[0] + values[1] + values[2] + values[3]),
-                             inside=tensor(inside[0] + inside[1] + inside[2] + inside[3]).float())
+
+def _index_tensor(parts: list[np.ndarray], device: torch.device) -> torch.Tensor:
+    """Index parts joined along their last axis (columns), flattened row major, on `device`."""
+    return torch.from_numpy(np.concatenate(parts, axis=-1).reshape(-1)).to(device)
 
 
 def soft_round(values: torch.Tensor, temperature: float) -> torch.Tensor:
