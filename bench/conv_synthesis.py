@@ -101,7 +101,7 @@ def psnr_8bit(fitter: Fitter, pixels: np.ndarray) -> float:
     model = fitter.model
     out = np.empty_like(pixels)
     with torch.no_grad():
-        for win in fitter._bands():
+        for win in fitter.bands():
             rec = model.synthesize(model.crop_latents(win, "round"), win).clamp(0, 1)
             out[win.r0 : win.r1] = torch.round(rec * 255).to(torch.uint8).reshape(win.r1 - win.r0, -1, 3).numpy()
     return encoder.psnr_uint8(out, pixels)

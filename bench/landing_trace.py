@@ -64,8 +64,10 @@ def traced(pixels: np.ndarray, lines: list[str]) -> Iterator[None]:
         start = time.monotonic()
         data = write(model, *args)
         seconds = time.monotonic() - start
+        moved = 0 if model.shrink is None else sum(int(mask.sum()) for mask in model.shrink)
         lines.append(f"file  {len(data) * 8 / n_pixels:.4f} bpp  {psnr_of(data):.2f} dB  "
-                     f"first level {model.first_level}  dead zone {model.dead_zone:.3f}  {seconds:4.1f} s")
+                     f"first level {model.first_level}  dead zone {model.dead_zone:.3f}  "
+                     f"moved {moved:6d}  {seconds:4.1f} s")
         return data
 
     Fitter.run, encoder._quantize_and_write = traced_run, traced_write  # type: ignore[method-assign]

@@ -30,6 +30,7 @@ from .fit import (
 from .model import CocoNet
 from .pretrained import start_from_pretrained
 from .quantize import quantize_model
+from .shrink import n_candidates, shrink_costs, shrink_masks
 
 Effort = Literal["fast", "default", "max"]
 
@@ -221,6 +222,23 @@ REFITS_ONCE_PROMISED = 2
 # (bench/results/kodak-2026-11-29h). Within the promise that is +-0.22 dB.
 PSNR_PER_LN_RATE = 4.5
 DEAD_ZONE_BISECTIONS = 10
+# SHRINK_BY_COST. Format 2.0 files are cut by moving the latents that cost
+# least distortion per bit saved one step towards zero (`inrcodec.train.shrink`),
+# not by the dead zone. From the same trained fits (default effort, fixed
+# lambdas, kodim11/03/01/05; bench/results/shrink-cut-2026-12-03), cutting
+# 3 / 6 / 10 % of the latent bits cost less picture than the dead zone on
+# every fit: +0.04 to +0.19 dB at 3 %, +0.07 to +0.46 at 6 %, +0.29 to +1.53
+# at 10 % (where the dead zone could not cut kodim11 at all), and left the
+# files about where a fit trained for the smaller rate would be (-0.03 to
+# +0.17 dB from the uncut file's PSNR moved along PSNR_PER_LN_RATE). Timed landings end that way
+# when the deadline leaves no refit: kodim03 and kodim11 at 0.5 bpp under 60 s
+# had lost 1-2.4 dB to a 9-18 % dead zone. Under format 1.0's checkerboard
+# the ranking fails: the latents it moves are the anchors that their
+# neighbours are predicted from, and moving them raised the rate (the same
+# folder, `--effort fast`), so 1.0 files keep the dead zone.
+# `_shrink_by_cost` bisects how many latents move to 1/2**this of the
+# candidates (~10-40 latents on a Kodak file, a few dozen bits).
+SHRINK_BISECTION_RESOLUTION = 11
 REFIT_ELASTICITY = 0.6  # -d ln(rate) / d ln(lambda) of a trained fit, typical on Kodak
 # A refit is a short continuation of the fit at the moved lambda, held: noise
 # for most of it, then straight-through rounding, at half the fit's peak
@@ -578,7 +596,7 @@ def _land_rate(fitter: Fitter, data: bytes, target_bits: float, landing: Landing
         # Too small, too large for the dead zone alone, or not yet polished:
         # re-aim the latent rate by the observed ratio and refit. Only a real
         # undershoot aims above the target (for the dead zone to take).
-        model.dead_zone = 0.0
+        model.dead_zone, model.shrink = 0.0, None
         latent_bits = latent_section_bits(data)
         trained.append((fitter.log_lambda, math.log(max(latent_bits, 1.0)), model.first_level))
         aim = target_bits * (1 + AIM_ABOVE) if bits < target_bits * (1 - RATE_TOLERANCE) else target_bits
@@ -625,19 +643,21 @@ class _Snapshot:
     state: dict[str, torch.Tensor]
     first_level: int
     dead_zone: float
+    shrink: list[torch.Tensor] | None
     log_lambda: float
 
     @classmethod
     def take(cls, fitter: Fitter, data: bytes) -> _Snapshot:
         model = fitter.model
         state = {name: value.detach().clone() for name, value in model.state_dict().items()}
-        return cls(data, state, model.first_level, model.dead_zone, fitter.log_lambda)
+        return cls(data, state, model.first_level, model.dead_zone, model.shrink, fitter.log_lambda)
 
     def restore(self, fitter: Fitter) -> bytes:
         """Put the model back as it was when it wrote `data`; returns `data`."""
         model = fitter.model
         model.load_state_dict(self.state)
         model.first_level, model.dead_zone, fitter.log_lambda = self.first_level, self.dead_zone, self.log_lambda
+        model.shrink = self.shrink  # replaced, never changed in place
         return self.data
 
 
@@ -723,16 +743,26 @@ def _dead_zone_reaches(fitter: Fitter, wanted: float, widest: float = MAX_DEAD_Z
     return reaches
 
 
-def _shrink_to(fitter: Fitter, data: bytes, target_bits: float, widest: float = MAX_DEAD_ZONE) -> bytes | None:
-    """Re-quantize with the dead zone that makes the file about `target_bits`.
+def _shrink_to(fitter: Fitter, data: bytes, target_bits: float, widest: float = MAX_DEAD_ZONE,
+               by_cost: bool = True) -> bytes | None:
+    """Re-quantize so that the file is about `target_bits`: latents moved towards zero, cheapest first.
 
-    The dead zone is bisected on the calibrated estimate (`_wanted_latent_bpp`).
-    None when even the widest dead zone leaves the file too large (the
-    network bits dominate, or the fit is far off): that needs a refit, and a
-    dead zone that wide would wreck the picture for nothing.
+    Ordinary cuts (`widest` up to MAX_DEAD_ZONE) of format 2.0 files move
+    the latents that cost least distortion per bit saved one step towards
+    zero (`_shrink_by_cost`; see SHRINK_BY_COST above DEAD_ZONE_BISECTIONS). Format 1.0 files, cuts
+    that moving all of those cannot make, and the rescue's wider cuts
+    bisect the rounding dead zone instead, on the calibrated estimate
+    (`_wanted_latent_bpp`); so does every cut without `by_cost`. None when even the widest dead zone
+    leaves the file too large (the network bits dominate, or the fit is far
+    off): that needs a refit, and a dead zone that wide would wreck the
+    picture for nothing.
     """
     model = fitter.model
     wanted = _wanted_latent_bpp(fitter, data, target_bits)
+    if by_cost and widest <= MAX_DEAD_ZONE and model.dead_zone == 0.0 and model.arch.context_tile:
+        if _shrink_by_cost(fitter, wanted):
+            return _quantize_and_write(model, fitter.image, fitter.lmbda, fitter.seed)
+        model.shrink = None
     if not _dead_zone_reaches(fitter, wanted, widest):
         return None
     lo, hi = model.dead_zone, widest
@@ -744,6 +774,29 @@ def _shrink_to(fitter: Fitter, data: bytes, target_bits: float, widest: float = 
             hi = model.dead_zone
     model.dead_zone = hi
     return _quantize_and_write(model, fitter.image, fitter.lmbda, fitter.seed)
+
+
+def _shrink_by_cost(fitter: Fitter, wanted: float) -> bool:
+    """Move the fewest cheapest latents (`shrink.shrink_costs`) that bring the latent estimate to `wanted`.
+
+    Bisected on how many move. False (and the model's shrink left set to
+    all of them) when even every candidate moving is not enough.
+    """
+    model = fitter.model
+    costs = shrink_costs(model, fitter.image, fitter.bands())
+    lo, hi = 0, n_candidates(costs)
+    model.shrink = shrink_masks(costs, hi)
+    if fitter.latent_bpp() > wanted:
+        return False
+    while hi - lo > max(1, hi // 2**SHRINK_BISECTION_RESOLUTION):
+        middle = (lo + hi) // 2
+        model.shrink = shrink_masks(costs, middle)
+        if fitter.latent_bpp() > wanted:
+            lo = middle
+        else:
+            hi = middle
+    model.shrink = shrink_masks(costs, hi)
+    return True
 
 
 def _quantize_and_write(model: CocoNet, image: torch.Tensor, lmbda: float, seed: int) -> bytes:

@@ -637,7 +637,7 @@ class Fitter:
             self.rate = self.latent_bpp()
         return self.rate
 
-    def _bands(self) -> list[Window]:
+    def bands(self) -> list[Window]:
         """Full-width row bands that split every level's cells exactly.
 
         Row bands keep the tensors cache-sized: one whole-image pass allocates
@@ -652,7 +652,7 @@ class Fitter:
     def image_mse(self) -> float:
         """Whole-image mean squared error with rounded latents (float network)."""
         total = 0.0
-        for win in self._bands():
+        for win in self.bands():
             rec = self.model.synthesize(self.model.crop_latents(win, "round"), win).clamp(0, 1)
             target = self.image[win.r0 : win.r1, win.c0 : win.c1].reshape(-1, 3)
             total += float(((rec - target) ** 2).sum())
@@ -667,7 +667,7 @@ class Fitter:
         """
         model = self.model
         bits = 0.0
-        for win in self._bands():
+        for win in self.bands():
             crops = model.crop_latents(win, mode)  # type: ignore[arg-type]
             bits += float(model.latent_bits(crops, win)[0])
         return bits / (model.height * model.width)

@@ -123,6 +123,10 @@ class CocoNet(nn.Module):
         self.dead_zone = 0.0
         # Levels below this one are held at zero (see `drop_finest_level`).
         self.first_level = 0
+        # Per level, 1.0 where a rounded latent moves one step towards zero
+        # (encoder-only, `inrcodec.train.shrink`): the landing's rate cut
+        # that chooses its latents by distortion per bit saved. None: none.
+        self.shrink: list[torch.Tensor] | None = None
         with torch.no_grad():  # start from mid-grey and a broad rate model
             self.synthesis[-1].bias.fill_(0.5)
             self.arm[-1].bias.copy_(torch.tensor([0.0, 1.0]))
@@ -220,6 +224,8 @@ class CocoNet(nn.Module):
                 pass
             else:
                 g = round_latents(g, self.dead_zone)
+                if self.shrink is not None:
+                    g = g - torch.sign(g) * self.shrink[i][a:b, c:d]
             out.append((g, (a, c)))
         return out
 
@@ -266,8 +272,35 @@ class CocoNet(nn.Module):
         slicing cost ~500 small operations a step, and as many autograd
         nodes: more time than the arithmetic at crop 256 on a 2-core CPU.
         """
+        terms = self._context_terms(crops, win)
+        bits = (context_bits_columns(terms.values, terms.outputs) * terms.inside).sum()
+        return bits, [win.at_level(i).n_pixels for i in range(len(crops))]
+
+    def bits_saved_by_shrinking(self, crops: list[Crop], win: Window) -> list[torch.Tensor]:
+        """Per crop, the bits each cell under `win` would save one step nearer zero (0 for zeros and cells outside).
+
+        Only the cell's own code is counted, under the context it has now:
+        the move also changes its neighbours' and children's predictions.
+        """
+        terms = self._context_terms(crops, win)
+        step = torch.sign(terms.values)
+        saved = context_bits_columns(terms.values, terms.outputs) - context_bits_columns(terms.values - step,
+                                                                                          terms.outputs)
+        flat = torch.zeros(terms.flat_size, dtype=saved.dtype, device=saved.device)
+        flat.index_add_(0, terms.positions.long(), saved * terms.inside * step.abs())
+        out, start = [], 0
+        for crop in crops:
+            h, w = _tensor(crop).shape
+            ph, pw = (h + 3, w + 3) if terms.padded else (h, w)
+            out.append(flat[start : start + ph * pw].view(ph, pw)[1 : h + 1, 1 : w + 1] if terms.padded
+                       else flat[start : start + ph * pw].view(ph, pw))
+            start += ph * pw
+        return out
+
+    def _context_terms(self, crops: list[Crop] | list[torch.Tensor], win: Window) -> "_ContextTerms":
+        """The context model's outputs for every cell `latent_bits` codes, with where each cell lies."""
         if self.arch.context_tile:
-            return self._wavefront_bits(crops, win)
+            return self._wavefront_terms(crops, win)
         first, rest = self.arm[0], self.arm[1:]
         grids = [_split(crop) for crop in crops]
         index = _ContextIndex.of([(g.shape, origin) for g, origin in grids], win, _tensor(crops[0]).device)
@@ -282,12 +315,11 @@ class CocoNet(nn.Module):
         n_parents = parent_rows.shape[1]
         # Each parent row predicts both anchors under it.
         params = torch.cat([out[:, :n_parents], out], dim=1)
-        values = flat.index_select(0, index.values)
-        bits = (context_bits_columns(values, params) * index.inside).sum()
-        return bits, [win.at_level(i).n_pixels for i in range(len(crops))]
+        return _ContextTerms(flat.index_select(0, index.values), params, index.inside, index.values,
+                             flat.numel(), padded=True)
 
-    def _wavefront_bits(self, crops: list[Crop] | list[torch.Tensor], win: Window) -> tuple[torch.Tensor, list[int]]:
-        """`latent_bits` under format 2.0's context, arranged around parent cells as format 1.0's is.
+    def _wavefront_terms(self, crops: list[Crop] | list[torch.Tensor], win: Window) -> "_ContextTerms":
+        """`_context_terms` under format 2.0's context, arranged around parent cells as format 1.0's is.
 
         The four cells under a parent share its 3x3 neighbourhood, 9 of the
         21 features: the first layer's parent part is one product per parent
@@ -309,8 +341,27 @@ class CocoNet(nn.Module):
         rows = torch.addmm(first.bias[:, None], weight[:, 9:], neighbours)
         rows = (rows.view(-1, 4, n_parents) + parent_part[:, None, :]).view(-1, 4 * n_parents)
         outputs = mlp_columns(rest, rows)
-        bits = (context_bits_columns(flat.index_select(0, index.values), outputs) * index.inside).sum()
-        return bits, [win.at_level(i).n_pixels for i in range(len(crops))]
+        return _ContextTerms(flat.index_select(0, index.values), outputs, index.inside, index.values,
+                             flat.numel(), padded=False)
+
+
+@dataclass(frozen=True)
+class _ContextTerms:
+    """What the context model says of the cells `CocoNet.latent_bits` codes.
+
+    values: [n] the cells; outputs: [2, n] their Laplace mean and log2
+    scale rows; inside: [n] 1.0 where the cell counts (under the window);
+    positions: [n] where each cell lies in the flat vector of all crops
+    (flat_size long), each crop row major, with one zero row and column
+    before it and two after if `padded` (format 1.0's layout).
+    """
+
+    values: torch.Tensor
+    outputs: torch.Tensor
+    inside: torch.Tensor
+    positions: torch.Tensor
+    flat_size: int
+    padded: bool
 
 
 _WAVEFRONT_DY = np.array([dy for dy, _ in WAVEFRONT_NEIGHBOURS])[:, None, None]
@@ -322,7 +373,7 @@ _CHILDREN = ((0, 0), (0, 1), (1, 0), (1, 1))  # a parent's cells, (dy, dx) from 
 
 @dataclass(frozen=True)
 class _WavefrontIndex:
-    """Where `CocoNet._wavefront_bits` finds each value, in one flat vector of all crops plus a zero.
+    """Where `CocoNet._wavefront_terms` finds each value, in one flat vector of all crops plus a zero.
 
     Per level, the window is widened to even edges so that it covers whole
     2x2 blocks, one per parent cell; parents run in raster order, levels
