@@ -21,6 +21,7 @@ import argparse
 import csv
 import math
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -64,12 +65,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--pick", required=True, help="image:lambda,... e.g. kodim11:2.6e-3")
     parser.add_argument("--cuts", default="0.03,0.06,0.1,0.15", help="fractions of the latent bits to cut")
     parser.add_argument("--effort", choices=("fast", "default", "max"), default="default")
+    parser.add_argument("--steps", type=int, default=None, help="fit this many steps instead of the effort's")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     args.out.mkdir(parents=True, exist_ok=True)
     schedule, arch = encoder.SCHEDULES[args.effort], encoder.ARCHITECTURES[args.effort]
+    if args.steps is not None:
+        schedule = replace(schedule, iterations=args.steps)
     cuts = [float(c) for c in args.cuts.split(",")]
     for name, lmbda in _picks(args.pick):
         pixels, _ = load_image(args.images / name)
