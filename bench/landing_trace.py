@@ -30,6 +30,7 @@ from bench.results import machine
 from inrcodec.imageio import load_image
 from inrcodec.train import encoder
 from inrcodec.train.fit import Fitter, ProgressFn, Schedule
+from inrcodec.train.shrink import n_moved
 
 
 @contextmanager
@@ -64,7 +65,7 @@ def traced(pixels: np.ndarray, lines: list[str]) -> Iterator[None]:
         start = time.monotonic()
         data = write(model, *args)
         seconds = time.monotonic() - start
-        moved = 0 if model.shrink is None else sum(int(mask.sum()) for mask in model.shrink)
+        moved = n_moved(model.shrink)
         lines.append(f"file  {len(data) * 8 / n_pixels:.4f} bpp  {psnr_of(data):.2f} dB  "
                      f"first level {model.first_level}  dead zone {model.dead_zone:.3f}  "
                      f"moved {moved:6d}  {seconds:4.1f} s")

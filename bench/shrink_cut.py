@@ -29,6 +29,7 @@ import torch
 
 from inrcodec.train import encoder
 from inrcodec.train.fit import Fitter, RateTarget
+from inrcodec.train.shrink import n_candidates, n_moved, shrink_costs
 
 from bench.results import append_csv_row, machine, utc_now
 from inrcodec.imageio import load_image
@@ -52,11 +53,10 @@ def _cut(fitter: Fitter, data: bytes, target_bits: float, by_cost: bool) -> tupl
     if not by_cost:
         return encoder._shrink_to(fitter, data, target_bits, by_cost=False), 0
     wanted = encoder._wanted_latent_bpp(fitter, data, target_bits)
-    reached = encoder._shrink_by_cost(fitter, wanted)
-    moved = sum(int(mask.sum()) for mask in model.shrink or [])
-    # Unreached, the file with every candidate moved is still written: it shows how far the cut got.
-    written = encoder._quantize_and_write(model, fitter.image, fitter.lmbda, fitter.seed)
-    return (written if reached else None), moved if reached else -moved
+    if not encoder._shrink_by_cost(fitter, wanted):
+        # Recorded as minus the candidates: every one of them moving was not enough.
+        return None, -n_candidates(shrink_costs(model, fitter.image, fitter.bands()))
+    return encoder._quantize_and_write(model, fitter.image, fitter.lmbda, fitter.seed), n_moved(model.shrink)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -749,20 +749,19 @@ def _shrink_to(fitter: Fitter, data: bytes, target_bits: float, widest: float = 
 
     Ordinary cuts (`widest` up to MAX_DEAD_ZONE) of format 2.0 files move
     the latents that cost least distortion per bit saved one step towards
-    zero (`_shrink_by_cost`; see SHRINK_BY_COST above DEAD_ZONE_BISECTIONS). Format 1.0 files, cuts
-    that moving all of those cannot make, and the rescue's wider cuts
-    bisect the rounding dead zone instead, on the calibrated estimate
-    (`_wanted_latent_bpp`); so does every cut without `by_cost`. None when even the widest dead zone
-    leaves the file too large (the network bits dominate, or the fit is far
-    off): that needs a refit, and a dead zone that wide would wreck the
-    picture for nothing.
+    zero (`_shrink_by_cost`; see SHRINK_BY_COST above DEAD_ZONE_BISECTIONS).
+    Format 1.0 files, cuts that moving all of those cannot make, the
+    rescue's wider cuts and every cut without `by_cost` bisect the rounding
+    dead zone instead, on the calibrated estimate (`_wanted_latent_bpp`).
+    None when even the widest dead zone leaves the file too large (the
+    network bits dominate, or the fit is far off): that needs a refit, and
+    a dead zone that wide would wreck the picture for nothing.
     """
     model = fitter.model
     wanted = _wanted_latent_bpp(fitter, data, target_bits)
     if by_cost and widest <= MAX_DEAD_ZONE and model.dead_zone == 0.0 and model.arch.context_tile:
         if _shrink_by_cost(fitter, wanted):
             return _quantize_and_write(model, fitter.image, fitter.lmbda, fitter.seed)
-        model.shrink = None
     if not _dead_zone_reaches(fitter, wanted, widest):
         return None
     lo, hi = model.dead_zone, widest
@@ -779,14 +778,15 @@ def _shrink_to(fitter: Fitter, data: bytes, target_bits: float, widest: float = 
 def _shrink_by_cost(fitter: Fitter, wanted: float) -> bool:
     """Move the fewest cheapest latents (`shrink.shrink_costs`) that bring the latent estimate to `wanted`.
 
-    Bisected on how many move. False (and the model's shrink left set to
-    all of them) when even every candidate moving is not enough.
+    Bisected on how many move. False, the model's shrink cleared, when even
+    every candidate moving is not enough.
     """
     model = fitter.model
     costs = shrink_costs(model, fitter.image, fitter.bands())
     lo, hi = 0, n_candidates(costs)
     model.shrink = shrink_masks(costs, hi)
     if fitter.latent_bpp() > wanted:
+        model.shrink = None
         return False
     while hi - lo > max(1, hi // 2**SHRINK_BISECTION_RESOLUTION):
         middle = (lo + hi) // 2

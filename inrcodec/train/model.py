@@ -289,12 +289,12 @@ class CocoNet(nn.Module):
         flat = torch.zeros(terms.flat_size, dtype=saved.dtype, device=saved.device)
         flat.index_add_(0, terms.positions.long(), saved * terms.inside * step.abs())
         out, start = [], 0
+        pad = 3 if terms.padded else 0  # one row and column before, two after
         for crop in crops:
             h, w = _tensor(crop).shape
-            ph, pw = (h + 3, w + 3) if terms.padded else (h, w)
-            out.append(flat[start : start + ph * pw].view(ph, pw)[1 : h + 1, 1 : w + 1] if terms.padded
-                       else flat[start : start + ph * pw].view(ph, pw))
-            start += ph * pw
+            grid = flat[start : start + (h + pad) * (w + pad)].view(h + pad, w + pad)
+            out.append(grid[1 : h + 1, 1 : w + 1] if pad else grid)
+            start += grid.numel()
         return out
 
     def _context_terms(self, crops: list[Crop] | list[torch.Tensor], win: Window) -> "_ContextTerms":

@@ -42,7 +42,7 @@ def shrink_costs(model: CocoNet, image: torch.Tensor, bands: list[Window]) -> li
     """Per level, each latent's distortion added per bit saved one step nearer zero (inf: not a candidate).
 
     Candidates are the non-zero rounded latents whose step saves bits. `bands`
-    split every level's cells exactly (`Fitter._bands`); `image` is [H, W, 3]
+    split every level's cells exactly (`Fitter.bands`); `image` is [H, W, 3]
     in [0, 1]. The model's own shrink is ignored (and left as it is).
     """
     shrink, model.shrink = model.shrink, None
@@ -59,10 +59,12 @@ def _costs(model: CocoNet, image: torch.Tensor, bands: list[Window]) -> list[tor
     norm = 2.0 / (COLOURS * model.height * model.width)
     taps = model.taps(device)
     for win in bands:
-        crops = model.crop_latents(win, "round")
-        jacobian_sq = _jacobian_squares(model, model.sample(crops, win).detach())
-        with torch.no_grad():
+        with torch.no_grad():  # only the synthesis Jacobian needs autograd, and only from the features on
+            crops = model.crop_latents(win, "round")
+            features = model.sample(crops, win)
             bits = model.bits_saved_by_shrinking(crops, win)
+        jacobian_sq = _jacobian_squares(model, features)
+        with torch.no_grad():
             for level, ((grid, (gy, gx)), level_bits) in enumerate(zip(crops, bits)):
                 h, w = grid.shape
                 saved[level][gy : gy + h, gx : gx + w] += level_bits
@@ -114,3 +116,8 @@ def shrink_masks(costs: list[torch.Tensor], count: int) -> list[torch.Tensor]:
 def n_candidates(costs: list[torch.Tensor]) -> int:
     """How many latents may move."""
     return int(sum(int(torch.isfinite(c).sum()) for c in costs))
+
+
+def n_moved(shrink: list[torch.Tensor] | None) -> int:
+    """How many latents a model's shrink (`CocoNet.shrink`) moves."""
+    return 0 if shrink is None else sum(int(mask.sum()) for mask in shrink)
