@@ -2,7 +2,9 @@
 
     python -m bench.compare_runs OLD/rd.csv NEW/rd.csv [--old-effort default] [--new-effort max]
 
-Time-limited runs compare the same way: OLD/quality_vs_time.csv NEW/quality_vs_time.csv.
+Time-limited runs compare the same way: OLD/quality_vs_time.csv NEW/quality_vs_time.csv,
+pairing each image under the same limit; with --across-limits each image whatever its limits
+(one limit per image in each file: the 120 s point against the 300 s one).
 
 For every (image, requested bpp) both sweeps encoded, each file's PSNR is
 moved to the requested rate along the encoder's own slope
@@ -38,31 +40,35 @@ class Encode(NamedTuple):
     seconds: float
 
 
-def read_encodes(path: Path, effort: str) -> dict[tuple[str, float], Encode]:
+def read_encodes(path: Path, effort: str, by_limit: bool = True) -> dict[tuple[str, float], Encode]:
     """inrcodec rows of one effort in an rd.csv, by (image, requested bpp).
 
     A quality_vs_time.csv (`bench.quality_vs_time`) reads the same way, its
-    image named with the time limit ("kodim01.png 150 s").
+    image named with the time limit ("kodim01.png 150 s"), or without it
+    unless `by_limit` (then an image under two limits is refused).
     """
-    encodes = {}
+    encodes: dict[tuple[str, float], Encode] = {}
     with path.open() as f:
         for row in csv.DictReader(f):
-            request = _request(row, effort)
+            request = _request(row, effort, by_limit)
             if request is None:
                 continue
             image, requested = request
+            if (image, requested) in encodes:
+                raise SystemExit(f"{path}: {image} at {requested:g} bpp twice (several time limits?)")
             bpp, psnr = float(row["bpp"]), float(row["psnr"])
             encodes[(image, requested)] = Encode(
                 bpp, psnr, psnr + PSNR_PER_LN_RATE * math.log(requested / bpp), float(row["encode_s"]))
     return encodes
 
 
-def _request(row: dict[str, str], effort: str) -> tuple[str, float] | None:
+def _request(row: dict[str, str], effort: str, by_limit: bool = True) -> tuple[str, float] | None:
     """(image, requested bpp) of an inrcodec row of `effort`, in either file's layout; None for other rows."""
     if "time_limit_s" in row:  # a quality_vs_time.csv
         if row["effort"] != effort:
             return None
-        return f"{row['image']} {float(row['time_limit_s']):g} s", float(row["target_bpp"])
+        image = f"{row['image']} {float(row['time_limit_s']):g} s" if by_limit else row["image"]
+        return image, float(row["target_bpp"])
     settings = dict(part.split("=", 1) for part in row["setting"].split(";"))
     if row["codec"] != "inrcodec" or settings.get("effort") != effort or "bpp" not in settings:
         return None
@@ -131,9 +137,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--new-effort", default=None, help="(default: the old one's)")
     parser.add_argument("--interpolate", action="store_true",
                         help="also compare requests the old sweep lacks with its line between neighbouring ones")
+    parser.add_argument("--across-limits", action="store_true",
+                        help="quality_vs_time.csv files: pair each image whatever its time limit in each file")
     args = parser.parse_args(argv)
-    old = read_encodes(args.old, args.old_effort)
-    new = read_encodes(args.new, args.new_effort or args.old_effort)
+    by_limit = not args.across_limits
+    old = read_encodes(args.old, args.old_effort, by_limit)
+    new = read_encodes(args.new, args.new_effort or args.old_effort, by_limit)
     print(compare(old, new), end="")
     if args.interpolate:
         print("\n## Requests the old sweep lacks, against its interpolated line\n")

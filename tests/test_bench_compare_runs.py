@@ -75,3 +75,29 @@ def test_time_limited_runs_pair_by_image_and_time_limit(tmp_path: Path) -> None:
     assert set(encodes) == {("a.png 150 s", 0.5), ("a.png 300 s", 0.5)}
     assert encodes[("a.png 150 s", 0.5)].at_request == pytest.approx(30.0 + PSNR_PER_LN_RATE * math.log(0.5 / 0.48))
     assert encodes[("a.png 300 s", 0.5)] == cr.Encode(0.5, 31.0, 31.0, 280.0)
+
+
+def _quality_vs_time(path: Path, rows: list[tuple[str, str, float, float, float, float, float]]) -> Path:
+    with path.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["image", "effort", "time_limit_s", "target_bpp", "bpp", "psnr", "encode_s"])
+        writer.writerows(rows)
+    return path
+
+
+def test_across_limits_pairs_each_image_whatever_its_limit(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    old = _quality_vs_time(tmp_path / "old.csv", [("a.png", "default", 120.0, 0.5, 0.5, 30.0, 90.0)])
+    new = _quality_vs_time(tmp_path / "new.csv", [("a.png", "max", 300.0, 0.5, 0.5, 30.6, 280.0)])
+    cr.main([str(old), str(new), "--old-effort", "default", "--new-effort", "max"])
+    assert "No (image, requested bpp)" in capsys.readouterr().out  # limits differ: nothing pairs
+    cr.main([str(old), str(new), "--old-effort", "default", "--new-effort", "max", "--across-limits"])
+    out = capsys.readouterr().out
+    assert "| a.png | 0.5 | 0.500 / 30.00 / 90 | 0.500 / 30.60 / 280 | +0.60 |" in out
+
+
+def test_across_limits_refuses_an_image_under_two_limits(tmp_path: Path) -> None:
+    path = _quality_vs_time(tmp_path / "two.csv", [("a.png", "max", 150.0, 0.5, 0.5, 30.0, 140.0),
+                                                   ("a.png", "max", 300.0, 0.5, 0.5, 31.0, 280.0)])
+    assert len(cr.read_encodes(path, "max")) == 2
+    with pytest.raises(SystemExit, match="twice"):
+        cr.read_encodes(path, "max", by_limit=False)
