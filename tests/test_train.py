@@ -634,25 +634,6 @@ def test_a_refit_runs_only_when_enough_of_it_fits_before_the_deadline() -> None:
     assert roomy.affordable_refit_steps(None) == 0  # pace never measured
 
 
-def test_a_timed_landing_keeps_time_for_a_rate_cut_after_its_last_refit() -> None:
-    refit = replace(encoder.SCHEDULES["default"], iterations=700)
-    now = time.monotonic()
-    with_cut = encoder.Landing(refit, now + 8.0, 1.0, cut_seconds=2.0)
-    assert 200 <= with_cut.affordable_refit_steps(0.01) <= 300  # 8 s - 3 writes - the cut
-    assert with_cut.refit_deadline == pytest.approx(now + 8.0 - 2 * 1.0 - 2.0)
-    assert encoder.Landing(refit, now + 8.0, 1.0).refit_deadline == pytest.approx(now + 6.0)
-
-
-def test_a_cut_is_budgeted_as_rate_estimates_of_its_format(monkeypatch: pytest.MonkeyPatch) -> None:
-    fitter = _fitter(None)
-    monkeypatch.setattr(Fitter, "latent_bpp", lambda self, mode="round": time.sleep(0.02) or 0.0)
-    major = fitter.model.arch.format_major
-    seconds = encoder.cut_seconds(fitter)
-    assert 0.02 * encoder.CUT_RATE_ESTIMATES[major] <= seconds < 0.05 * encoder.CUT_RATE_ESTIMATES[major]
-    # the ranked cut of format 2.0 files ranks before it bisects: it costs more than the dead zone
-    assert encoder.CUT_RATE_ESTIMATES[2] > encoder.CUT_RATE_ESTIMATES[1] > encoder.DEAD_ZONE_BISECTIONS
-
-
 def test_a_landing_past_its_deadline_refits_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
     large, _, _ = _three_close_files()
     fitter, runs = _landing_with_files(monkeypatch, [large] * encoder.MAX_REFITS)

@@ -239,15 +239,6 @@ DEAD_ZONE_BISECTIONS = 10
 # `_shrink_by_cost` bisects how many latents move to 1/2**this of the
 # candidates (~10-40 latents on a Kodak file, a few dozen bits).
 SHRINK_BISECTION_RESOLUTION = 11
-# What a cut costs, in whole-image rate estimates (`Fitter.latent_bpp`): the
-# dead zone's check that it reaches and its bisections; the ranked cut's
-# check, its bisections and the ranking itself, which costs ~2.4 estimates
-# (kodim11, format 2.0: 142 ms against 60 ms, the whole cut with its file
-# 1.62 s; ad hoc, 2026-12-03). Timed landings keep this much time free
-# after the last refit (`Landing.cut_seconds`): the ranked cut used to run
-# in the time the landing kept for the final score, and kodim11 under 30 s
-# ended in 30.6 s (bench/results/quality-vs-time-v2-curve-2026-12-03).
-CUT_RATE_ESTIMATES = {1: DEAD_ZONE_BISECTIONS + 1, 2: SHRINK_BISECTION_RESOLUTION + 2 + 3}
 REFIT_ELASTICITY = 0.6  # -d ln(rate) / d ln(lambda) of a trained fit, typical on Kodak
 # A refit is a short continuation of the fit at the moved lambda, held: noise
 # for most of it, then straight-through rounding, at half the fit's peak
@@ -466,9 +457,7 @@ def encode_array(pixels: np.ndarray, opts: EncodeOptions, progress: ProgressFn |
     data = _quantize_and_write(fitter.model, image, fitter.lmbda, opts.seed)
     psnr_of = decoded_psnr(pixels)
     if opts.bpp is not None:
-        write_seconds = time.monotonic() - written
-        cut = cut_seconds(fitter) if land_deadline is not None else 0.0
-        landing = Landing(refit_schedule(schedule, steps), land_deadline, write_seconds, cut)
+        landing = Landing(refit_schedule(schedule, steps), land_deadline, time.monotonic() - written)
         data, steps = _land_rate(fitter, data, opts.bpp * n_pixels, landing, progress, steps, psnr_of)
     return EncodeResult(
         data=data,
@@ -509,13 +498,11 @@ class Landing:
         refit: the schedule of one refit (`refit_schedule`).
         deadline: time.monotonic() by which the landing ends; None without a time limit.
         write_seconds: what writing one file took (quantize and entropy-code).
-        cut_seconds: what a rate cut after the last refit may take (`cut_seconds`).
     """
 
     refit: Schedule
     deadline: float | None = None
     write_seconds: float = 0.0
-    cut_seconds: float = 0.0
 
     def affordable_refit_steps(self, seconds_per_step: float | None) -> int:
         """Steps of the next refit: all of them, fewer before a deadline, 0 when too few fit.
@@ -526,22 +513,15 @@ class Landing:
             return self.refit.iterations
         if seconds_per_step is None:
             return 0  # a fit too short to measure its pace cannot plan a refit either
-        left = self.deadline - time.monotonic() - FILES_AFTER_A_REFIT * self.write_seconds - self.cut_seconds
+        left = self.deadline - time.monotonic() - FILES_AFTER_A_REFIT * self.write_seconds
         steps = min(self.refit.iterations, int(max(0.0, left) / seconds_per_step))
         fewest = max(MIN_TIMED_REFIT_STEPS, math.ceil(MIN_TIMED_REFIT_SHARE * self.refit.iterations))
         return steps if steps >= fewest else 0
 
     @property
     def refit_deadline(self) -> float | None:
-        """When a running refit must stop: room is left for its file, a rate cut and the cut's file."""
-        return None if self.deadline is None else self.deadline - 2 * self.write_seconds - self.cut_seconds
-
-
-def cut_seconds(fitter: Fitter) -> float:
-    """What a rate cut (`_shrink_to`) of the fitter's model may take: CUT_RATE_ESTIMATES rate estimates, one timed."""
-    start = time.monotonic()
-    fitter.latent_bpp()
-    return CUT_RATE_ESTIMATES[fitter.model.arch.format_major] * (time.monotonic() - start)
+        """When a running refit must stop: room is left for its file and a dead-zone file."""
+        return None if self.deadline is None else self.deadline - 2 * self.write_seconds
 
 
 def _land_rate(fitter: Fitter, data: bytes, target_bits: float, landing: Landing,
