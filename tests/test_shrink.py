@@ -68,9 +68,11 @@ def _fitted(arch: Architecture, lmbda: float) -> tuple[Fitter, np.ndarray]:
     return fitter, pixels
 
 
-@pytest.mark.parametrize("lmbda", [3e-4, 3e-3])
-def test_a_cost_ranked_cut_costs_less_picture_than_the_dead_zone_at_the_same_rate(lmbda: float) -> None:
-    fitter, pixels = _fitted(ARCH_2, lmbda)
+@pytest.mark.parametrize(("arch", "lmbda"), [(ARCH_2, 3e-4), (ARCH_2, 3e-3), (ARCH_1, 1e-4), (ARCH_1, 3e-4)],
+                         ids=["format 2.0, 3e-4", "format 2.0, 3e-3", "format 1.0, 1e-4", "format 1.0, 3e-4"])
+def test_a_cost_ranked_cut_costs_less_picture_than_the_dead_zone_at_the_same_rate(arch: Architecture,
+                                                                                    lmbda: float) -> None:
+    fitter, pixels = _fitted(arch, lmbda)
     data = _quantize_and_write(fitter.model, fitter.image, lmbda, 0)
     target = len(data) * 8 - 0.08 * latent_section_bits(data)
 
@@ -87,13 +89,19 @@ def test_a_cost_ranked_cut_costs_less_picture_than_the_dead_zone_at_the_same_rat
     assert psnr(ranked) > psnr(dead_zone) + 0.1, (psnr(ranked), psnr(dead_zone), psnr(data))
 
 
-def test_format_1_files_are_cut_by_the_dead_zone() -> None:
-    # Under the checkerboard context moving latents the own-code estimate
-    # ranks cheapest raised the rate instead (bench/results/shrink-cut-2026-12-03).
+def test_format_1_cuts_move_no_checkerboard_anchor() -> None:
+    # The anchors are what their neighbours are predicted from: moving the
+    # ones the own-code estimate ranked cheapest raised the rate instead
+    # (bench/results/shrink-cut-2026-12-03).
     fitter, _ = _fitted(ARCH_1, 3e-4)
     data = _quantize_and_write(fitter.model, fitter.image, 3e-4, 0)
     shrunk = _shrink_to(fitter, data, len(data) * 8 - 0.03 * latent_section_bits(data))
-    assert shrunk is not None and fitter.model.shrink is None and fitter.model.dead_zone > 0
+    assert shrunk is not None and fitter.model.shrink is not None and fitter.model.dead_zone == 0.0
+    for mask in fitter.model.shrink:
+        y, x = torch.nonzero(mask, as_tuple=True)
+        assert bool(((y % 2) != (x % 2)).all())
+    costs = shrink_costs(fitter.model, fitter.image, fitter.bands())
+    assert all(bool(torch.isinf(c[0::2, 0::2]).all() and torch.isinf(c[1::2, 1::2]).all()) for c in costs)
 
 
 def test_a_cut_no_candidate_can_make_falls_back_on_the_dead_zone(monkeypatch: pytest.MonkeyPatch) -> None:

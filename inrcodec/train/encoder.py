@@ -759,7 +759,7 @@ def _shrink_to(fitter: Fitter, data: bytes, target_bits: float, widest: float = 
     """
     model = fitter.model
     wanted = _wanted_latent_bpp(fitter, data, target_bits)
-    if by_cost and widest <= MAX_DEAD_ZONE and model.dead_zone == 0.0 and model.arch.context_tile:
+    if by_cost and widest <= MAX_DEAD_ZONE and model.dead_zone == 0.0:
         if _shrink_by_cost(fitter, wanted):
             return _quantize_and_write(model, fitter.image, fitter.lmbda, fitter.seed)
     if not _dead_zone_reaches(fitter, wanted, widest):
