@@ -151,13 +151,13 @@ def test_dead_zone_shrinks_a_file_onto_its_target() -> None:
     # An untrained context model prices every value broadly, so the dead zone
     # saves only ~8 % of these latent bits at most: aim within that.
     target = len(data) * 8 - 0.04 * latent_section_bits(data)
-    shrunk = _shrink_to(fitter, data, target)
+    shrunk = _shrink_to(fitter, data, target, by_cost=False)
     assert shrunk is not None and 0 < model.dead_zone < 0.45
     assert abs(len(shrunk) * 8 / target - 1) < 0.01
-    # A target the dead zone cannot reach is refused, and nothing changes.
+    # A target neither cut can reach is refused, and nothing changes.
     model.dead_zone = 0.0
     assert _shrink_to(fitter, data, 0.05 * len(data) * 8) is None
-    assert model.dead_zone == 0.0
+    assert model.dead_zone == 0.0 and model.shrink is None
 
 
 def _fitter(latent_bpp: float | None, lmbda: float = 1e-2) -> Fitter:

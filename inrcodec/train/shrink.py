@@ -21,7 +21,10 @@ made cheap by two approximations):
   bench/results/shrink-cut-2026-12-03.)
 - rate: the latent's own code under the context model's prediction for it
   now (`CocoNet.bits_saved_by_shrinking`); the move also changes what its
-  neighbours and children are predicted from.
+  neighbours and children are predicted from. Under format 1.0's
+  checkerboard that is too much for the anchors (half the cells, whose
+  values predict the other half): moving the ones ranked cheapest raised
+  the rate, so they are not candidates there.
 
 The landing bisects how many of the ranked latents move on the exact
 whole-image rate estimate (`encoder._shrink_to`), so the approximations
@@ -41,7 +44,8 @@ COLOURS = 3
 def shrink_costs(model: CocoNet, image: torch.Tensor, bands: list[Window]) -> list[torch.Tensor]:
     """Per level, each latent's distortion added per bit saved one step nearer zero (inf: not a candidate).
 
-    Candidates are the non-zero rounded latents whose step saves bits. `bands`
+    Candidates are the non-zero rounded latents whose step saves bits (in
+    format 1.0 models, outside the checkerboard anchors). `bands`
     split every level's cells exactly (`Fitter.bands`); `image` is [H, W, 3]
     in [0, 1]. The model's own shrink is ignored (and left as it is).
     """
