@@ -936,3 +936,26 @@ def test_clipping_scales_a_gradient_spike_down_to_a_multiple_of_the_running_norm
         p.grad = torch.full_like(p, 0.5)  # under the limit: untouched
     fitter.clip(3.0)
     assert all(bool((p.grad == 0.5).all()) for p in params)
+
+
+@pytest.mark.parametrize(("tile", "deadline", "ranked"), [(None, 0.0, False), (None, None, True), ((32, 32), 0.0, True)])
+def test_timed_format_1_landings_cut_by_the_dead_zone(monkeypatch: pytest.MonkeyPatch, tile: tuple[int, int] | None,
+                                                      deadline: float | None, ranked: bool) -> None:
+    # The ranked cut's extra time does not fit in a short limit (encoder.RANKED_CUT_DEADLINE).
+    large, _, _ = _three_close_files()
+    fitter, _ = _landing_with_files(monkeypatch, [])
+    fitter.model.arch = replace(fitter.model.arch, context_tile=tile)
+    calls: list[bool] = []
+
+    def recording_shrink_to(fitter, data, target_bits, widest=encoder.MAX_DEAD_ZONE, by_cost=True):  # noqa: ANN001, ANN202
+        calls.append(by_cost and widest <= encoder.MAX_DEAD_ZONE)
+        return None
+
+    monkeypatch.setattr(encoder, "_shrink_to", recording_shrink_to)
+    monkeypatch.setattr(encoder, "MIN_REFITS", 0)  # straight to the cut, no polishing refit
+    monkeypatch.setattr(encoder, "MAX_REFITS", 0)
+    schedule = replace(encoder.SCHEDULES["fast"], iterations=60, crop=32)
+    landing = encoder.Landing(encoder.refit_schedule(schedule, 60),
+                              deadline=None if deadline is None else time.monotonic() + deadline)
+    encoder._land_rate(fitter, large, len(large) * 8 / 1.02, landing, None, 1000, psnr_of=lambda data: 30.0)
+    assert calls and calls[0] is ranked
