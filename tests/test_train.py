@@ -738,7 +738,7 @@ def test_out_of_refits_and_under_the_promise_the_landing_shrinks_its_last_file_n
     _drift_each_refit(monkeypatch, fitter)
     shrunk_from: list[bytes] = []
 
-    def fake_shrink(fitter_, data, target_bits, widest=encoder.MAX_DEAD_ZONE):  # noqa: ANN001, ANN202
+    def fake_shrink(fitter_, data, target_bits, widest=encoder.MAX_DEAD_ZONE, by_cost=True):  # noqa: ANN001, ANN202
         shrunk_from.append(data)
         assert all(torch.equal(now, then) for now, then in zip(fitter.model.latents, fitted))
         return at_target
@@ -938,7 +938,8 @@ def test_clipping_scales_a_gradient_spike_down_to_a_multiple_of_the_running_norm
     assert all(bool((p.grad == 0.5).all()) for p in params)
 
 
-@pytest.mark.parametrize(("tile", "deadline", "ranked"), [(None, 0.0, False), (None, None, True), ((32, 32), 0.0, True)])
+@pytest.mark.parametrize(("tile", "deadline", "ranked"),
+                         [(None, 0.0, False), (None, None, True), ((32, 32), 0.0, True)])
 def test_timed_format_1_landings_cut_by_the_dead_zone(monkeypatch: pytest.MonkeyPatch, tile: tuple[int, int] | None,
                                                       deadline: float | None, ranked: bool) -> None:
     # The ranked cut's extra time does not fit in a short limit (encoder.RANKED_CUT_DEADLINE).
@@ -947,7 +948,8 @@ def test_timed_format_1_landings_cut_by_the_dead_zone(monkeypatch: pytest.Monkey
     fitter.model.arch = replace(fitter.model.arch, context_tile=tile)
     calls: list[bool] = []
 
-    def recording_shrink_to(fitter, data, target_bits, widest=encoder.MAX_DEAD_ZONE, by_cost=True):  # noqa: ANN001, ANN202
+    def recording_shrink_to(fitter, data, target_bits, widest=encoder.MAX_DEAD_ZONE,  # noqa: ANN001, ANN202
+                            by_cost=True):  # noqa: ANN001
         calls.append(by_cost and widest <= encoder.MAX_DEAD_ZONE)
         return None
 
