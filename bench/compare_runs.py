@@ -54,7 +54,7 @@ def read_encodes(path: Path, effort: str, by_limit: bool = True) -> dict[tuple[s
             if request is None:
                 continue
             image, requested = request
-            if (image, requested) in encodes:
+            if not by_limit and (image, requested) in encodes:
                 raise SystemExit(f"{path}: {image} at {requested:g} bpp twice (several time limits?)")
             bpp, psnr = float(row["bpp"]), float(row["psnr"])
             encodes[(image, requested)] = Encode(

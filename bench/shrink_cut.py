@@ -7,8 +7,8 @@ Each picked image is fitted once at its lambda with an effort's schedule
 and architecture (no rate target), written, and then cut from that same
 trained model to (1 - cut) of its latent bits by both methods of
 `encoder._shrink_to`: the rounding dead zone (`by_cost=False`, the only cut
-before 2026-12-03) and the cost-ranked one (`inrcodec.train.shrink`; format
-2.0 files only in the encoder). Both files are decoded and scored. "slope"
+before 2026-12-03) and the cost-ranked one (`inrcodec.train.shrink`; in the
+encoder, every cut but timed format 1.0 ones). Both files are decoded and scored. "slope"
 is the uncut file's PSNR moved to the cut file's rate along
 `encoder.PSNR_PER_LN_RATE`: roughly what a fit trained for that rate would
 score. Rows go to shrink_cut.csv (one per image, cut and method);
@@ -27,12 +27,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from bench.results import append_csv_row, machine, utc_now
+from inrcodec.imageio import load_image
 from inrcodec.train import encoder
 from inrcodec.train.fit import Fitter, RateTarget
 from inrcodec.train.shrink import n_candidates, n_moved, shrink_costs
-
-from bench.results import append_csv_row, machine, utc_now
-from inrcodec.imageio import load_image
 
 CSV_NAME = "shrink_cut.csv"
 COLUMNS = ("image", "effort", "lmbda", "steps", "cut", "method", "bpp", "psnr", "uncut_bpp", "uncut_psnr",

@@ -238,9 +238,10 @@ DEAD_ZONE_BISECTIONS = 10
 # the anchors left alone (`shrink.shrink_costs`), `--effort fast` fits of
 # kodim11 and kodim03 cut 3-10 % for +0.09 to +0.73 dB over the dead zone
 # (+0.43 dB over 5 cuts; the same folder, `fast-nonanchor/`).
-# RANKED_CUT_DEADLINE. Under a time limit (under 30 s, where every effort
-# writes 1.0) the ranked cut costs more time than the dead zone (the ranking,
-# two more rate estimates) in the 5 % of the limit the landing leaves: at
+# RANKED_CUT_DEADLINE. Under a time limit, format 1.0 files (every effort
+# under 30 s, `--effort fast` under any) have too little time for the ranked
+# cut, which costs more than the dead zone (the ranking, two more rate
+# estimates) in the 5 % of the limit the landing leaves: at
 # 10 s on kodim01-12 at 0.5 bpp, alternated image by image with the dead
 # zone, +0.32 dB at the request but 2 of 12 encodes over their limit (10.3,
 # 10.5 s; bench/results/quality-vs-time-v2-curve-2026-12-03/ranked-1.0-10s).
@@ -558,7 +559,7 @@ def _land_rate(fitter: Fitter, data: bytes, target_bits: float, landing: Landing
     gain = SHORT_FIT_REFIT_GAIN if short_fit else 1.0
     settle = short_fit and fitter.full_aim  # a fully aimed short fit keeps a file within the promise
     fitter.recentre_lambda_range()  # refits never raise lambda past 3x today's (see fit.LAMBDA_SPAN_UP)
-    # Timed format 1.0 landings (limits under WAVEFRONT_MIN_TIME_LIMIT) keep the dead zone (see RANKED_CUT_DEADLINE).
+    # Timed format 1.0 landings keep the dead zone (see RANKED_CUT_DEADLINE).
     ranked_cut = model.arch.context_tile is not None or landing.deadline is None
     trained: list[tuple[float, float, int]] = []  # (ln lambda, ln latent bits, first level) per trained file
     promised: list[tuple[float, bytes]] = []  # (PSNR at the target rate, file) of each file within the promise
@@ -761,10 +762,10 @@ def _shrink_to(fitter: Fitter, data: bytes, target_bits: float, widest: float = 
     Ordinary cuts (`widest` up to MAX_DEAD_ZONE) move the latents that cost
     least distortion per bit saved one step towards zero (`_shrink_by_cost`;
     see SHRINK_BY_COST above DEAD_ZONE_BISECTIONS; in format 1.0 files never
-    a checkerboard anchor, and only untimed, RANKED_CUT_DEADLINE). Cuts that
-    moving all of those cannot make, the
-    rescue's wider cuts and every cut without `by_cost` bisect the rounding
-    dead zone instead, on the calibrated estimate (`_wanted_latent_bpp`).
+    a checkerboard anchor). Cuts that moving all of those cannot make, the
+    rescue's wider cuts and every cut without `by_cost` (the landing's timed
+    format 1.0 cuts, RANKED_CUT_DEADLINE) bisect the rounding dead zone
+    instead, on the calibrated estimate (`_wanted_latent_bpp`).
     None when even the widest dead zone leaves the file too large (the
     network bits dominate, or the fit is far off): that needs a refit, and
     a dead zone that wide would wreck the picture for nothing.

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import torch
 
+from ..format.context import phase_mask
 from ..format.fixedpoint import LATENT_MAX, LATENT_MIN
 from .model import CocoNet, Window, mlp_columns
 
@@ -89,16 +90,9 @@ def _costs(model: CocoNet, image: torch.Tensor, bands: list[Window]) -> list[tor
             added = h / 2 * ((q + step - x) ** 2 - (q - x) ** 2)
             movable = (step != 0) & (bits > 0)
             if not model.arch.context_tile:
-                movable &= ~_anchors(q.shape, q.device)
+                movable &= ~phase_mask(0, q.shape[0], q.shape[1], non_anchors=False).to(q.device)
             costs.append(torch.where(movable, added / bits.clamp_min(1e-9), torch.inf))
     return costs
-
-
-def _anchors(shape: torch.Size, device: torch.device) -> torch.Tensor:
-    """Format 1.0's checkerboard anchors of a level: cells (y, x) with y and x of the same parity."""
-    rows = torch.arange(shape[0], device=device)[:, None] % 2
-    cols = torch.arange(shape[1], device=device)[None, :] % 2
-    return rows == cols
 
 
 def _jacobian_squares(model: CocoNet, features: torch.Tensor) -> torch.Tensor:
