@@ -85,17 +85,18 @@ class UpSynthesis(nn.Sequential):
         self.up_taps = nn.Parameter(bicubic_2x_taps().repeat(n_levels - 1, 1), requires_grad=learned)
 
 
-def upsample_2x(grid: torch.Tensor, taps: torch.Tensor) -> torch.Tensor:
-    """[h, w] -> [2h, 2w]: rows, then columns, each output phase its 4 taps (odd outputs the mirror), edges replicated."""
+def _double_rows(x: torch.Tensor, taps: torch.Tensor) -> torch.Tensor:
+    """[h, w] -> [2h, w]: each output row from 4 source rows (odd rows with the taps mirrored), edges replicated."""
     kernel = torch.stack([taps, taps.flip(0)])  # even outputs read i - 2 .. i + 1, odd ones i - 1 .. i + 2
+    h = x.shape[0]
+    padded = F.pad(x[None, None], (0, 0, 2, 2), mode="replicate")
+    out = F.conv2d(padded, kernel[:, None, :, None])[0]  # [2, h + 1, w]
+    return torch.stack([out[0, :h], out[1, 1 : h + 1]], dim=1).reshape(2 * h, -1)
 
-    def rows(x: torch.Tensor) -> torch.Tensor:
-        h = x.shape[0]
-        padded = F.pad(x[None, None], (0, 0, 2, 2), mode="replicate")
-        out = F.conv2d(padded, kernel[:, None, :, None])[0]  # [2, h + 1, w]
-        return torch.stack([out[0, :h], out[1, 1 : h + 1]], dim=1).reshape(2 * h, -1)
 
-    return rows(rows(grid).T).T
+def upsample_2x(grid: torch.Tensor, taps: torch.Tensor) -> torch.Tensor:
+    """[h, w] -> [2h, 2w]: one 2x step, rows then columns (the definition; `UpNet` applies it as matrices)."""
+    return _double_rows(_double_rows(grid, taps).T, taps).T
 
 
 class UpNet(CocoNet):
@@ -106,21 +107,39 @@ class UpNet(CocoNet):
         self.synthesis = UpSynthesis(self.synthesis, arch.n_levels, learned)
 
     def sample(self, crops: list[Crop] | list[torch.Tensor], win: Window) -> torch.Tensor:
+        """As `CocoNet.sample`, each level through its 2x steps: R @ grid @ C.T with R and C built from the taps.
+
+        The steps are linear and separable, so running them on an identity
+        matrix gives each axis's whole chain as one matrix (differentiable
+        in the taps): two small products per level, as the shipped sampling.
+        """
         cols = []
         for level, crop in enumerate(crops):
             grid, (gy, gx) = _split(crop)
-            for finer in reversed(range(level)):
-                grid = upsample_2x(grid, self.synthesis.up_taps[finer])
-                # Keep MARGIN cells around the window, as the crop itself had (the
-                # rest is work for nothing); at the level's end, its true last cell
-                # for the next step to replicate.
-                h, w = self.sizes[finer]
-                a, b = max(0, (win.r0 >> finer) - MARGIN), min(h, ((win.r1 - 1) >> finer) + 1 + MARGIN)
-                c, d = max(0, (win.c0 >> finer) - MARGIN), min(w, ((win.c1 - 1) >> finer) + 1 + MARGIN)
-                grid = grid[a - 2 * gy : b - 2 * gy, c - 2 * gx : d - 2 * gx]
-                gy, gx = a, c
-            cols.append(grid[win.r0 - gy : win.r1 - gy, win.c0 - gx : win.c1 - gx].reshape(-1))
+            if level == 0:
+                sampled = grid[win.r0 - gy : win.r1 - gy, win.c0 - gx : win.c1 - gx]
+            else:
+                rows_m = self.chain_matrix(level, 0, gy, grid.shape[0], win.r0, win.r1)
+                cols_m = self.chain_matrix(level, 1, gx, grid.shape[1], win.c0, win.c1)
+                sampled = rows_m @ grid @ cols_m.T
+            cols.append(sampled.reshape(-1))
         return torch.stack(cols).T
+
+    def chain_matrix(self, level: int, axis: int, origin: int, n: int, lo: int, hi: int) -> torch.Tensor:
+        """[hi - lo, n]: pixels lo..hi-1 of one axis from the n cells of `level` from `origin` on, through its steps.
+
+        After each step only MARGIN cells around the window are kept, as the
+        crops themselves have (the rest is work for nothing); at the level's
+        end, its true last cell, which the next step replicates.
+        """
+        x = torch.eye(n, dtype=self.synthesis.up_taps.dtype, device=self.synthesis.up_taps.device)
+        for finer in reversed(range(level)):
+            x = _double_rows(x, self.synthesis.up_taps[finer])
+            size = self.sizes[finer][axis]
+            a, b = max(0, (lo >> finer) - MARGIN), min(size, ((hi - 1) >> finer) + 1 + MARGIN)
+            x = x[a - 2 * origin : b - 2 * origin]
+            origin = a
+        return x[lo - origin : hi - origin]
 
     def added_weights(self) -> int:
         return self.synthesis.up_taps.numel() if self.synthesis.up_taps.requires_grad else 0

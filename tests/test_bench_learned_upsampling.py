@@ -59,6 +59,21 @@ def test_a_step_is_two_mirrored_phases_with_replicated_edges() -> None:
     assert torch.allclose(lu.upsample_2x(grid, taps), expected, atol=1e-5)
 
 
+@pytest.mark.parametrize("shape", [(64, 96), (37, 50)])
+def test_the_chain_matrices_are_the_2x_steps(shape: tuple[int, int]) -> None:
+    """Over the whole image, each level's features are its grid through `upsample_2x` step by step."""
+    _, up = _nets(*shape)
+    with torch.no_grad():
+        up.synthesis.up_taps.add_(torch.randn_like(up.synthesis.up_taps) * 0.1)
+        latents = up.quantized_latents("round")
+        features = up.sample(latents, up.full_window())
+        for level, grid in enumerate(latents):
+            for finer in reversed(range(level)):
+                h, w = up.sizes[finer]
+                grid = lu.upsample_2x(grid, up.synthesis.up_taps[finer])[:h, :w]
+            assert torch.allclose(features[:, level], grid.reshape(-1), atol=1e-4)
+
+
 @pytest.mark.parametrize("shape", [(64, 96), (40, 56)])
 def test_a_window_samples_what_the_whole_image_does(shape: tuple[int, int]) -> None:
     _, up = _nets(*shape)
