@@ -39,6 +39,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import csv
+import math
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -52,6 +53,7 @@ from bench.results import append_csv_row, machine, utc_now
 from inrcodec.format.architecture import Architecture
 from inrcodec.train import encoder
 from inrcodec.train import model as coconet
+from inrcodec.train.encoder import PSNR_PER_LN_RATE
 from inrcodec.train.model import Crop, CocoNet, Window, _split
 
 CSV_NAME = "upsampling.csv"
@@ -172,10 +174,39 @@ def fit(path: Path, variant: str, lmbda: float, steps: int | None) -> dict[str, 
 
 
 def summarize(rows: list[dict[str, str]]) -> str:
-    return float_fit_summary(rows, "Learned 2x upsampling of the latents (float, fixed lambdas)",
-                             "bench.learned_upsampling", CSV_NAME,
-                             "Rate: latent bpp plus the learned filters' bpp (the baseline adds none).", "variant",
-                             "base")
+    """upsampling.md: each variant against the baseline's line on its image, then against its fit at the same lambda."""
+    table = float_fit_summary(rows, "Learned 2x upsampling of the latents (float, fixed lambdas)",
+                              "bench.learned_upsampling", CSV_NAME,
+                              "Rate: latent bpp plus the learned filters' bpp (the baseline adds none).", "variant",
+                              "base")
+    return table + same_lambda_summary(rows)
+
+
+def same_lambda_summary(rows: list[dict[str, str]]) -> str:
+    """Each variant fit against the baseline's fit of the same image and lambda, moved to its rate along PSNR_PER_LN_RATE.
+
+    One baseline fit per lambda can land well off the line through the
+    others (a fit's start moves its rate by a tenth or more at a fixed
+    lambda), and a line through two such points extrapolates wildly; the
+    encoder's own slope between files of nearby sizes does not.
+    """
+    base = {(r["image"], r["lmbda"]): r for r in rows if r["variant"] == "base"}
+    lines = ["", f"Against the baseline's fit at the same lambda, moved along {PSNR_PER_LN_RATE} dB per unit of "
+             "ln(rate) (`encoder.PSNR_PER_LN_RATE`):", "",
+             "| image | variant | lambda | rate ratio | difference (dB) |", "|---|---|---|---|---|"]
+    differences: dict[str, list[float]] = {}
+    for r in sorted(rows, key=lambda r: (r["variant"], r["image"], float(r["lmbda"]))):
+        b = base.get((r["image"], r["lmbda"]))
+        if r["variant"] == "base" or b is None:
+            continue
+        ratio = (float(r["latent_bpp"]) + float(r["weight_bpp"])) / float(b["latent_bpp"])
+        difference = float(r["psnr"]) - float(b["psnr"]) - PSNR_PER_LN_RATE * math.log(ratio)
+        differences.setdefault(r["variant"], []).append(difference)
+        lines.append(f"| {r['image']} | {r['variant']} | {r['lmbda']} | {ratio:.3f} | {difference:+.2f} |")
+    lines += ["", "| variant | fits | better | mean difference (dB) |", "|---|---|---|---|"]
+    lines += [f"| {name} | {len(values)} | {sum(v > 0 for v in values)} | {sum(values) / len(values):+.2f} |"
+              for name, values in sorted(differences.items())]
+    return "\n".join(lines) + "\n"
 
 
 def main(argv: list[str] | None = None) -> None:

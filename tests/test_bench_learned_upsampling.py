@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import pytest
@@ -112,7 +113,8 @@ def test_a_tiny_run_compares_each_variant_with_the_baseline(tmp_path: Path) -> N
                                                                  ("base", 1e-3), ("learned", 1e-3)]
     assert all(float(r["latent_bpp"]) > 0 and 5 < float(r["psnr"]) < 60 for r in rows)
     assert [float(r["weight_bpp"]) > 0 for r in rows] == [False, True, False, True]
-    assert "| learned | 2 |" in (out / "upsampling.md").read_text()
+    summary = (out / "upsampling.md").read_text()
+    assert "| learned | 2 |" in summary and "same lambda" in summary
     assert coconet.CROP_MARGIN == 3
     lu.main(["--images", str(images), "--pick", "tiny:1e-2", "--variants", "learned", "--steps", "15",
              "--out", str(out)])  # resumes: nothing refitted
@@ -122,3 +124,18 @@ def test_a_tiny_run_compares_each_variant_with_the_baseline(tmp_path: Path) -> N
 def test_variants_are_checked(tmp_path: Path) -> None:
     with pytest.raises(SystemExit):
         lu.main(["--images", str(tmp_path), "--pick", "a:1", "--variants", "bilinear", "--out", str(tmp_path / "o")])
+
+
+def test_same_lambda_pairs_move_the_variant_to_the_baselines_rate() -> None:
+    def row(variant: str, lmbda: str, bpp: float, psnr: float) -> dict[str, str]:
+        return {"image": "a.png", "variant": variant, "lmbda": lmbda, "latent_bpp": str(bpp), "weight_bpp": "0",
+                "psnr": str(psnr)}
+
+    slope = encoder.PSNR_PER_LN_RATE
+    rows = [row("base", "0.01", 0.5, 30.0), row("learned", "0.01", 1.0, 30.0 + slope * math.log(2) + 0.3),
+            row("base", "0.02", 0.4, 29.0), row("learned", "0.02", 0.4, 28.9), row("learned", "0.03", 0.3, 28.0)]
+    text = lu.same_lambda_summary(rows)
+    assert "| a.png | learned | 0.01 | 2.000 | +0.30 |" in text
+    assert "| a.png | learned | 0.02 | 1.000 | -0.10 |" in text
+    assert "0.03" not in text  # no baseline fit at that lambda
+    assert "| learned | 2 | 1 | +0.10 |" in text
