@@ -40,6 +40,7 @@ import argparse
 import contextlib
 import csv
 import math
+import statistics
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -194,19 +195,34 @@ def same_lambda_summary(rows: list[dict[str, str]]) -> str:
     lines = ["", f"Against the baseline's fit at the same lambda, moved along {PSNR_PER_LN_RATE} dB per unit of "
              "ln(rate) (`encoder.PSNR_PER_LN_RATE`):", "",
              "| image | variant | lambda | rate ratio | difference (dB) |", "|---|---|---|---|---|"]
-    differences: dict[str, list[float]] = {}
+    differences: dict[str, list[tuple[float, float]]] = {}  # (difference, rate ratio)
     for r in sorted(rows, key=lambda r: (r["variant"], r["image"], float(r["lmbda"]))):
         b = base.get((r["image"], r["lmbda"]))
         if r["variant"] == "base" or b is None:
             continue
         ratio = (float(r["latent_bpp"]) + float(r["weight_bpp"])) / float(b["latent_bpp"])
         difference = float(r["psnr"]) - float(b["psnr"]) - PSNR_PER_LN_RATE * math.log(ratio)
-        differences.setdefault(r["variant"], []).append(difference)
+        differences.setdefault(r["variant"], []).append((difference, ratio))
         lines.append(f"| {r['image']} | {r['variant']} | {r['lmbda']} | {ratio:.3f} | {difference:+.2f} |")
-    lines += ["", "| variant | fits | better | mean difference (dB) |", "|---|---|---|---|"]
-    lines += [f"| {name} | {len(values)} | {sum(v > 0 for v in values)} | {sum(values) / len(values):+.2f} |"
-              for name, values in sorted(differences.items())]
+    lines += ["", f"Rates within {NEAR_RATE_RATIO:g}x of each other: the pairs where moving along the slope is "
+              "not an extrapolation.", "",
+              "| variant | fits | better | mean difference (dB) | median | rates within | better | mean | median |",
+              "|---|---|---|---|---|---|---|---|---|"]
+    for name, pairs in sorted(differences.items()):
+        near = [d for d, ratio in pairs if 1 / NEAR_RATE_RATIO <= ratio <= NEAR_RATE_RATIO]
+        lines.append(f"| {name} | {_stats([d for d, _ in pairs])} | {_stats(near)} |")
     return "\n".join(lines) + "\n"
+
+
+NEAR_RATE_RATIO = 1.15
+
+
+def _stats(values: list[float]) -> str:
+    """Cells: count, how many positive, mean and median (dashes for none)."""
+    if not values:
+        return "0 | 0 | - | -"
+    return (f"{len(values)} | {sum(v > 0 for v in values)} | {sum(values) / len(values):+.2f} | "
+            f"{statistics.median(values):+.2f}")
 
 
 def main(argv: list[str] | None = None) -> None:

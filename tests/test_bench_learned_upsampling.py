@@ -138,4 +138,4 @@ def test_same_lambda_pairs_move_the_variant_to_the_baselines_rate() -> None:
     assert "| a.png | learned | 0.01 | 2.000 | +0.30 |" in text
     assert "| a.png | learned | 0.02 | 1.000 | -0.10 |" in text
     assert "0.03" not in text  # no baseline fit at that lambda
-    assert "| learned | 2 | 1 | +0.10 |" in text
+    assert "| learned | 2 | 1 | +0.10 | +0.10 | 1 | 0 | -0.10 | -0.10 |" in text  # only 0.02 has rates within 1.15x
