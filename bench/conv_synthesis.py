@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bench.fixed_lambda import against_baseline, fitted, float_fit, mean_differences, pending, picks
+from bench.fixed_lambda import FloatFit, against_baseline, fitted, float_fit, mean_differences, pending, picks
 from bench.results import append_csv_row, machine, utc_now
 from inrcodec.format.architecture import Architecture
 from inrcodec.train import encoder
@@ -112,8 +112,14 @@ def fit(path: Path, n_convs: int, lmbda: float, steps: int | None) -> dict[str, 
     done = float_fit(path, lambda h, w: ConvNet(h, w, encoder.ARCHITECTURE, n_convs), lmbda, steps)
     model = done.fitter.model
     assert isinstance(model, ConvNet)
-    n_pixels = model.height * model.width
-    return {"latent_bpp": done.fitter.latent_bpp(), "weight_bpp": BITS_PER_WEIGHT * model.added_weights() / n_pixels,
+    return float_fit_figures(done, model.added_weights())
+
+
+def float_fit_figures(done: FloatFit, added_weights: int) -> dict[str, float]:
+    """A float fit's row: latent bpp, the added weights' bpp at BITS_PER_WEIGHT, 8-bit PSNR, seconds and steps."""
+    model = done.fitter.model
+    return {"latent_bpp": done.fitter.latent_bpp(),
+            "weight_bpp": BITS_PER_WEIGHT * added_weights / (model.height * model.width),
             "psnr": psnr_8bit(done.fitter, done.pixels), "fit_s": done.seconds, "steps": done.steps}
 
 

@@ -28,7 +28,9 @@ unquantized, latents rounded, colour rounded to 8 bits), the baseline the
 same way (`bench.conv_synthesis.psnr_8bit`); the rate is the context model's
 whole-image latent estimate plus 7 bits per added number. Each variant's
 point is compared with the line through the baseline's points on that image
-(`bench.fixed_lambda.baseline_psnr_at`). Every variant runs with CROP_MARGIN
+(`bench.fixed_lambda.baseline_psnr_at`) and with the baseline's fit at the
+same lambda, moved to its rate along `encoder.PSNR_PER_LN_RATE`
+(`same_lambda_summary`). Every variant runs with CROP_MARGIN
 4 (the shipped 3 leaves too few true cells under a window for repeated
 4-tap steps; the baseline's fits do not depend on it). Rows go to
 upsampling.csv (resumable), the comparison to upsampling.md.
@@ -48,7 +50,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bench.conv_synthesis import BITS_PER_WEIGHT, float_fit_summary, psnr_8bit
+from bench.conv_synthesis import float_fit_figures, float_fit_summary
 from bench.fixed_lambda import fitted, float_fit, pending, picks
 from bench.results import append_csv_row, machine, utc_now
 from inrcodec.format.architecture import Architecture
@@ -65,6 +67,9 @@ VARIANTS = ("base", "fixed", "learned")
 # four fine ones; a margin of m coarse cells leaves 2m - 4 true fine ones, so
 # m = 4 holds through any number of steps.
 MARGIN = 4
+# Pairs whose rates are within this ratio are also summarized alone: moving
+# along PSNR_PER_LN_RATE over a wider gap is an extrapolation.
+NEAR_RATE_RATIO = 1.15
 
 
 def bicubic_2x_taps() -> torch.Tensor:
@@ -158,7 +163,7 @@ def wide_crops() -> Iterator[None]:
         coconet.CROP_MARGIN = shipped
 
 
-def new_net(variant: str) -> Callable[[int, int], CocoNet]:  # noqa: ANN201
+def new_net(variant: str) -> Callable[[int, int], CocoNet]:
     arch = encoder.ARCHITECTURES["default"]
     if variant == "base":
         return lambda h, w: CocoNet(h, w, arch)
@@ -169,9 +174,7 @@ def fit(path: Path, variant: str, lmbda: float, steps: int | None) -> dict[str, 
     """One fixed-lambda fit of the default schedule, measured in float (call within `wide_crops`)."""
     done = float_fit(path, new_net(variant), lmbda, steps)
     model = done.fitter.model
-    added = model.added_weights() if isinstance(model, UpNet) else 0
-    return {"latent_bpp": done.fitter.latent_bpp(), "weight_bpp": BITS_PER_WEIGHT * added / (model.height * model.width),
-            "psnr": psnr_8bit(done.fitter, done.pixels), "fit_s": done.seconds, "steps": done.steps}
+    return float_fit_figures(done, model.added_weights() if isinstance(model, UpNet) else 0)
 
 
 def summarize(rows: list[dict[str, str]]) -> str:
@@ -212,9 +215,6 @@ def same_lambda_summary(rows: list[dict[str, str]]) -> str:
         near = [d for d, ratio in pairs if 1 / NEAR_RATE_RATIO <= ratio <= NEAR_RATE_RATIO]
         lines.append(f"| {name} | {_stats([d for d, _ in pairs])} | {_stats(near)} |")
     return "\n".join(lines) + "\n"
-
-
-NEAR_RATE_RATIO = 1.15
 
 
 def _stats(values: list[float]) -> str:

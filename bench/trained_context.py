@@ -59,7 +59,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from bench.conv_synthesis import BITS_PER_WEIGHT, float_fit_summary, psnr_8bit
+from bench.conv_synthesis import float_fit_figures, float_fit_summary
 from bench.fixed_lambda import fitted, float_fit, pending, picks
 from bench.results import append_csv_row, machine, utc_now
 from inrcodec.format.architecture import Architecture
@@ -197,10 +197,7 @@ def fit(path: Path, scheme: str, lmbda: float, steps: int | None) -> dict[str, f
     """One fixed-lambda fit of the default schedule, measured in float."""
     done = float_fit(path, new_net(scheme), lmbda, steps)
     model = done.fitter.model
-    n_pixels = model.height * model.width
-    added = model.added_weights() if isinstance(model, ContextNet) else 0
-    return {"latent_bpp": done.fitter.latent_bpp(), "weight_bpp": BITS_PER_WEIGHT * added / n_pixels,
-            "psnr": psnr_8bit(done.fitter, done.pixels), "fit_s": done.seconds, "steps": done.steps}
+    return float_fit_figures(done, model.added_weights() if isinstance(model, ContextNet) else 0)
 
 
 def summarize(rows: list[dict[str, str]]) -> str:
