@@ -1,4 +1,4 @@
-"""Would learned upsampling of the latents pay? A float-only question for a format after 2.0.
+"""Learned upsampling of the latents against format 2.0's bicubic sampling, in float at fixed lambdas.
 
     python -m bench.learned_upsampling --images ../shared/data/kodak \
         --pick kodim01:4e-3:2.2e-3,kodim03:1.5e-3:8e-4 --variants learned \
@@ -6,22 +6,23 @@
 
 Formats 1.0 and 2.0 sample every latent level at the pixel centres with the
 same fixed bicubic kernel (`format.sampling`). Cool-chic (from its third
-version) upsamples instead with learned filters, one 2x step at a time. This
-prototype does that for the default effort's architecture (format 2.0's
-context): level k reaches the image's resolution through k steps of 2x
-upsampling, each a separable pair of 4-tap filters (one per output phase,
-the second the mirror of the first), edges replicated. Every level has its
-own filter, shared by its steps' rows and columns, four numbers, started at
-bicubic's 2x taps (Keys, a = -0.75), and trained with the synthesis MLP (its
-optimizer group and learning rate). Variants:
+version) upsamples instead with learned filters, one 2x step at a time.
+Format 3.0 does that (`format.upsampling`, trained by `train.model.CocoNet`):
+level k reaches the image's resolution through k steps of 2x upsampling,
+each a separable pair of 4-tap filters (one per output phase, the second
+the mirror of the first), edges replicated. Each step (into resolution r)
+has its own four taps, shared by rows, columns and every level passing
+through it, started at bicubic's 2x taps (Keys, a = -0.75) and trained with
+the synthesis MLP (its optimizer group and learning rate). This script
+was the question before the format existed (its first results,
+bench/results/learned-upsampling-2026-12-03, came from a prototype of the
+same function in this file); it now runs the shipped model. Variants:
 
-    base: the shipped fixed bicubic sampling;
-    fixed: the 2x steps with their filters held at bicubic's (what the
-        hierarchy alone changes);
-    learned: the 2x steps with learned filters.
-
-A decoder could keep rendering at any size: upsample to the encoded size,
-then resample that bicubically.
+    base: format 2.0's fixed bicubic sampling (the default architecture
+        without learned upsampling);
+    fixed: format 3.0's 2x steps with their filters held at bicubic's (what
+        the hierarchy alone changes);
+    learned: format 3.0's 2x steps with learned filters.
 
 Nothing here is written to a file: each fit is measured in float (networks
 unquantized, latents rounded, colour rounded to 8 bits), the baseline the
@@ -30,9 +31,8 @@ whole-image latent estimate plus 7 bits per added number. Each variant's
 point is compared with the line through the baseline's points on that image
 (`bench.fixed_lambda.baseline_psnr_at`) and with the baseline's fit at the
 same lambda, moved to its rate along `encoder.PSNR_PER_LN_RATE`
-(`same_lambda_summary`). Every variant runs with CROP_MARGIN
-4 (the shipped 3 leaves too few true cells under a window for repeated
-4-tap steps; the baseline's fits do not depend on it). Rows go to
+(`same_lambda_summary`). Every variant runs with format 3.0's crop margin
+(`model.UPSAMPLING_CROP_MARGIN`; the baseline's fits do not depend on it). Rows go to
 upsampling.csv (resumable), the comparison to upsampling.md.
 """
 
@@ -44,113 +44,28 @@ import csv
 import math
 import statistics
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
-from torch import nn
 
 from bench.conv_synthesis import float_fit_figures, float_fit_summary
 from bench.fixed_lambda import fitted, float_fit, pending, picks
 from bench.results import append_csv_row, machine, utc_now
-from inrcodec.format.architecture import Architecture
 from inrcodec.train import encoder
 from inrcodec.train import model as coconet
 from inrcodec.train.encoder import PSNR_PER_LN_RATE
-from inrcodec.train.model import Crop, CocoNet, Window, _split
+from inrcodec.train.model import UPSAMPLING_CROP_MARGIN, CocoNet
 
 CSV_NAME = "upsampling.csv"
 COLUMNS = ("image", "variant", "lmbda", "steps", "latent_bpp", "weight_bpp", "psnr", "fit_s", "torch_threads",
            "machine", "date")
 VARIANTS = ("base", "fixed", "learned")
-# A 4-tap step from a crop edge spoils the two coarse cells nearest it, i.e.
-# four fine ones; a margin of m coarse cells leaves 2m - 4 true fine ones, so
-# m = 4 holds through any number of steps.
-MARGIN = 4
+# Every variant's crops get format 3.0's margin (`model.UPSAMPLING_CROP_MARGIN`).
+MARGIN = UPSAMPLING_CROP_MARGIN
 # Pairs whose rates are within this ratio are also summarized alone: moving
 # along PSNR_PER_LN_RATE over a wider gap is an extrapolation.
 NEAR_RATE_RATIO = 1.15
-
-
-def bicubic_2x_taps() -> torch.Tensor:
-    """Keys' cubic (a = -0.75) taps of the even output of a 2x step: source cells i - 2 .. i + 1 at distances 1.75 .. 1.25."""
-    a = -0.75
-
-    def keys(x: float) -> float:
-        return (a + 2) * x**3 - (a + 3) * x**2 + 1 if x <= 1 else a * x**3 - 5 * a * x**2 + 8 * a * x - 4 * a
-
-    return torch.tensor([keys(d) for d in (1.75, 0.75, 0.25, 1.25)])
-
-
-class UpSynthesis(nn.Sequential):
-    """The synthesis MLP, plus each coarse level's 2x filter as a parameter (so it trains in the MLP's group).
-
-    Iterating it yields the MLP's layers only (`model.mlp_columns`).
-    """
-
-    def __init__(self, mlp: nn.Sequential, n_levels: int, learned: bool) -> None:
-        super().__init__(*mlp)
-        self.up_taps = nn.Parameter(bicubic_2x_taps().repeat(n_levels - 1, 1), requires_grad=learned)
-
-
-def _double_rows(x: torch.Tensor, taps: torch.Tensor) -> torch.Tensor:
-    """[h, w] -> [2h, w]: each output row from 4 source rows (odd rows with the taps mirrored), edges replicated."""
-    kernel = torch.stack([taps, taps.flip(0)])  # even outputs read i - 2 .. i + 1, odd ones i - 1 .. i + 2
-    h = x.shape[0]
-    padded = F.pad(x[None, None], (0, 0, 2, 2), mode="replicate")
-    out = F.conv2d(padded, kernel[:, None, :, None])[0]  # [2, h + 1, w]
-    return torch.stack([out[0, :h], out[1, 1 : h + 1]], dim=1).reshape(2 * h, -1)
-
-
-def upsample_2x(grid: torch.Tensor, taps: torch.Tensor) -> torch.Tensor:
-    """[h, w] -> [2h, 2w]: one 2x step, rows then columns (the definition; `UpNet` applies it as matrices)."""
-    return _double_rows(_double_rows(grid, taps).T, taps).T
-
-
-class UpNet(CocoNet):
-    """A CocoNet whose levels reach the image's resolution through 2x steps (`upsample_2x`)."""
-
-    def __init__(self, height: int, width: int, arch: Architecture, learned: bool) -> None:
-        super().__init__(height, width, arch)
-        self.synthesis = UpSynthesis(self.synthesis, arch.n_levels, learned)
-
-    def sample(self, crops: list[Crop] | list[torch.Tensor], win: Window) -> torch.Tensor:
-        """As `CocoNet.sample`, each level through its 2x steps: R @ grid @ C.T with R and C built from the taps.
-
-        The steps are linear and separable, so running them on an identity
-        matrix gives each axis's whole chain as one matrix (differentiable
-        in the taps): two small products per level, as the shipped sampling.
-        """
-        cols = []
-        for level, crop in enumerate(crops):
-            grid, (gy, gx) = _split(crop)
-            if level == 0:
-                sampled = grid[win.r0 - gy : win.r1 - gy, win.c0 - gx : win.c1 - gx]
-            else:
-                rows_m = self.chain_matrix(level, 0, gy, grid.shape[0], win.r0, win.r1)
-                cols_m = self.chain_matrix(level, 1, gx, grid.shape[1], win.c0, win.c1)
-                sampled = rows_m @ grid @ cols_m.T
-            cols.append(sampled.reshape(-1))
-        return torch.stack(cols).T
-
-    def chain_matrix(self, level: int, axis: int, origin: int, n: int, lo: int, hi: int) -> torch.Tensor:
-        """[hi - lo, n]: pixels lo..hi-1 of one axis from the n cells of `level` from `origin` on, through its steps.
-
-        After each step only MARGIN cells around the window are kept, as the
-        crops themselves have (the rest is work for nothing); at the level's
-        end, its true last cell, which the next step replicates.
-        """
-        x = torch.eye(n, dtype=self.synthesis.up_taps.dtype, device=self.synthesis.up_taps.device)
-        for finer in reversed(range(level)):
-            x = _double_rows(x, self.synthesis.up_taps[finer])
-            size = self.sizes[finer][axis]
-            a, b = max(0, (lo >> finer) - MARGIN), min(size, ((hi - 1) >> finer) + 1 + MARGIN)
-            x = x[a - 2 * origin : b - 2 * origin]
-            origin = a
-        return x[lo - origin : hi - origin]
-
-    def added_weights(self) -> int:
-        return self.synthesis.up_taps.numel() if self.synthesis.up_taps.requires_grad else 0
 
 
 @contextlib.contextmanager
@@ -164,17 +79,29 @@ def wide_crops() -> Iterator[None]:
 
 
 def new_net(variant: str) -> Callable[[int, int], CocoNet]:
-    arch = encoder.ARCHITECTURES["default"]
+    """The variant's CocoNet: format 2.0's default architecture, or format 3.0's (taps held for `fixed`)."""
+    learned = replace(encoder.ARCHITECTURES["default"], learned_upsampling=True)
     if variant == "base":
-        return lambda h, w: CocoNet(h, w, arch)
-    return lambda h, w: UpNet(h, w, arch, learned=variant == "learned")
+        return lambda h, w: CocoNet(h, w, replace(learned, learned_upsampling=False))
+
+    def net(h: int, w: int) -> CocoNet:
+        model = CocoNet(h, w, learned)
+        model.synthesis.up_taps.requires_grad_(variant == "learned")
+        return model
+
+    return net
+
+
+def added_weights(model: CocoNet) -> int:
+    """Numbers the variant adds to the file: the learned taps (held taps are the format's, not sent)."""
+    taps = getattr(model.synthesis, "up_taps", None)
+    return taps.numel() if taps is not None and taps.requires_grad else 0
 
 
 def fit(path: Path, variant: str, lmbda: float, steps: int | None) -> dict[str, float]:
     """One fixed-lambda fit of the default schedule, measured in float (call within `wide_crops`)."""
     done = float_fit(path, new_net(variant), lmbda, steps)
-    model = done.fitter.model
-    return float_fit_figures(done, model.added_weights() if isinstance(model, UpNet) else 0)
+    return float_fit_figures(done, added_weights(done.fitter.model))
 
 
 def summarize(rows: list[dict[str, str]]) -> str:

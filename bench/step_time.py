@@ -1,14 +1,17 @@
 """Time one training step of the encoder (the unit of encoding cost).
 
     python -m bench.step_time [--image PATH] [--steps 60] [--threads 2] [--compile] [--arm-hidden 8x8]
-        [--synth-hidden 24x24] [--context-tile 64x32]
+        [--synth-hidden 24x24] [--context-tile 64x32] [--bicubic]
 
 Prints milliseconds per noise-mode step and per whole-image rate measurement,
 medians over repeats, on the default architecture and crop, and the seconds
 the warm-up took. `--arm-hidden` sizes the context model's hidden layers
 (default: the encoder's), `--synth-hidden` the synthesis MLP's, `--context-tile WxH` puts the context model on format 2.0's
 wavefront context in tiles of W x H cells, `--context-tile 0` on format 1.0's checkerboard
-(default: the default effort's architecture; before 2026-12-03 it was the 1.0 base architecture). `--compile` runs the step's tensor-only pieces
+(default: the default effort's architecture; before 2026-12-03 it was the 1.0 base architecture).
+`--bicubic` samples the latents with format 2.0's fixed bicubic taps instead of format 3.0's
+learned upsampling (the default effort's since 2026-12-03; so does `--context-tile 0`).
+`--compile` runs the step's tensor-only pieces
 (the MLPs in columns, `model.mlp_columns`, and the Laplace bits,
 `model.context_bits_columns`: the matrix products and most elementwise
 work) through `torch.compile` with dynamic shapes (border windows are
@@ -71,6 +74,7 @@ def main() -> None:
                         help="the synthesis MLP's hidden widths, e.g. 24x24")
     parser.add_argument("--context-tile", type=context_tile_arg, default=None,
                         help="format 2.0's wavefront context in tiles of WxH cells (0: format 1.0's checkerboard)")
+    parser.add_argument("--bicubic", action="store_true", help="format 2.0's bicubic sampling, not learned upsampling")
     parser.add_argument("--compile", action="store_true", help="torch.compile the synthesis and the context model")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -81,6 +85,8 @@ def main() -> None:
         arch = replace(arch, arm_hidden=args.arm_hidden)
     if args.synth_hidden:
         arch = replace(arch, synth_hidden=args.synth_hidden)
+    if args.bicubic or args.context_tile == ():
+        arch = replace(arch, learned_upsampling=False)
     if args.context_tile is not None:
         arch = replace(arch, context_tile=args.context_tile or None)
     model = CocoNet(pixels.shape[0], pixels.shape[1], arch)
@@ -105,6 +111,7 @@ def main() -> None:
     print(f"{date.today()} {platform.processor() or platform.machine()} threads={args.threads} "
           f"image={args.image.name} crop={schedule.crop} arm={'x'.join(map(str, arch.arm_hidden))} "
           f"synth={'x'.join(map(str, arch.synth_hidden))} context_tile={'x'.join(map(str, arch.context_tile or (0,)))}"
+          f"{' learned-upsampling' if arch.learned_upsampling else ''}"
           f"{' compiled' if args.compile else ''}: "
           f"step {statistics.median(step_ms):.1f} ms, rate measurement {statistics.median(measure_ms):.1f} ms, "
           f"warm-up (10 steps) {warm_up_s:.1f} s")

@@ -1,6 +1,6 @@
 """inrcodec: an overfitted neural image codec with its own `.coco` format.
 
-A small network (latent grids, a bicubic sampler and a thin MLP) is fitted to
+A small network (latent grids, bicubic sampling or learned upsampling, and a thin MLP) is fitted to
 each image, quantized and entropy-coded. The decoder evaluates it exactly in
 integer arithmetic at any output size.
 """

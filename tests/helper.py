@@ -126,7 +126,8 @@ class Head:
     synth: list[int]
     arm: list[int]
     layers: list[list[int]]  # [weight_exp, bias_exp, weight_scale_k, bias_scale_k]
-    tile: list[int] | None = None  # [tile_width, tile_height]: version 2 files only
+    tile: list[int] | None = None  # [tile_width, tile_height]: version 2 and 3 files only
+    up_taps: list[list[int]] | None = None  # per 2x step, four i16 Q12 taps: version 3 files only
 
     @classmethod
     def parse(cls, payload: bytes, major: int = 1) -> Head:
@@ -139,16 +140,22 @@ class Head:
         tile = None
         if major >= 2:
             tile, pos = list(payload[pos : pos + 2]), pos + 2
+        up_taps = None
+        if major >= 3:
+            up_taps = [list(struct.unpack_from("<4h", payload, pos + 8 * i)) for i in range(n_levels - 1)]
+            pos += 8 * (n_levels - 1)
         rest = payload[pos:]
         layers = [[rest[i], rest[i + 1], rest[i + 2] + SCALE_K_MIN, rest[i + 3] + SCALE_K_MIN]
                   for i in range(0, len(rest), 4)]
-        return cls(width, height, n_levels, synth, arm, layers, tile)
+        return cls(width, height, n_levels, synth, arm, layers, tile, up_taps)
 
     def pack(self) -> bytes:
         out = struct.pack("<HHB", self.width, self.height, self.n_levels)
         out += bytes([len(self.synth), *self.synth, len(self.arm), *self.arm])
         if self.tile is not None:
             out += bytes(self.tile)
+        for taps in self.up_taps or []:
+            out += struct.pack("<4h", *taps)
         for we, be, wk, bk in self.layers:
             out += bytes([we, be, wk - SCALE_K_MIN, bk - SCALE_K_MIN])
         return out

@@ -31,16 +31,19 @@ from helper import DATA, EXPECTED, pixel_md5, synthetic_image
 import inrcodec
 from inrcodec.train import encoder
 
-# name -> (width, height, encoder keyword arguments, context tile). The
-# network alone is about 400 bytes, so tiny images need high rates for a
-# sensible picture. No context tile makes a version 1.0 file (checkerboard
-# context), a (width, height) tile a version 2.0 file (wavefront context).
-SAMPLES: dict[str, tuple[int, int, dict[str, float], tuple[int, int] | None]] = {
-    "gradient-48x32.coco": (48, 32, {"bpp": 5.0}, None),
-    "gradient-64x48.coco": (64, 48, {"bpp": 3.0}, None),
-    "odd-5x3.coco": (5, 3, {"lmbda": 0.01}, None),
-    "v2-gradient-48x32.coco": (48, 32, {"bpp": 5.0}, (16, 8)),
-    "v2-odd-5x3.coco": (5, 3, {"lmbda": 0.01}, (2, 2)),
+# name -> (width, height, encoder keyword arguments, context tile, learned
+# upsampling). The network alone is about 400 bytes, so tiny images need high
+# rates for a sensible picture. No context tile makes a version 1.0 file
+# (checkerboard context), a (width, height) tile a version 2.0 file (wavefront
+# context), and learned upsampling on top of a tile a version 3.0 file.
+SAMPLES: dict[str, tuple[int, int, dict[str, float], tuple[int, int] | None, bool]] = {
+    "gradient-48x32.coco": (48, 32, {"bpp": 5.0}, None, False),
+    "gradient-64x48.coco": (64, 48, {"bpp": 3.0}, None, False),
+    "odd-5x3.coco": (5, 3, {"lmbda": 0.01}, None, False),
+    "v2-gradient-48x32.coco": (48, 32, {"bpp": 5.0}, (16, 8), False),
+    "v2-odd-5x3.coco": (5, 3, {"lmbda": 0.01}, (2, 2), False),
+    "v3-gradient-48x32.coco": (48, 32, {"bpp": 5.0}, (16, 8), True),
+    "v3-odd-5x3.coco": (5, 3, {"lmbda": 0.01}, (2, 2), True),
 }
 OTHER_SIZE = "97x61"
 ITERATIONS = 300
@@ -50,12 +53,12 @@ def encode_samples(missing_only: bool = False) -> None:
     """Encode the synthetic image at each sample's size into tests/data/ (only absent files if `missing_only`)."""
     DATA.mkdir(exist_ok=True)
     saved = dict(encoder.ARCHITECTURES)
-    for name, (width, height, kwargs, tile) in SAMPLES.items():
+    for name, (width, height, kwargs, tile, learned) in SAMPLES.items():
         if missing_only and (DATA / name).exists():
             continue
         try:
             for effort, arch in saved.items():
-                encoder.ARCHITECTURES[effort] = replace(arch, context_tile=tile)
+                encoder.ARCHITECTURES[effort] = replace(arch, context_tile=tile, learned_upsampling=learned)
             result, _ = inrcodec.encode_with_report(synthetic_image(width, height), iterations=ITERATIONS,
                                                     device="cpu", seed=0, **kwargs)
         finally:
@@ -67,13 +70,13 @@ def encode_samples(missing_only: bool = False) -> None:
 def expected_hashes() -> dict[str, object]:
     """md5 of every sample file and of its decoded pixels at two sizes."""
     out: dict[str, object] = {}
-    for name, (width, height, kwargs, tile) in SAMPLES.items():
+    for name, (width, height, kwargs, tile, learned) in SAMPLES.items():
         data = (DATA / name).read_bytes()
         out[name] = {
             "width": width,
             "height": height,
             "encoded_with": {**kwargs, "iterations": ITERATIONS, "seed": 0,
-                             "context_tile": list(tile) if tile else None},
+                             "context_tile": list(tile) if tile else None, "learned_upsampling": learned},
             "file_md5": hashlib.md5(data).hexdigest(),
             "pixels_md5": {
                 "native": pixel_md5(inrcodec.decode_array(data)),

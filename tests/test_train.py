@@ -683,7 +683,8 @@ def test_short_time_limits_fit_format_1_context_and_longer_ones_the_effort_s(eff
     wavefront = encoder.ARCHITECTURES[effort]
     assert wavefront.context_tile is not None
     short = encoder.WAVEFRONT_MIN_TIME_LIMIT * 0.99
-    assert encoder.architecture_for(effort, short) == replace(wavefront, context_tile=None)  # type: ignore[arg-type]
+    assert encoder.architecture_for(effort, short) == replace(wavefront, context_tile=None,  # type: ignore[arg-type]
+                                                              learned_upsampling=False)
     for limit in (None, encoder.WAVEFRONT_MIN_TIME_LIMIT, 300.0):
         assert encoder.architecture_for(effort, limit) == wavefront  # type: ignore[arg-type]
     assert encoder.architecture_for("fast", None) == encoder.architecture_for("fast", 1.0) == encoder.ARCHITECTURES["fast"]

@@ -28,16 +28,26 @@ class Architecture:
             features); otherwise format 2.0's wavefront context (21
             features) in tiles of (width, height) cells
             (`context.wavefront_context_features`).
+        learned_upsampling: format 3.0: the coarse levels reach full
+            resolution through 2x steps of learned filters
+            (`upsampling`), on format 2.0's wavefront context.
     """
 
     n_levels: int
     synth_hidden: tuple[int, ...]
     arm_hidden: tuple[int, ...]
     context_tile: tuple[int, int] | None = None
+    learned_upsampling: bool = False
+
+    def __post_init__(self) -> None:
+        if self.learned_upsampling and not self.context_tile:
+            raise ValueError("learned upsampling (format 3.0) needs the wavefront context (a context_tile)")
 
     @property
     def format_major(self) -> int:
         """The `.coco` major version that can carry this architecture."""
+        if self.learned_upsampling:
+            return 3
         return 2 if self.context_tile else 1
 
     def n_context(self) -> int:

@@ -19,9 +19,10 @@ from dataclasses import dataclass
 from ..errors import CocoFormatError
 
 SIGNATURE = b"\x89COCO\r\n\x1a\n"
-VERSION_MAJOR = 2  # what a writer writes by default: the newest major
+VERSION_MAJOR = 3  # what a writer writes by default: the newest major
 VERSION_MINOR = 0
-READABLE_MAJORS = (1, 2)  # 1.0: checkerboard context; 2.0: wavefront context (formats/coco.md)
+# 1.0: checkerboard context; 2.0: wavefront context; 3.0: 2.0 plus learned upsampling (formats/coco.md)
+READABLE_MAJORS = (1, 2, 3)
 PREFIX_SIZE = len(SIGNATURE) + 2
 SECTION_OVERHEAD = 12
 END_SECTION = b"CEND"

@@ -5,7 +5,8 @@ All integers little-endian. Layout (see formats/coco.md for the table):
     u16 width, u16 height, u8 n_levels,
     u8 n_synth_hidden, u8 width x n_synth_hidden,
     u8 n_arm_hidden,   u8 width x n_arm_hidden,
-    u8 tile_width, u8 tile_height                    (version 2 only)
+    u8 tile_width, u8 tile_height                    (versions 2 and 3)
+    i16 x 4 per step, n_levels - 1 steps              (version 3 only)
     per layer (synthesis layers, then context-model layers):
         u8 weight_exp, u8 bias_exp, u8 weight_scale_index, u8 bias_scale_index
 
@@ -21,6 +22,7 @@ from dataclasses import dataclass
 from ..errors import CocoFormatError
 from .architecture import MAX_CONTEXT_TILE, MAX_HIDDEN_LAYERS, MAX_LEVELS, MIN_CONTEXT_TILE, Architecture
 from .fixedpoint import ACT_FRAC_BITS, MAX_LAYER_WIDTH, MAX_WEIGHT_EXP, SCALE_K_MAX, SCALE_K_MIN
+from .upsampling import UP_TAP_MAX, UP_TAP_MIN, UP_TAPS
 
 MAX_IMAGE_SIDE = 8192
 MAX_IMAGE_PIXELS = 1 << 25  # 32 Mpx: the latent pyramid then needs < 400 MiB
@@ -51,6 +53,9 @@ class Header:
     height: int
     arch: Architecture
     layers: tuple[LayerCoding, ...]  # synthesis layers, then context-model layers
+    # Version 3: per 2x step, into resolution 0 first, the four Q12 filter
+    # taps (`upsampling`); empty otherwise.
+    up_taps: tuple[tuple[int, ...], ...] = ()
 
     def layer_shapes(self) -> list[tuple[tuple[int, int], tuple[int]]]:
         """(weight shape [out, in], bias shape [out]) of every layer, in order."""
@@ -83,6 +88,12 @@ def validate(header: Header) -> Header:
     if arch.context_tile:
         for name, side in zip(("tile_width", "tile_height"), arch.context_tile):
             _check(name, side, MIN_CONTEXT_TILE, MAX_CONTEXT_TILE)
+    n_steps = arch.n_levels - 1 if arch.learned_upsampling else 0
+    if len(header.up_taps) != n_steps or any(len(taps) != UP_TAPS for taps in header.up_taps):
+        raise CocoFormatError(f"expected {n_steps} sets of {UP_TAPS} upsampling taps")
+    for taps in header.up_taps:
+        for tap in taps:
+            _check("upsampling tap", tap, UP_TAP_MIN, UP_TAP_MAX)
     if len(header.layers) != len(header.layer_shapes()):
         raise CocoFormatError("layer descriptor count does not match the architecture")
     for layer in header.layers:
@@ -101,6 +112,8 @@ def pack_header(header: Header) -> bytes:
         out += bytes([len(hidden), *hidden])
     if arch.format_major >= 2:
         out += bytes(arch.context_tile)
+    for taps in header.up_taps:
+        out += struct.pack(f"<{UP_TAPS}h", *taps)
     for layer in header.layers:
         out += bytes([layer.weight_exp, layer.bias_exp,
                       layer.weight_scale_k - SCALE_K_MIN, layer.bias_scale_k - SCALE_K_MIN])
@@ -133,7 +146,8 @@ def parse_header(payload: bytes, major: int = 1) -> Header:
     width, height, n_levels = r.take("<HHB")
     synth_hidden, arm_hidden = r.widths("synth"), r.widths("arm")
     tile = r.take("<2B") if major >= 2 else None  # checked by `validate` below
-    arch = Architecture(n_levels, synth_hidden, arm_hidden, tile)
+    arch = Architecture(n_levels, synth_hidden, arm_hidden, tile, learned_upsampling=major >= 3)
+    up_taps = tuple(r.take(f"<{UP_TAPS}h") for _ in range(n_levels - 1)) if major >= 3 else ()
     n_layers = len(arch.synth_hidden) + len(arch.arm_hidden) + 2
     layers = []
     for _ in range(n_layers):
@@ -141,7 +155,7 @@ def parse_header(payload: bytes, major: int = 1) -> Header:
         layers.append(LayerCoding(we, be, wk + SCALE_K_MIN, bk + SCALE_K_MIN))
     if r.pos != len(payload):
         raise CocoFormatError(f"HEAD section has {len(payload) - r.pos} unexpected trailing bytes")
-    return validate(Header(width, height, arch, tuple(layers)))
+    return validate(Header(width, height, arch, tuple(layers), up_taps))
 
 
 def header_rows(header: Header) -> list[tuple[str, str]]:
@@ -154,6 +168,8 @@ def header_rows(header: Header) -> list[tuple[str, str]]:
         ("context model", " -> ".join(map(str, arch.arm_widths()))),
         ("latent context", f"wavefront, {arch.context_tile[0]}x{arch.context_tile[1]} tiles" if arch.context_tile
          else "checkerboard (two phases)"),
+        ("latent upsampling", "learned 2x steps: " + ", ".join("/".join(map(str, t)) for t in header.up_taps)
+         if arch.learned_upsampling else "bicubic"),
         ("synthesis MACs/pixel", str(arch.multiply_adds_per_pixel())),
     ]
     for i, layer in enumerate(header.layers):

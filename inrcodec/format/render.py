@@ -2,7 +2,11 @@
 
 The network is a function of continuous coordinates: each latent grid is
 sampled at the output's pixel centres (bicubic, `sampling.sample_exact`) and
-the synthesis MLP maps the samples to colour. Output rows are produced in
+the synthesis MLP maps the samples to colour. Format 3.0 first brings every
+level to the encoded size through its learned 2x steps
+(`upsampling.LevelPlanes`), then samples those planes bicubically at the
+output's pixel centres (`sampling.resample_q12`; nothing to do at the
+encoded size). Output rows are produced in
 bands of about `TILE_PIXELS` pixels so memory does not grow with the output.
 All arithmetic is exact integer arithmetic (see `fixedpoint`), hence the same
 pixels on any machine, thread count or device.
@@ -19,7 +23,8 @@ from ..errors import UsageError
 from .bitstream import CocoStream
 from .context import grid_sizes
 from .fixedpoint import ACT_FRAC_BITS, ACT_LIMIT, run_int_mlp_columns
-from .sampling import pixel_taps, sample_exact
+from .sampling import AxisTaps, pixel_taps, resample_q12, sample_exact
+from .upsampling import LevelPlanes
 
 MAX_RENDER_SIDE = 65536
 MAX_RENDER_PIXELS = 1 << 26  # 8192 x 8192: the uint8 output alone is 192 MiB
@@ -58,16 +63,44 @@ def render(stream: CocoStream, width: int | None = None, height: int | None = No
     height = height or header.height
     check_render_size(width, height)
     sizes = grid_sizes(header.height, header.width, header.arch.n_levels)
-    taps = pixel_taps(height, width, sizes, device)
     grids = [g.to(device) for g in stream.latents]
+    features = (_upsampled_features(grids, header.up_taps, sizes, height, width, device)
+                if header.arch.learned_upsampling else _sampled_features(grids, sizes, height, width, device))
     out = np.empty((height, width, 3), dtype=np.uint8)
     band = max(1, TILE_PIXELS // width)
+    if header.arch.learned_upsampling:  # the stored-size plane rows a band reads: about TILE_PIXELS pixels too
+        band = max(1, min(band, TILE_PIXELS * height // (header.height * header.width)))
     for r0 in range(0, height, band):
         r1 = min(height, r0 + band)
-        feats = [sample_exact(g, rows, cols, r0, r1) for g, (rows, cols) in zip(grids, taps)]
-        x = torch.stack(feats).reshape(len(grids), -1).clamp_(-ACT_LIMIT, ACT_LIMIT)  # [levels, N]
+        x = features(r0, r1).reshape(len(grids), -1).clamp_(-ACT_LIMIT, ACT_LIMIT)  # [levels, N]
         rgb = q12_to_uint8_(run_int_mlp_columns(x, stream.synthesis))  # [3, N]
         out[r0:r1] = rgb.T.reshape(r1 - r0, width, 3).to("cpu", torch.uint8).numpy()
         if on_rows:
             on_rows(r1 - r0)
     return out
+
+
+Features = Callable[[int, int], torch.Tensor]  # output rows r0..r1-1 -> Q12 [levels, r1 - r0, width]
+
+
+def _sampled_features(grids: list[torch.Tensor], sizes: list[tuple[int, int]], height: int, width: int,
+                      device: str) -> Features:
+    """Formats 1.0 and 2.0: each level sampled bicubically at the output's pixel centres."""
+    taps = pixel_taps(height, width, sizes, device)
+    return lambda r0, r1: torch.stack([sample_exact(g, rows, cols, r0, r1) for g, (rows, cols) in zip(grids, taps)])
+
+
+def _upsampled_features(grids: list[torch.Tensor], up_taps: tuple[tuple[int, ...], ...],
+                        sizes: list[tuple[int, int]], height: int, width: int, device: str) -> Features:
+    """Format 3.0: the levels' full-resolution planes, resampled bicubically unless the output is the encoded size."""
+    planes = LevelPlanes(grids, up_taps, sizes, device)
+    if (height, width) == sizes[0]:
+        return planes.rows
+    rows, cols = AxisTaps(height, sizes[0][0], device), AxisTaps(width, sizes[0][1], device)
+
+    def features(r0: int, r1: int) -> torch.Tensor:
+        index, _ = rows.slice(r0, r1)
+        lo, hi = int(index.min()), int(index.max()) + 1
+        return resample_q12(planes.rows(lo, hi), lo, rows, cols, r0, r1)
+
+    return features

@@ -83,6 +83,35 @@ def sample_exact(grid: torch.Tensor, rows: AxisTaps, cols: AxisTaps, r0: int, r1
     return torch.floor(_along_columns(_along_rows(grid, rows, r0, r1), cols) / ACT_ONE)
 
 
+def resample_q12(planes: torch.Tensor, lo: int, rows: AxisTaps, cols: AxisTaps, r0: int, r1: int) -> torch.Tensor:
+    """Bicubic samples of Q12 `planes` [m, rows lo.., n_in] at output rows r0..r1-1, all columns: [m, r1 - r0, n_out].
+
+    Format 3.0's resampling of its full-resolution planes: each axis pass
+    sums four Q12 tap x Q12 value products (below 2**35) and floors them
+    divided by 4096, rows first.
+    """
+    index, weight = rows.slice(r0, r1)
+    x = _weighted_sum(planes, 1, index - lo, weight).floor_()
+    return _weighted_sum(x, 2, cols.index, cols.weight_q12).floor_()
+
+
+def _weighted_sum(x: torch.Tensor, dim: int, index: torch.Tensor, weight_q12: torch.Tensor) -> torch.Tensor:
+    """Sum over the 4 taps of x's lines index[:, a] along `dim`, times weight_q12[:, a] / 4096, tap by tap.
+
+    The Q12 weights over 4096 are exact dyadic numbers, and so is every
+    partial sum: the result is the Q24 sum divided by 4096, exactly, with no
+    [.., 4, ..] temporary. The lines are gathered with `dim` moved to the
+    front, where each is a contiguous block (gathering single elements
+    along the last dimension ran ~4x slower).
+    """
+    front = x.movedim(dim, 0).contiguous()
+    weight = (weight_q12 / ACT_ONE).reshape(*weight_q12.shape[:1], *([1] * (x.dim() - 1)), weight_q12.shape[1])
+    out = front.index_select(0, index[:, 0]).mul_(weight[..., 0])
+    for a in range(1, index.shape[1]):
+        out.addcmul_(front.index_select(0, index[:, a]), weight[..., a])
+    return out.movedim(0, dim).contiguous()
+
+
 def _along_rows(grid: torch.Tensor, taps: AxisTaps, r0: int, r1: int) -> torch.Tensor:
     """Output rows r0..r1-1 resampled from the grid's rows: [r1 - r0, grid width], taps' scale."""
     if taps.phases is not None:

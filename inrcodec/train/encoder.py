@@ -16,6 +16,7 @@ import torch
 from ..format.architecture import Architecture
 from ..format.bitstream import read_coco, read_sections, write_coco
 from ..format.render import render
+from ..format.upsampling import UP_TAPS
 from .complexity import jpeg_bpp
 from .fit import (
     DROP_FINEST_ABOVE,
@@ -71,8 +72,8 @@ ARCHITECTURE = Architecture(n_levels=7, synth_hidden=(16, 16), arm_hidden=(16, 1
 CONTEXT_TILE = (32, 32)
 ARCHITECTURES: dict[str, Architecture] = {
     "fast": replace(ARCHITECTURE, arm_hidden=(12, 12)),
-    "default": replace(ARCHITECTURE, context_tile=CONTEXT_TILE),
-    "max": replace(ARCHITECTURE, context_tile=CONTEXT_TILE),
+    "default": replace(ARCHITECTURE, context_tile=CONTEXT_TILE, learned_upsampling=True),
+    "max": replace(ARCHITECTURE, context_tile=CONTEXT_TILE, learned_upsampling=True),
 }
 # Under a time limit shorter than this, every effort fits format 1.0's
 # checkerboard context: a format 2.0 step costs ~1.75x (step-time-2026-12-03),
@@ -88,7 +89,7 @@ def architecture_for(effort: Effort, time_limit: float | None) -> Architecture:
     """The effort's architecture (ARCHITECTURES), on format 1.0's context under a short time limit."""
     arch = ARCHITECTURES[effort]
     if time_limit is not None and time_limit < WAVEFRONT_MIN_TIME_LIMIT and arch.context_tile:
-        return replace(arch, context_tile=None)
+        return replace(arch, context_tile=None, learned_upsampling=False)
     return arch
 
 
@@ -146,7 +147,7 @@ def architecture_for(effort: Effort, time_limit: float | None) -> Architecture:
 # 0.16 dB (-02b), so targets from HIGH_RATE_BPP on keep HIGH_RATE_STEPS.
 SCHEDULES: dict[str, Schedule] = {
     "fast": Schedule(iterations=743, lr_latent=0.15),
-    "default": Schedule(iterations=3000),
+    "default": Schedule(iterations=2500),
     "max": Schedule(iterations=16800, lr_latent=0.03),
 }
 # At 1 bpp and above the fit is step-limited: more of the latents carry
@@ -399,7 +400,8 @@ def psnr_uint8(a: np.ndarray, b: np.ndarray) -> float:
 
 def _weight_bits_guess(arch: Architecture) -> float:
     n_params = sum((a + 1) * b for ws in (arch.synth_widths(), arch.arm_widths()) for a, b in zip(ws, ws[1:]))
-    return 7.0 * n_params
+    up_taps_bits = 16 * UP_TAPS * (arch.n_levels - 1) if arch.learned_upsampling else 0  # i16 in the header
+    return 7.0 * n_params + up_taps_bits
 
 
 def rate_target(bpp: float, n_pixels: int, arch: Architecture) -> RateTarget:

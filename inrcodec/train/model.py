@@ -6,6 +6,7 @@ This is the float, differentiable twin of the integer decoder in
     latents (L grids, 1/1 .. 1/2**(L-1))
         -> quantize (noise / straight-through rounding / rounding)
         -> bicubic sampling at pixel centres      [N, L]
+           (format 3.0: learned 2x steps to the image's size, `format.upsampling`)
         -> synthesis MLP (ReLU)                     [N, 3]  RGB in [0, 1]
     latents -> context features -> context MLP -> Laplace(mu, scale) -> bits
 
@@ -30,10 +31,15 @@ from ..format.context import WAVEFRONT_NEIGHBOURS, grid_sizes
 from ..format.fixedpoint import LATENT_MAX, LATENT_MIN, LATENT_SCALE_K_MAX, SCALE_K_MIN
 from ..format.fixedpoint import ACT_ONE
 from ..format.sampling import AxisTaps, pixel_taps
+from ..format.upsampling import BICUBIC_2X, step_sources
 
 QuantMode = Literal["noise", "ste", "round", "soft"]
 Crop = tuple[torch.Tensor, tuple[int, int]]  # sub-grid and its level coordinates
 CROP_MARGIN = 3
+# Format 3.0: a 4-tap 2x step from a crop's edge spoils the two coarse cells
+# nearest it, i.e. four fine ones; a margin of m coarse cells leaves 2m - 4
+# true fine ones, so 4 holds through any number of steps.
+UPSAMPLING_CROP_MARGIN = 4
 LOG2_SCALE_MIN = SCALE_K_MIN / 8
 LOG2_SCALE_MAX = LATENT_SCALE_K_MAX / 8
 
@@ -107,6 +113,18 @@ def context_bits_columns(values: torch.Tensor, outputs: torch.Tensor) -> torch.T
     return laplace_bits(values, outputs[0], scale)
 
 
+class UpSynthesis(nn.Sequential):
+    """The synthesis MLP plus format 3.0's upsampling taps, [steps, 4], as a parameter of its optimizer group.
+
+    Iterating it yields the MLP's layers only (`mlp_columns`). Step r (into
+    resolution r) starts at bicubic's 2x taps.
+    """
+
+    def __init__(self, mlp: nn.Sequential, n_levels: int) -> None:
+        super().__init__(*mlp)
+        self.up_taps = nn.Parameter(torch.tensor(BICUBIC_2X).repeat(n_levels - 1, 1))
+
+
 class CocoNet(nn.Module):
     """One image's network: latent grids plus synthesis and context MLPs."""
 
@@ -116,6 +134,9 @@ class CocoNet(nn.Module):
         self.sizes = grid_sizes(height, width, arch.n_levels)
         self.latents = nn.ParameterList(nn.Parameter(torch.zeros(h, w)) for h, w in self.sizes)
         self.synthesis = make_mlp(arch.synth_widths())
+        if arch.learned_upsampling:
+            self.synthesis = UpSynthesis(self.synthesis, arch.n_levels)
+        self.crop_margin = UPSAMPLING_CROP_MARGIN if arch.learned_upsampling else CROP_MARGIN
         self.arm = make_mlp(arch.arm_widths())
         self._taps: dict[str, list[tuple[torch.Tensor, torch.Tensor] | None]] = {}
         # Rounding dead zone (encoder-only, see `round_latents`): the rate
@@ -197,8 +218,8 @@ class CocoNet(nn.Module):
     def crop_latents(self, win: Window, mode: QuantMode) -> list[Crop]:
         """The part of every latent grid that pixels `win` depend on, quantized.
 
-        Each level keeps CROP_MARGIN cells around the window: enough for the
-        bicubic taps, the same-level neighbours and the children's parent
+        Each level keeps `crop_margin` cells around the window: enough for the
+        bicubic taps or the upsampling steps, the same-level neighbours and the children's parent
         neighbourhoods. Cutting first means noise, rounding and all gradients
         touch only the crop, not the whole pyramid.
 
@@ -210,8 +231,9 @@ class CocoNet(nn.Module):
         out = []
         for i, grid in enumerate(self.latents):
             h, w = self.sizes[i]
-            a, b = max(0, (win.r0 >> i) - CROP_MARGIN), min(h, ((win.r1 - 1) >> i) + 1 + CROP_MARGIN)
-            c, d = max(0, (win.c0 >> i) - CROP_MARGIN), min(w, ((win.c1 - 1) >> i) + 1 + CROP_MARGIN)
+            m = self.crop_margin
+            a, b = max(0, (win.r0 >> i) - m), min(h, ((win.r1 - 1) >> i) + 1 + m)
+            c, d = max(0, (win.c0 >> i) - m), min(w, ((win.c1 - 1) >> i) + 1 + m)
             if i < self.first_level:
                 out.append((grid.new_zeros(b - a, d - c), (a, c)))
                 continue
@@ -241,19 +263,76 @@ class CocoNet(nn.Module):
 
         A transposed view of a [levels, N] tensor: `synthesize` runs in columns.
         """
-        taps = self.taps(_tensor(crops[0]).device)
         cols = []
-        for crop, level_taps in zip(crops, taps):
+        for crop, matrices in zip(crops, self.sampling_matrices(crops, win)):
             grid, (gy, gx) = _split(crop)
-            if level_taps is None:
+            if matrices is None:
                 sampled = grid[win.r0 - gy : win.r1 - gy, win.c0 - gx : win.c1 - gx]
             else:
-                rows_m, cols_m = level_taps
-                rows_m = rows_m[win.r0 : win.r1, gy : gy + grid.shape[0]]
-                cols_m = cols_m[win.c0 : win.c1, gx : gx + grid.shape[1]]
+                rows_m, cols_m = matrices
                 sampled = rows_m @ grid @ cols_m.T
             cols.append(sampled.reshape(-1))
         return torch.stack(cols).T
+
+    def sampling_matrices(self, crops: list[Crop] | list[torch.Tensor],
+                          win: Window) -> list[tuple[torch.Tensor, torch.Tensor] | None]:
+        """Per level, how the pixels of `win` read its crop: (rows [win rows, crop rows], cols [win cols, crop cols]).
+
+        A level's features are rows @ crop @ cols.T. None for level 0 in
+        formats 1.0 and 2.0, sampled at its own cells.
+        """
+        if self.arch.learned_upsampling:
+            return self._upsampling_chains(crops, win)
+        out: list[tuple[torch.Tensor, torch.Tensor] | None] = []
+        for crop, level_taps in zip(crops, self.taps(_tensor(crops[0]).device)):
+            grid, (gy, gx) = _split(crop)
+            if level_taps is None:
+                out.append(None)
+                continue
+            rows_m, cols_m = level_taps
+            h, w = grid.shape
+            out.append((rows_m[win.r0 : win.r1, gy : gy + h], cols_m[win.c0 : win.c1, gx : gx + w]))
+        return out
+
+    def _upsampling_chains(self, crops: list[Crop] | list[torch.Tensor],
+                           win: Window) -> list[tuple[torch.Tensor, torch.Tensor] | None]:
+        """Format 3.0: level k's matrices are the product of the 2x steps into resolutions 0 .. k-1.
+
+        Each step is a matrix built from `upsampling.step_sources` and the
+        learned taps (differentiable in them), restricted to the cells of
+        the two crops it joins: level k's chain is level k-1's times one
+        step. Sources beyond a crop read its edge; those cells are within
+        UPSAMPLING_CROP_MARGIN of the crop's border, where the chain to the
+        window does not reach.
+        """
+        device = _tensor(crops[0]).device
+        steps = self._up_steps(device)
+        taps = self.synthesis.up_taps
+        out: list[tuple[torch.Tensor, torch.Tensor] | None] = []
+        spans = ((win.r0, win.r1), (win.c0, win.c1))  # the previous resolution's cells: the window at first
+        chains: list[torch.Tensor] = []
+        for level, crop in enumerate(crops):
+            grid, (gy, gx) = _split(crop)
+            if level == 0:  # sampled at its own cells
+                out.append(None)
+                continue
+            crop_spans = ((gy, gy + grid.shape[0]), (gx, gx + grid.shape[1]))
+            step = [_step_matrix(taps[level - 1], steps[level - 1][axis], spans[axis], crop_spans[axis])
+                    for axis in (0, 1)]
+            chains = step if level == 1 else [chain @ u for chain, u in zip(chains, step)]
+            out.append((chains[0], chains[1]))
+            spans = crop_spans
+        return out
+
+    def _up_steps(self, device: torch.device) -> list[tuple[tuple[torch.Tensor, torch.Tensor], ...]]:
+        """Per step (into resolution 0, 1, ...), per axis: `upsampling.step_sources` as tensors."""
+        key = f"up:{device}"
+        if key not in self._taps:
+            self._taps[key] = [tuple(tuple(torch.as_tensor(a, device=device)
+                                           for a in step_sources(self.sizes[r][axis], self.sizes[r + 1][axis]))
+                                     for axis in (0, 1))
+                               for r in range(len(self.sizes) - 1)]
+        return self._taps[key]
 
     def latent_bits(self, crops: list[Crop] | list[torch.Tensor], win: Window) -> tuple[torch.Tensor, list[int]]:
         """Estimated bits of the latent cells under `win`, and their count per level.
@@ -564,6 +643,15 @@ def _dense(taps: AxisTaps, n_in: int, device: torch.device) -> torch.Tensor:
     dense = torch.zeros(n_out, n_in, dtype=torch.float64)
     dense.scatter_add_(1, taps.index.cpu(), taps.weight_q12.cpu() / ACT_ONE)
     return dense.to(device=device, dtype=torch.float32)
+
+
+def _step_matrix(taps: torch.Tensor, sources: tuple[torch.Tensor, torch.Tensor], out_span: tuple[int, int],
+                 in_span: tuple[int, int]) -> torch.Tensor:
+    """One 2x step along one axis as a matrix [outputs a..b-1, inputs c..d-1], sources beyond c..d-1 read its edge."""
+    (a, b), (c, d) = out_span, in_span
+    index, which = sources
+    columns = (index[a:b] - c).clamp(0, d - c - 1)
+    return taps.new_zeros(b - a, d - c).scatter_add(1, columns, taps[which[a:b]])
 
 
 def _split(crop: Crop | torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:

@@ -33,12 +33,15 @@ from .model import CocoNet
 
 PRETRAINED_PATH = Path(__file__).with_name("pretrained_networks.json")
 PARTS = ("synthesis", "arm")
+# Format 3.0's upsampling taps (`model.UpSynthesis`) belong to one image: a
+# networks file holds the MLPs only, and a model starts its taps at bicubic's.
+NOT_SHARED = ("up_taps",)
 
 
 def network_state(model: CocoNet) -> dict[str, list]:
     """The synthesis and context model's weights as nested lists, by state-dict name."""
     return {f"{part}.{name}": value.detach().cpu().tolist()
-            for part in PARTS for name, value in getattr(model, part).state_dict().items()}
+            for part in PARTS for name, value in getattr(model, part).state_dict().items() if name not in NOT_SHARED}
 
 
 def load_network_state(model: CocoNet, state: dict[str, list]) -> None:
@@ -54,7 +57,10 @@ def load_network_state(model: CocoNet, state: dict[str, list]) -> None:
             tensors = {name[len(prefix):]: torch.tensor(value, dtype=torch.float32)
                        for name, value in state.items() if name.startswith(prefix)}
             device = next(module.parameters()).device
-            module.load_state_dict({name: t.to(device) for name, t in tensors.items()})
+            missing, unexpected = module.load_state_dict({name: t.to(device) for name, t in tensors.items()},
+                                                         strict=False)
+            if unexpected or set(missing) - set(NOT_SHARED):
+                raise ValueError(f"missing {sorted(set(missing) - set(NOT_SHARED))}, unexpected {sorted(unexpected)}")
         except (RuntimeError, TypeError, ValueError) as error:
             raise ValueError(f"pretrained {part} does not fit the model: {error}") from None
 

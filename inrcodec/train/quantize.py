@@ -16,6 +16,7 @@ import torch
 from ..format.context import level_context
 from ..format.fixedpoint import ACT_FRAC_BITS, WEIGHT_LIMIT, IntLinear, nearest_scale_index, scale_from_index
 from ..format.header import Header, LayerCoding
+from ..format.upsampling import UP_TAP_MAX, UP_TAP_MIN
 from .model import LOG2_SCALE_MAX, LOG2_SCALE_MIN, CocoNet, laplace_bits
 
 EXP_CANDIDATES = range(3, 15)
@@ -170,6 +171,14 @@ def _choose_exponents(linears: list[torch.nn.Linear], cost) -> list[tuple[int, i
     return [tuple(e) for e in exps]
 
 
+def upsampling_taps_q12(model: CocoNet) -> tuple[tuple[int, ...], ...]:
+    """Format 3.0's learned upsampling taps as the header's Q12 integers (none for other formats)."""
+    if not model.arch.learned_upsampling:
+        return ()
+    taps = torch.round(model.synthesis.up_taps.detach().double() * (1 << ACT_FRAC_BITS))
+    return tuple(tuple(int(v) for v in row) for row in taps.clamp(UP_TAP_MIN, UP_TAP_MAX))
+
+
 def quantize_model(model: CocoNet, image: torch.Tensor, lmbda: float, seed: int = 0) -> QuantizedModel:
     """Choose per-tensor steps by RD cost and produce the integer model.
 
@@ -196,7 +205,7 @@ def quantize_model(model: CocoNet, image: torch.Tensor, lmbda: float, seed: int 
         w, b = to_int(lin.weight, we), to_int(lin.bias, be)
         int_layers.append(IntLinear(w, b, we, be))
         codings.append(LayerCoding(we, be, scale_index_of(w), scale_index_of(b)))
-    header = Header(model.width, model.height, model.arch, tuple(codings))
+    header = Header(model.width, model.height, model.arch, tuple(codings), upsampling_taps_q12(model))
     latents = [g.detach().double().numpy().astype(np.int64) for g in model.quantized_latents("round")]
     n_synth = len(synth)
     return QuantizedModel(header, int_layers[:n_synth], int_layers[n_synth:], latents)

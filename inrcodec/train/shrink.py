@@ -62,24 +62,22 @@ def _costs(model: CocoNet, image: torch.Tensor, bands: list[Window]) -> list[tor
     curvatures = [torch.zeros(h, w, device=device) for h, w in model.sizes]
     saved = [torch.zeros(h, w, device=device) for h, w in model.sizes]
     norm = 2.0 / (COLOURS * model.height * model.width)
-    taps = model.taps(device)
     for win in bands:
         with torch.no_grad():  # only the synthesis Jacobian needs autograd, and only from the features on
             crops = model.crop_latents(win, "round")
             features = model.sample(crops, win)
             bits = model.bits_saved_by_shrinking(crops, win)
+            matrices = model.sampling_matrices(crops, win)
         jacobian_sq = _jacobian_squares(model, features)
         with torch.no_grad():
             for level, ((grid, (gy, gx)), level_bits) in enumerate(zip(crops, bits)):
                 h, w = grid.shape
                 saved[level][gy : gy + h, gx : gx + w] += level_bits
                 per_pixel = jacobian_sq[:, level].view(win.r1 - win.r0, win.c1 - win.c0)
-                if taps[level] is None:  # sampled at its own cells
+                if matrices[level] is None:  # sampled at its own cells
                     curvatures[level][win.r0 : win.r1, win.c0 : win.c1] += norm * per_pixel
                 else:
-                    rows, cols = taps[level]
-                    rows = rows[win.r0 : win.r1, gy : gy + h]
-                    cols = cols[win.c0 : win.c1, gx : gx + w]
+                    rows, cols = matrices[level]
                     curvatures[level][gy : gy + h, gx : gx + w] += norm * (rows**2).T @ per_pixel @ cols**2
     costs = []
     with torch.no_grad():

@@ -1,0 +1,116 @@
+"""Format 3.0's learned upsampling: each coarse latent level reaches full resolution through 2x steps.
+
+A step doubles one resolution into the next finer one, rows first, then
+columns, with that resolution's four Q12 filter taps t0..t3 from the header
+(`Header.up_taps[r]` is the step *into* resolution r, shared by every level
+that passes through it). Along one axis, output i of a step reads source
+cells j - 2 .. j + 1 with taps t0 .. t3 when i = 2j is even, and cells
+j - 1 .. j + 2 with the taps mirrored (t3 .. t0) when i = 2j + 1 is odd;
+source indices are clamped to the source's cells (its edges replicated), and
+outputs beyond the finer resolution's size (`context.grid_sizes`) are not
+computed. With bicubic's taps (`BICUBIC_2X`) a step is bicubic 2x
+interpolation.
+
+Exact arithmetic: a level starts as its integer latents times 4096 (Q12);
+each axis pass forms the sum of four (Q12 tap x Q12 value) products, floors
+it divided by 4096 and clamps it to +-ACT_LIMIT. Every value is an integer
+below 2**37 in float64, so the order of the sums cannot change a result.
+
+The training side (`train.model.CocoNet`) builds each step as a matrix from
+`step_sources`, so the encoder trains on the steps the decoder runs.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from .fixedpoint import ACT_LIMIT, ACT_ONE
+
+UP_TAPS = 4
+UP_TAP_MIN, UP_TAP_MAX = -(1 << 15), (1 << 15) - 1  # i16 in the header
+# Keys' cubic (a = -0.75) at distances 1.75, 0.75, 0.25, 1.25: the even
+# output of a 2x step sits a quarter cell before source j.
+BICUBIC_2X = (-0.03515625, 0.26171875, 0.87890625, -0.10546875)  # exactly -144, 1072, 3600, -432 / 4096
+
+
+def step_sources(n_out: int, n_in: int) -> tuple[np.ndarray, np.ndarray]:
+    """Source cells [n_out, 4] (clamped to 0..n_in-1) and which tap each is weighted by [n_out, 4], of one 2x step."""
+    i = np.arange(n_out)[:, None]
+    k = np.arange(UP_TAPS)[None, :]
+    odd = i % 2 == 1
+    source = np.where(odd, i // 2 - 1 + k, i // 2 - 2 + k)
+    which = np.where(odd, UP_TAPS - 1 - k, k)
+    return np.clip(source, 0, n_in - 1), np.broadcast_to(which, source.shape).copy()
+
+
+class _Step:
+    """One resolution's 2x step along both axes: shifted whole-plane multiply-adds (no per-output gathers).
+
+    Both phases of output pair (2j, 2j + 1) read source cells j - 2 .. j + 2
+    (the even one the first four, the odd one the last four, mirrored), so
+    a pass gathers the clamped source lines once and sums four shifted
+    slices per phase: the same integers as `step_sources` defines.
+    """
+
+    def __init__(self, taps_q12: tuple[int, ...], out_size: tuple[int, int], in_size: tuple[int, int]) -> None:
+        self.taps = [float(t) for t in taps_q12]
+        self.out_size, self.in_size = out_size, in_size
+
+    def source_rows(self, a: int, b: int) -> tuple[int, int]:
+        """The source rows that output rows a..b-1 read."""
+        return max(0, a // 2 - 2), min(self.in_size[0], (b - 1) // 2 + 3)
+
+    def __call__(self, planes: torch.Tensor, lo: int, a: int, b: int) -> torch.Tensor:
+        """Output rows a..b-1, all columns, of planes [m, rows lo.., w_in] (Q12): [m, b - a, w_out]."""
+        rows = self._pass(planes, 1, lo, self.in_size[0], a, b)
+        return self._pass(rows, 2, 0, self.in_size[1], 0, self.out_size[1])
+
+    def _pass(self, x: torch.Tensor, dim: int, lo: int, n_in: int, a: int, b: int) -> torch.Tensor:
+        """Outputs a..b-1 along `dim` of x (its cells lo.. of n_in along `dim`), floored to Q12."""
+        ja, jb = a // 2, (b - 1) // 2 + 1
+        lines = torch.arange(ja - 2, jb + 2, device=x.device).clamp_(0, n_in - 1) - lo
+        x = x.index_select(dim, lines)
+        n = jb - ja
+        shape = list(x.shape)
+        shape[dim : dim + 1] = [n, 2]
+        out = x.new_empty(shape)  # output 2j + p at [..., j, p, ...]: the two phases interleaved
+        # The taps over 4096 are exact dyadic numbers, and so is every partial
+        # sum (below 2**37 / 4096 with 12 fractional bits): flooring the sum is
+        # flooring the Q24 integer divided by 4096.
+        t = [tap / ACT_ONE for tap in self.taps]
+        for phase, first, order in ((0, 0, range(UP_TAPS)), (1, 1, reversed(range(UP_TAPS)))):
+            y = out.select(dim + 1, phase)
+            for k, tap in enumerate(order):
+                source = x.narrow(dim, first + k, n)
+                if k == 0:
+                    torch.mul(source, t[tap], out=y)
+                else:
+                    y.add_(source, alpha=t[tap])
+        both = out.flatten(dim, dim + 1).narrow(dim, a - 2 * ja, b - a)
+        return both.floor_().clamp_(-ACT_LIMIT, ACT_LIMIT)
+
+
+class LevelPlanes:
+    """Every latent level at full resolution (level 0's size), Q12, a band of rows at a time.
+
+    The coarsest level is stepped first; each finer resolution then steps
+    the planes it received together with its own level's latents, so a band
+    costs one batched pass per step whatever the number of levels.
+    """
+
+    def __init__(self, grids: list[torch.Tensor], up_taps: tuple[tuple[int, ...], ...],
+                 sizes: list[tuple[int, int]], device: torch.device | str = "cpu") -> None:
+        if len(up_taps) != len(grids) - 1:
+            raise ValueError("one set of upsampling taps per step")
+        self.grids = grids
+        self.steps = [_Step(up_taps[r], sizes[r], sizes[r + 1]) for r in range(len(grids) - 1)]
+
+    def rows(self, a: int, b: int, resolution: int = 0) -> torch.Tensor:
+        """Rows a..b-1 at `resolution` of levels resolution.. (coarser ones upsampled): [levels, b - a, width]."""
+        own = self.grids[resolution][a:b][None] * ACT_ONE
+        if resolution == len(self.grids) - 1:
+            return own
+        step = self.steps[resolution]
+        lo, hi = step.source_rows(a, b)
+        return torch.cat([own, step(self.rows(lo, hi, resolution + 1), lo, a, b)])
