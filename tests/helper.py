@@ -7,14 +7,19 @@ implementation of the framing rules rather than against itself.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import struct
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from inrcodec.train.encoder import EncodeResult
 
 TESTS = Path(__file__).resolve().parent
 DATA = TESTS / "data"
@@ -172,3 +177,22 @@ def with_head(data: bytes, head: Head) -> bytes:
 def listing(folder: Path) -> list[str]:
     """Every name in a folder, hidden temporaries included."""
     return sorted(p.name for p in folder.iterdir())
+
+
+def tiny_encode_as(**architecture: object) -> EncodeResult:
+    """A tiny encode (48x32 synthetic image, 2 bpp) with every effort's architecture changed by `architecture`.
+
+    Imports the package only when called: the rest of this module crafts
+    files without it.
+    """
+    import inrcodec
+    from inrcodec.train import encoder
+
+    saved = dict(encoder.ARCHITECTURES)
+    try:
+        for effort, arch in saved.items():
+            encoder.ARCHITECTURES[effort] = dataclasses.replace(arch, **architecture)
+        return inrcodec.encode_with_report(synthetic_image(48, 32), bpp=2.0, iterations=TINY_ITERATIONS,
+                                           device="cpu", seed=0)[0]
+    finally:
+        encoder.ARCHITECTURES.update(saved)

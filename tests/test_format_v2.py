@@ -6,7 +6,7 @@ from dataclasses import replace
 
 import pytest
 import torch
-from helper import TINY_ITERATIONS, head_of, synthetic_image, with_head
+from helper import head_of, synthetic_image, tiny_encode_as, with_head
 
 import inrcodec
 from inrcodec import CocoFormatError
@@ -20,15 +20,8 @@ from inrcodec.train.model import CocoNet, Window, context_bits
 
 @pytest.fixture(scope="module")
 def v2_encoded():
-    """One tiny encode with every effort's architecture on the wavefront context (8x4 tiles)."""
-    saved = dict(encoder.ARCHITECTURES)
-    try:
-        for effort, arch in saved.items():
-            encoder.ARCHITECTURES[effort] = replace(arch, context_tile=(8, 4), learned_upsampling=False)
-        return inrcodec.encode_with_report(synthetic_image(48, 32), bpp=2.0, iterations=TINY_ITERATIONS,
-                                           device="cpu", seed=0)[0]
-    finally:
-        encoder.ARCHITECTURES.update(saved)
+    """One tiny encode with every effort's architecture on the wavefront context (8x4 tiles), bicubic sampling."""
+    return tiny_encode_as(context_tile=(8, 4), learned_upsampling=False)
 
 
 def test_a_wavefront_architecture_writes_a_version_2_file(v2_encoded) -> None:

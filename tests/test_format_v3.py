@@ -7,7 +7,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 import torch
-from helper import TINY_ITERATIONS, head_of, synthetic_image, with_head
+from helper import head_of, synthetic_image, tiny_encode_as, with_head
 
 import inrcodec
 from inrcodec import CocoFormatError
@@ -141,14 +141,8 @@ def test_learned_upsampling_needs_the_wavefront_context() -> None:
 
 @pytest.fixture(scope="module")
 def v3_encoded():
-    """One tiny encode at the default effort (format 3.0), 8x4 context tiles."""
-    saved = dict(encoder.ARCHITECTURES)
-    try:
-        encoder.ARCHITECTURES["default"] = replace(ARCH, context_tile=(8, 4))
-        return inrcodec.encode_with_report(synthetic_image(48, 32), bpp=2.0, iterations=TINY_ITERATIONS,
-                                           device="cpu", seed=0)[0]
-    finally:
-        encoder.ARCHITECTURES.update(saved)
+    """One tiny encode with every effort on format 3.0, 8x4 context tiles."""
+    return tiny_encode_as(context_tile=(8, 4), learned_upsampling=True)
 
 
 def test_the_default_effort_writes_a_version_3_file(v3_encoded) -> None:

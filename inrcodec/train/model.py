@@ -139,6 +139,7 @@ class CocoNet(nn.Module):
         self.crop_margin = UPSAMPLING_CROP_MARGIN if arch.learned_upsampling else CROP_MARGIN
         self.arm = make_mlp(arch.arm_widths())
         self._taps: dict[str, list[tuple[torch.Tensor, torch.Tensor] | None]] = {}
+        self._step_sources: dict[str, list[tuple[tuple[torch.Tensor, torch.Tensor], ...]]] = {}
         # Rounding dead zone (encoder-only, see `round_latents`): the rate
         # landing's last, exact knob (`encoder._shrink_to`). 0 is plain rounding.
         self.dead_zone = 0.0
@@ -219,8 +220,8 @@ class CocoNet(nn.Module):
         """The part of every latent grid that pixels `win` depend on, quantized.
 
         Each level keeps `crop_margin` cells around the window: enough for the
-        bicubic taps or the upsampling steps, the same-level neighbours and the children's parent
-        neighbourhoods. Cutting first means noise, rounding and all gradients
+        bicubic taps or the upsampling steps, the same-level neighbours and
+        the children's parent neighbourhoods. Cutting first means noise, rounding and all gradients
         touch only the crop, not the whole pyramid.
 
         noise: additive U(-0.5, 0.5) (training, Balle et al. 2017);
@@ -326,13 +327,14 @@ class CocoNet(nn.Module):
 
     def _up_steps(self, device: torch.device) -> list[tuple[tuple[torch.Tensor, torch.Tensor], ...]]:
         """Per step (into resolution 0, 1, ...), per axis: `upsampling.step_sources` as tensors."""
-        key = f"up:{device}"
-        if key not in self._taps:
-            self._taps[key] = [tuple(tuple(torch.as_tensor(a, device=device)
-                                           for a in step_sources(self.sizes[r][axis], self.sizes[r + 1][axis]))
-                                     for axis in (0, 1))
-                               for r in range(len(self.sizes) - 1)]
-        return self._taps[key]
+        key = str(device)
+        if key not in self._step_sources:
+            self._step_sources[key] = [
+                tuple(tuple(torch.as_tensor(a, device=device)
+                            for a in step_sources(self.sizes[r][axis], self.sizes[r + 1][axis]))
+                      for axis in (0, 1))
+                for r in range(len(self.sizes) - 1)]
+        return self._step_sources[key]
 
     def latent_bits(self, crops: list[Crop] | list[torch.Tensor], win: Window) -> tuple[torch.Tensor, list[int]]:
         """Estimated bits of the latent cells under `win`, and their count per level.
