@@ -80,7 +80,10 @@ def sample_exact(grid: torch.Tensor, rows: AxisTaps, cols: AxisTaps, r0: int, r1
     """
     if rows.identity and cols.identity:  # taps (0, 4096, 0, 0): the cells themselves, in Q12
         return grid[r0:r1] * ACT_ONE
-    return torch.floor(_along_columns(_along_rows(grid, rows, r0, r1), cols) / ACT_ONE)
+    x = _along_rows(grid, rows, r0, r1)
+    if cols.phases is None:  # the column pass's weights over 4096 leave the Q24 sum over 4096, exactly
+        return _weighted_sum(x, 1, cols.index, cols.weight_q12).floor_()
+    return torch.floor(_along_columns(x, cols) / ACT_ONE)
 
 
 def resample_q12(planes: torch.Tensor, lo: int, rows: AxisTaps, cols: AxisTaps, r0: int, r1: int) -> torch.Tensor:
@@ -128,12 +131,10 @@ def _along_rows(grid: torch.Tensor, taps: AxisTaps, r0: int, r1: int) -> torch.T
 
 
 def _along_columns(x: torch.Tensor, taps: AxisTaps) -> torch.Tensor:
-    """Every output column resampled from the columns of `x`: [rows, n_out], times the taps' scale."""
-    if taps.phases is not None:
-        source = torch.arange(-PHASE_REACH, taps.n_in + PHASE_REACH, device=x.device).clamp_(0, taps.n_in - 1)
-        windows = x.index_select(1, source).unfold(1, PHASE_TAPS, 1).reshape(-1, PHASE_TAPS)  # [rows * n_in, 5]
-        return (windows @ taps.phases.T).view(x.shape[0], -1)  # [rows, n_in * s]
-    return (x[:, taps.index] * taps.weight_q12[None]).sum(-1)
+    """Every output column resampled from the columns of `x` by its polyphase taps: [rows, n_out], times their scale."""
+    source = torch.arange(-PHASE_REACH, taps.n_in + PHASE_REACH, device=x.device).clamp_(0, taps.n_in - 1)
+    windows = x.index_select(1, source).unfold(1, PHASE_TAPS, 1).reshape(-1, PHASE_TAPS)  # [rows * n_in, 5]
+    return (windows @ taps.phases.T).view(x.shape[0], -1)  # [rows, n_in * s]
 
 
 def pixel_taps(height: int, width: int, sizes: list[tuple[int, int]],
