@@ -93,7 +93,7 @@ def _sampled_features(grids: list[torch.Tensor], sizes: list[tuple[int, int]], h
 def _upsampled_features(grids: list[torch.Tensor], up_taps: tuple[tuple[int, ...], ...],
                         sizes: list[tuple[int, int]], height: int, width: int, device: str) -> Features:
     """Format 3.0: the levels' full-resolution planes, resampled bicubically unless the output is the encoded size."""
-    planes = LevelPlanes(grids, up_taps, sizes, device)
+    planes = LevelPlanes(grids, up_taps, sizes)
     if (height, width) == sizes[0]:
         return planes.rows
     rows, cols = AxisTaps(height, sizes[0][0], device), AxisTaps(width, sizes[0][1], device)

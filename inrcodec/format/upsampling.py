@@ -54,7 +54,10 @@ class _Step:
     """
 
     def __init__(self, taps_q12: tuple[int, ...], out_size: tuple[int, int], in_size: tuple[int, int]) -> None:
-        self.taps = [float(t) for t in taps_q12]
+        # The taps over 4096 are exact dyadic numbers, and so is every partial
+        # sum (below 2**37 / 4096 with 12 fractional bits): flooring the sum is
+        # flooring the Q24 integer divided by 4096.
+        self.taps = [t / ACT_ONE for t in taps_q12]
         self.out_size, self.in_size = out_size, in_size
 
     def source_rows(self, a: int, b: int) -> tuple[int, int]:
@@ -75,18 +78,14 @@ class _Step:
         shape = list(x.shape)
         shape[dim : dim + 1] = [n, 2]
         out = x.new_empty(shape)  # output 2j + p at [..., j, p, ...]: the two phases interleaved
-        # The taps over 4096 are exact dyadic numbers, and so is every partial
-        # sum (below 2**37 / 4096 with 12 fractional bits): flooring the sum is
-        # flooring the Q24 integer divided by 4096.
-        t = [tap / ACT_ONE for tap in self.taps]
         for phase, first, order in ((0, 0, range(UP_TAPS)), (1, 1, reversed(range(UP_TAPS)))):
             y = out.select(dim + 1, phase)
             for k, tap in enumerate(order):
                 source = x.narrow(dim, first + k, n)
                 if k == 0:
-                    torch.mul(source, t[tap], out=y)
+                    torch.mul(source, self.taps[tap], out=y)
                 else:
-                    y.add_(source, alpha=t[tap])
+                    y.add_(source, alpha=self.taps[tap])
         both = out.flatten(dim, dim + 1).narrow(dim, a - 2 * ja, b - a)
         return both.floor_().clamp_(-ACT_LIMIT, ACT_LIMIT)
 
@@ -100,7 +99,7 @@ class LevelPlanes:
     """
 
     def __init__(self, grids: list[torch.Tensor], up_taps: tuple[tuple[int, ...], ...],
-                 sizes: list[tuple[int, int]], device: torch.device | str = "cpu") -> None:
+                 sizes: list[tuple[int, int]]) -> None:
         if len(up_taps) != len(grids) - 1:
             raise ValueError("one set of upsampling taps per step")
         self.grids = grids

@@ -221,8 +221,8 @@ class CocoNet(nn.Module):
 
         Each level keeps `crop_margin` cells around the window: enough for the
         bicubic taps or the upsampling steps, the same-level neighbours and
-        the children's parent neighbourhoods. Cutting first means noise, rounding and all gradients
-        touch only the crop, not the whole pyramid.
+        the children's parent neighbourhoods. Cutting first means noise,
+        rounding and all gradients touch only the crop, not the whole pyramid.
 
         noise: additive U(-0.5, 0.5) (training, Balle et al. 2017);
         ste: hard rounding with the identity gradient (final phase, as in C3);
