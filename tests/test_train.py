@@ -24,9 +24,9 @@ from inrcodec.train.quantize import quantize_model
 ARCH = Architecture(7, (16, 16), (16, 16))
 
 
-def _random_model(height: int, width: int, spread: float = 3.0) -> CocoNet:
+def _random_model(height: int, width: int, spread: float = 3.0, arch: Architecture = ARCH) -> CocoNet:
     torch.manual_seed(0)
-    model = CocoNet(height, width, ARCH)
+    model = CocoNet(height, width, arch)
     with torch.no_grad():
         for grid in model.latents:
             grid.normal_(0, spread)
@@ -602,6 +602,45 @@ def test_a_promised_file_is_scored_by_its_psnr_moved_to_the_target_rate() -> Non
     assert len(promised) == 1 and promised[0][1] is large
     psnr = encoder.psnr_uint8(render(read_coco(large)), pixels)
     assert promised[0][0] == pytest.approx(psnr - encoder.PSNR_PER_LN_RATE * math.log(1.03))
+
+
+def test_a_file_somewhat_over_the_promise_leaves_a_ranked_cut_of_it_among_the_candidates() -> None:
+    # The default effort's architecture: a random format 1.0 model has too few latents the cut may move.
+    model = _random_model(64, 64, spread=1.0, arch=encoder.ARCHITECTURES["default"])
+    fitter = Fitter(torch.rand(64, 64, 3), model, RateTarget(None, 1e-3), seed=0)
+    data = _quantize_and_write(model, fitter.image, 1e-3, 0)
+    psnr_of = encoder.decoded_psnr(np.zeros((64, 64, 3), dtype=np.uint8))
+    promised: list[tuple[float, bytes]] = []
+    for over in (1.03, 1.25):  # within the promise (kept as it is, not cut); too far over to cut
+        encoder._keep_cut_if_over(promised, fitter, data, psnr_of, len(data) * 8 / over)
+    assert promised == [] and model.shrink is None
+    target = len(data) * 8 / 1.08
+    encoder._keep_cut_if_over(promised, fitter, data, psnr_of, target)
+    assert len(promised) == 1
+    cut = promised[0][1]
+    assert abs(len(cut) * 8 / target - 1) <= encoder.RATE_PROMISE
+    assert model.shrink is None and model.dead_zone == 0.0  # the landing goes on from the uncut model
+    assert _quantize_and_write(model, fitter.image, 1e-3, 0) == data
+    assert promised[0][0] == pytest.approx(psnr_of(cut) + encoder.PSNR_PER_LN_RATE * math.log(target / (len(cut) * 8)))
+
+
+def test_refits_that_all_end_over_the_promise_return_a_cut_of_one_after_two_refits(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    model = _random_model(64, 64, spread=1.0, arch=encoder.ARCHITECTURES["default"])
+    fitter = Fitter(torch.rand(64, 64, 3), model, RateTarget(None, 1e-3), seed=0)
+    data = _quantize_and_write(model, fitter.image, 1e-3, 0)
+    target = len(data) * 8 / 1.08  # every refit "ends" 8 % over: only the cuts keep the promise
+    runs: list[int] = []
+
+    def fake_run(schedule, progress=None, deadline=None, phase="fit", lr_peak=1.0):  # noqa: ANN001, ANN202
+        runs.append(schedule.iterations)
+        return schedule.iterations
+
+    monkeypatch.setattr(fitter, "run", fake_run)
+    schedule = replace(encoder.SCHEDULES["fast"], iterations=60, crop=32)
+    landed, _ = encoder._land_rate(fitter, data, target, _untimed(schedule), None, 0)
+    assert len(runs) == encoder.REFITS_ONCE_PROMISED
+    assert abs(len(landed) * 8 / target - 1) <= encoder.RATE_PROMISE
 
 
 def test_a_fit_under_a_passed_deadline_replans_to_end_right_after_measuring_its_pace() -> None:
