@@ -624,22 +624,31 @@ def test_a_file_somewhat_over_the_promise_leaves_a_ranked_cut_of_it_among_the_ca
     assert promised[0][0] == pytest.approx(psnr_of(cut) + encoder.PSNR_PER_LN_RATE * math.log(target / (len(cut) * 8)))
 
 
-def test_refits_that_all_end_over_the_promise_return_a_cut_of_one_after_two_refits(
-        monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_cut_of_a_file_over_the_promise_is_returned_when_it_scores_best(monkeypatch: pytest.MonkeyPatch) -> None:
     model = _random_model(64, 64, spread=1.0, arch=encoder.ARCHITECTURES["default"])
     fitter = Fitter(torch.rand(64, 64, 3), model, RateTarget(None, 1e-3), seed=0)
-    data = _quantize_and_write(model, fitter.image, 1e-3, 0)
-    target = len(data) * 8 / 1.08  # every refit "ends" 8 % over: only the cuts keep the promise
-    runs: list[int] = []
+    over = _quantize_and_write(model, fitter.image, 1e-3, 0)
+    target = len(over) * 8 / 1.08  # the fit's file 8 % over: its cut is a candidate
+    within = _shrink_to(fitter, over, target)  # what the (fake) refit writes: at the target rate
+    assert within is not None and abs(len(within) * 8 / target - 1) <= encoder.RATE_TOLERANCE
+    model.dead_zone, model.shrink = 0.0, None
+    refitted: list[bool] = []
+    real_write = encoder._quantize_and_write
 
     def fake_run(schedule, progress=None, deadline=None, phase="fit", lr_peak=1.0):  # noqa: ANN001, ANN202
-        runs.append(schedule.iterations)
+        refitted.append(True)
         return schedule.iterations
 
+    def write(*args):  # noqa: ANN002, ANN202
+        return within if refitted and refitted.pop() else real_write(*args)
+
     monkeypatch.setattr(fitter, "run", fake_run)
+    monkeypatch.setattr(encoder, "_quantize_and_write", write)
     schedule = replace(encoder.SCHEDULES["fast"], iterations=60, crop=32)
-    landed, _ = encoder._land_rate(fitter, data, target, _untimed(schedule), None, 0)
-    assert len(runs) == encoder.REFITS_ONCE_PROMISED
+    scores = lambda data: 10.0 if data is within else 40.0  # noqa: E731  (the refit's file is the worse picture)
+    landed, steps = encoder._land_rate(fitter, over, target, _untimed(schedule), None, 0, scores)
+    assert steps == 60 * encoder.MIN_REFITS  # the landing ran as it would without the cut
+    assert landed is not within and landed is not over
     assert abs(len(landed) * 8 / target - 1) <= encoder.RATE_PROMISE
 
 
