@@ -483,6 +483,16 @@ def test_high_rates_get_more_steps_at_the_default_effort_only() -> None:
         assert encoder.schedule_for(effort, 2.0) == encoder.SCHEDULES[effort]
 
 
+def test_high_rates_slow_the_full_resolution_latents_alone_at_the_default_effort() -> None:
+    base = encoder.SCHEDULES["default"]
+    for bpp in (None, 0.5, 0.99 * encoder.HIGH_RATE_BPP):
+        assert encoder.schedule_for("default", bpp).lr_latent_finest == base.lr_latent_finest
+    high = encoder.schedule_for("default", encoder.HIGH_RATE_BPP)
+    assert high.lr_latent_finest == encoder.HIGH_RATE_LR_LATENT_FINEST < base.lr_latent
+    assert high.lr_latent == base.lr_latent  # the coarser levels keep theirs
+    assert encoder.refit_schedule(high, high.iterations).lr_latent_finest == encoder.HIGH_RATE_LR_LATENT_FINEST
+
+
 def _landing_with_files(monkeypatch: pytest.MonkeyPatch, refit_files: list[bytes]) -> tuple[Fitter, list[int]]:
     """A fitter whose refits train nothing and produce `refit_files` in turn."""
     model = _random_model(64, 64, spread=1.0)

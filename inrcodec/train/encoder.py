@@ -161,6 +161,19 @@ SCHEDULES: dict[str, Schedule] = {
 # two encodes side by side). Measured at 1 bpp only, hence the threshold.
 HIGH_RATE_BPP = 1.0
 HIGH_RATE_STEPS = 5040
+# At those rates the full-resolution latents learn at 0.03, not 0.1: fast
+# ones settle dense and costly, and the landing then raises lambda and loses
+# PSNR chasing the rate (kodim05 at 1 bpp: the steered fit ended at 1.16 bpp
+# / 28.48 dB at lambda 3.6e-3, where a fit at a fixed 1.5e-3 with the slow
+# level wrote 1.085 bpp / 29.88 dB; ad hoc, bench.landing_trace and
+# bench.fixed_lambda, 2026-12-04). Kodak kodim01-12 at 1 bpp: +0.78 dB at
+# the request, 10 of 12 files better (kodim05 +1.87, kodim09 +2.96 and now
+# within 5 %; kodim10 -0.20, kodim12 -0.29), the same encode time; BD-rate
+# vs JPEG 4:2:0 over 0.25-1 bpp -23.7 % -> -25.1 %
+# (bench/results/kodak-default-hr-finelr-2026-12-04). Measured at 1 bpp only:
+# below it the default's finest level keeps lr_latent (0.03 there gained
+# +0.11 dB end to end in format 1.0, kodak-finelr-2026-11-30; not re-measured).
+HIGH_RATE_LR_LATENT_FINEST = 0.03
 RATE_TOLERANCE = 0.02  # the file may miss the requested size by this fraction
 # With the 1 % learning-rate floor (fit.LR_FLOOR) refits cut the rate more
 # readily than they add it back: kodim02 and kodim12 at 0.5 bpp went over,
@@ -433,7 +446,7 @@ def schedule_for(effort: Effort, bpp: float | None) -> Schedule:
     """The training schedule of an effort level for a target rate (None: fixed lambda)."""
     schedule = SCHEDULES[effort]
     if effort == "default" and bpp is not None and bpp >= HIGH_RATE_BPP:
-        schedule = replace(schedule, iterations=HIGH_RATE_STEPS)
+        schedule = replace(schedule, iterations=HIGH_RATE_STEPS, lr_latent_finest=HIGH_RATE_LR_LATENT_FINEST)
     return schedule
 
 
