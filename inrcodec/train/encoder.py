@@ -269,11 +269,12 @@ SHRINK_BISECTION_RESOLUTION = 11
 # candidates it returns the best of. The landing itself goes on as it would
 # without them, from the uncut file (the cuts do not count as files within
 # the promise for REFITS_ONCE_PROMISED), so it returns a file that scores at
-# least as well as before, for a second or two per cut. Refits after a fit land unevenly: kodim03 at 0.5 bpp (default
-# effort, format 3.0) wrote 0.466 bpp / 33.86 dB after the fit, then 0.548 /
-# 34.40, 0.536 / 34.61 and 0.531 / 34.33 from refits over the promise, and
-# returned the fourth refit's 0.503 / 34.10; at 3000 steps the refits wrote
-# 0.546 / 34.83 and 0.542 / 35.09 and the fit's 0.478 / 34.20 was returned
+# least as well as before, for a second or two per cut. Refits after a fit
+# land unevenly: kodim03 at 0.5 bpp (default effort, format 3.0) wrote 0.466
+# bpp / 33.86 dB after the fit, then 0.548 / 34.40, 0.536 / 34.61 and 0.531
+# / 34.33 from refits over the promise, and returned the fourth refit's
+# 0.503 / 34.10; at 3000 steps the refits wrote 0.546 / 34.83 and 0.542 /
+# 35.09 and the fit's 0.478 / 34.20 was returned
 # (bench/results/kodak-default-v3-2026-12-03, landing traces). A ranked cut
 # of up to 10 % leaves a file about at its PSNR moved along PSNR_PER_LN_RATE
 # (see SHRINK_BY_COST), 0.3-0.5 dB over what was returned there.
@@ -591,6 +592,7 @@ def _land_rate(fitter: Fitter, data: bytes, target_bits: float, landing: Landing
     fitter.recentre_lambda_range()  # refits never raise lambda past 3x today's (see fit.LAMBDA_SPAN_UP)
     # Timed format 1.0 landings keep the dead zone (see RANKED_CUT_DEADLINE).
     ranked_cut = model.arch.context_tile is not None or landing.deadline is None
+    cut_candidates = model.arch.context_tile is not None and landing.deadline is None  # see CUT_CANDIDATE_OVER
     trained: list[tuple[float, float, int]] = []  # (ln lambda, ln latent bits, first level) per trained file
     promised: list[tuple[float, bytes]] = []  # (PSNR at the target rate, file) of each file within the promise
     cuts: list[tuple[float, bytes]] = []  # the same for cuts of files over it (CUT_CANDIDATE_OVER)
@@ -601,8 +603,8 @@ def _land_rate(fitter: Fitter, data: bytes, target_bits: float, landing: Landing
     for attempt in range(MAX_REFITS + 1):
         bits = len(data) * 8
         _keep_if_promised(promised, data, psnr_of, target_bits)
-        if model.arch.context_tile is not None and landing.deadline is None:
-            _keep_cut_if_over(cuts, fitter, data, psnr_of, target_bits)  # see CUT_CANDIDATE_OVER
+        if cut_candidates:
+            _keep_cut_if_over(cuts, fitter, data, psnr_of, target_bits)
         if bits >= target_bits * (1 - RATE_PROMISE) and (rescue_from is None or bits < len(rescue_from.data) * 8):
             rescue_from = _Snapshot.take(fitter, data)
         refit_steps = landing.affordable_refit_steps(fitter.seconds_per_step)
