@@ -70,6 +70,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--inrcodec-bpps", type=lambda t: [float(v) for v in _list(t)], default=[0.25, 0.5, 0.75, 1.0])
     run.add_argument("--inrcodec-efforts", type=_list, default=["default"])
+    run.add_argument(
+        "--inrcodec-device",
+        choices=["cpu", "cuda"],
+        default="cpu",
+        help="where inrcodec trains (default: cpu; cuda rows carry device=cuda in their setting)",
+    )
     run.add_argument("--jobs", type=int, default=1, help="worker processes (each with 1 torch thread if > 1)")
     run.add_argument("--limit-images", type=int, help="use only the first K images by name")
 
@@ -99,7 +105,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "rd":
         sweeps: dict[str, Sequence[Setting]] = {name: CODECS[name].sweep for name in args.codecs}
         if InrCodec.name in sweeps:
-            sweeps[InrCodec.name] = InrCodec.make_sweep(args.inrcodec_bpps, args.inrcodec_efforts)
+            sweeps[InrCodec.name] = InrCodec.make_sweep(args.inrcodec_bpps, args.inrcodec_efforts, args.inrcodec_device)
+            # Only for runs.jsonl's record of the options: the workers read the device from the settings.
+            InrCodec.options = {**InrCodec.options, "device": args.inrcodec_device}
         failed = rd(args.images, args.out, sweeps, args.jobs, args.limit_images, argv)
         _finish(args.out, args.images, args)
         return 1 if failed else 0

@@ -216,9 +216,14 @@ class InrCodec(Codec):
         return importlib.util.find_spec("inrcodec") is not None
 
     @staticmethod
-    def make_sweep(bpps: list[float], efforts: list[str]) -> tuple[Setting, ...]:
-        """All (effort, target bpp) combinations, effort-major."""
-        return tuple({"bpp": b, "effort": e} for e in efforts for b in bpps)
+    def make_sweep(bpps: list[float], efforts: list[str], device: str = "cpu") -> tuple[Setting, ...]:
+        """All (effort, target bpp) combinations, effort-major.
+
+        A device other than the CPU joins each setting, so every row says where it was trained
+        (and a GPU sweep's rows never pass for a CPU sweep's in a resumed results folder).
+        """
+        on = {} if device == "cpu" else {"device": device}
+        return tuple({"bpp": b, "effort": e, **on} for e in efforts for b in bpps)
 
     def version(self) -> str:
         import torch
@@ -230,7 +235,8 @@ class InrCodec(Codec):
     def encode(self, img: Image.Image, setting: Setting) -> bytes:
         import inrcodec
 
-        return inrcodec.encode(img, bpp=setting["bpp"], effort=setting["effort"], **self.options)
+        options = {**self.options, "device": setting.get("device", self.options["device"])}
+        return inrcodec.encode(img, bpp=setting["bpp"], effort=setting["effort"], **options)
 
     def decode(self, data: bytes) -> Image.Image:
         import inrcodec

@@ -73,6 +73,9 @@ def test_inrcodec_wrapper_calls_the_package_api(image: Image.Image, monkeypatch:
         {"bpp": 0.25, "effort": "fast"},
         {"bpp": 1.0, "effort": "fast"},
     )
+    codec.encode(image, {"bpp": 0.5, "effort": "max", "device": "cuda"})
+    assert calls[-1] == {"bpp": 0.5, "effort": "max", "device": "cuda", "seed": 0}
+    assert InrCodec.make_sweep([0.5], ["max"], "cuda") == ({"bpp": 0.5, "effort": "max", "device": "cuda"},)
 
 
 def test_psnr_of_known_error() -> None:
