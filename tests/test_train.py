@@ -483,10 +483,17 @@ def test_high_rates_get_more_steps_at_the_default_effort_only() -> None:
         assert encoder.schedule_for(effort, 2.0) == encoder.SCHEDULES[effort]
 
 
-def test_high_rates_slow_the_full_resolution_latents_alone_at_the_default_effort() -> None:
+def test_mid_and_high_rates_slow_the_full_resolution_latents_alone_at_the_default_effort() -> None:
     base = encoder.SCHEDULES["default"]
-    for bpp in (None, 0.5, 0.99 * encoder.HIGH_RATE_BPP):
+    for bpp in (None, 0.25, 0.99 * encoder.MID_RATE_BPP):
         assert encoder.schedule_for("default", bpp).lr_latent_finest == base.lr_latent_finest
+    for bpp in (encoder.MID_RATE_BPP, 0.99 * encoder.HIGH_RATE_BPP):
+        mid = encoder.schedule_for("default", bpp)
+        assert mid.lr_latent_finest == encoder.MID_RATE_LR_LATENT_FINEST < base.lr_latent
+        assert mid.iterations == base.iterations and mid.lr_latent == base.lr_latent
+        # Timed encodes keep the fast level there (short fits lose with slow latents).
+        assert encoder.schedule_for("default", bpp, timed=True) == base
+    assert encoder.HIGH_RATE_LR_LATENT_FINEST < encoder.MID_RATE_LR_LATENT_FINEST
     high = encoder.schedule_for("default", encoder.HIGH_RATE_BPP)
     assert high.lr_latent_finest == encoder.HIGH_RATE_LR_LATENT_FINEST < base.lr_latent
     assert high.lr_latent == base.lr_latent  # the coarser levels keep theirs

@@ -170,10 +170,23 @@ HIGH_RATE_STEPS = 5040
 # the request, 10 of 12 files better (kodim05 +1.87, kodim09 +2.96 and now
 # within 5 %; kodim10 -0.20, kodim12 -0.29), the same encode time; BD-rate
 # vs JPEG 4:2:0 over 0.25-1 bpp -23.7 % -> -25.1 %
-# (bench/results/kodak-default-hr-finelr-2026-12-04). Measured at 1 bpp only:
-# below it the default's finest level keeps lr_latent (0.03 there gained
-# +0.11 dB end to end in format 1.0, kodak-finelr-2026-11-30; not re-measured).
+# (bench/results/kodak-default-hr-finelr-2026-12-04).
 HIGH_RATE_LR_LATENT_FINEST = 0.03
+# From MID_RATE_BPP up to HIGH_RATE_BPP untimed default encodes slow the
+# full-resolution latents less, to 0.05: at 0.5 bpp on kodim01-12 +0.25 dB at
+# the request, 8 of 12 files better (kodim12 +1.25, kodim03 +0.97, kodim09
+# +0.78; kodim08 -0.35, kodim05 -0.28, kodim07 -0.24), where 0.03 gained as
+# much (+0.24) but spread wider (kodim07 -0.84). With the fast level the
+# probe reads a rate that later collapses (kodim12: 1.26 latent bpp at step
+# 416; the steering raised lambda 2.3x and the fit ended at 0.30 bpp, 40 %
+# under; with 0.03 the probe read 0.36 and the fit held ~0.5 throughout;
+# bench.landing_trace, bench/results/quality-vs-time-v3-2026-12-04). At 0.25
+# bpp slow latents lose (0.05: -0.07 dB, 3 of 12 better; 0.03: -0.15), hence
+# the threshold; 0.75 bpp is not measured. Timed encodes keep the fast level:
+# short fits lose with slow latents (see "fast" above) and none was measured
+# here. bench/results/kodak-default-finelr005-2026-12-04.
+MID_RATE_BPP = 0.5
+MID_RATE_LR_LATENT_FINEST = 0.05
 RATE_TOLERANCE = 0.02  # the file may miss the requested size by this fraction
 # With the 1 % learning-rate floor (fit.LR_FLOOR) refits cut the rate more
 # readily than they add it back: kodim02 and kodim12 at 0.5 bpp went over,
@@ -443,11 +456,18 @@ def rate_target(bpp: float, n_pixels: int, arch: Architecture) -> RateTarget:
     return RateTarget(latent_bpp * (1 + AIM_ABOVE), initial_lambda(bpp))
 
 
-def schedule_for(effort: Effort, bpp: float | None) -> Schedule:
-    """The training schedule of an effort level for a target rate (None: fixed lambda)."""
+def schedule_for(effort: Effort, bpp: float | None, timed: bool = False) -> Schedule:
+    """The training schedule of an effort level for a target rate (None: fixed lambda).
+
+    `timed`: the encode has a time limit (see MID_RATE_LR_LATENT_FINEST).
+    """
     schedule = SCHEDULES[effort]
-    if effort == "default" and bpp is not None and bpp >= HIGH_RATE_BPP:
-        schedule = replace(schedule, iterations=HIGH_RATE_STEPS, lr_latent_finest=HIGH_RATE_LR_LATENT_FINEST)
+    if effort != "default" or bpp is None:
+        return schedule
+    if bpp >= HIGH_RATE_BPP:
+        return replace(schedule, iterations=HIGH_RATE_STEPS, lr_latent_finest=HIGH_RATE_LR_LATENT_FINEST)
+    if bpp >= MID_RATE_BPP and not timed:
+        return replace(schedule, lr_latent_finest=MID_RATE_LR_LATENT_FINEST)
     return schedule
 
 
@@ -475,9 +495,9 @@ def encode_array(pixels: np.ndarray, opts: EncodeOptions, progress: ProgressFn |
     n_pixels = height * width
     device = torch.device(opts.device)
     image = torch.tensor(pixels, dtype=torch.float32, device=device) / 255.0
-    schedule = schedule_for(opts.effort, opts.bpp)
     # An infinite time limit is none (it used to overflow planning the steps).
     limit = opts.time_limit if opts.time_limit is not None and math.isfinite(opts.time_limit) else None
+    schedule = schedule_for(opts.effort, opts.bpp, timed=limit is not None)
     arch = architecture_for(opts.effort, limit)
     if opts.iterations is not None:
         schedule = replace(schedule, iterations=opts.iterations)
