@@ -170,7 +170,8 @@ HIGH_RATE_STEPS = 5040
 # the request, 10 of 12 files better (kodim05 +1.87, kodim09 +2.96 and now
 # within 5 %; kodim10 -0.20, kodim12 -0.29), the same encode time; BD-rate
 # vs JPEG 4:2:0 over 0.25-1 bpp -23.7 % -> -25.1 %
-# (bench/results/kodak-default-hr-finelr-2026-12-04).
+# (bench/results/kodak-default-hr-finelr-2026-12-04). 0.05 there lost 0.16 dB,
+# 4 of 12 better (bench/results/kodak-default-finelr005-2026-12-04/at-1-not-adopted).
 HIGH_RATE_LR_LATENT_FINEST = 0.03
 # From MID_RATE_BPP up to HIGH_RATE_BPP untimed default encodes slow the
 # full-resolution latents less, to 0.05: at 0.5 bpp on kodim01-12 +0.25 dB at
