@@ -1,9 +1,9 @@
 """What choosing per image the best of several inrcodec sweeps would buy.
 
-    python -m bench.best_of --bpp 0.5 NAME=RUN/rd.csv NAME=RUN/rd.csv [...] [--effort default]
+    python -m bench.best_of --bpp 0.5 NAME=RUN/rd.csv NAME=RUN/rd.csv@max [...] [--effort default]
 
 Each sweep's files at the requested rate are read with their PSNR moved to the request
-(`bench.compare_runs`). Prints a Markdown table: the mean PSNR of each sweep over the images
+(`bench.compare_runs`), those of --effort, or of the effort named after the path's "@". Prints a Markdown table: the mean PSNR of each sweep over the images
 all of them encoded, and of the per-image best of each pair and of all. The best of a pair over
 the better sweep alone is what a second fit per image (a "per-image choice" of configuration)
 could gain at most, before its cost in encoding time.
@@ -42,7 +42,7 @@ def best_of_table(sweeps: dict[str, dict[str, float]]) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("sweeps", nargs="+", help="NAME=PATH of an rd.csv")
+    parser.add_argument("sweeps", nargs="+", help="NAME=PATH of an rd.csv, or NAME=PATH@EFFORT")
     parser.add_argument("--bpp", type=float, required=True, help="the requested rate to compare at")
     parser.add_argument("--effort", default="default")
     args = parser.parse_args(argv)
@@ -51,7 +51,8 @@ def main(argv: list[str] | None = None) -> None:
         name, sep, path = item.partition("=")
         if not sep:
             parser.error(f"expected NAME=PATH, got {item!r}")
-        sweeps[name] = psnr_at_request(Path(path), args.effort, args.bpp)
+        path, sep, effort = path.partition("@")
+        sweeps[name] = psnr_at_request(Path(path), effort if sep else args.effort, args.bpp)
     print(best_of_table(sweeps), end="")
 
 

@@ -10,11 +10,11 @@ import pytest
 from bench import best_of
 
 
-def _rd(path: Path, rows: list[tuple[str, float, float]], bpp: str = "0.5") -> Path:
+def _rd(path: Path, rows: list[tuple[str, float, float]], bpp: str = "0.5", effort: str = "default") -> Path:
     with path.open("w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["codec", "setting", "image", "bpp", "psnr", "encode_s"])
-        writer.writerows(("inrcodec", f"bpp={bpp};effort=default", image, rate, psnr, 60.0)
+        writer.writerows(("inrcodec", f"bpp={bpp};effort={effort}", image, rate, psnr, 60.0)
                          for image, rate, psnr in rows)
     return path
 
@@ -42,3 +42,12 @@ def test_other_rates_and_no_common_image_are_refused(tmp_path: Path) -> None:
         best_of.main([f"A={a}", "--bpp", "0.5"])
     with pytest.raises(SystemExit):
         best_of.main([str(a), "--bpp", "0.5"])
+
+
+def test_a_sweep_may_name_its_effort(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    a = _rd(tmp_path / "a.csv", [("x.png", 0.5, 30.0)])
+    b = _rd(tmp_path / "b.csv", [("x.png", 0.5, 32.0)], effort="max")
+    best_of.main([f"A={a}", f"B={b}@max", "--bpp", "0.5"])
+    assert "| best of A / B | 32.000 |" in capsys.readouterr().out
+    with pytest.raises(SystemExit, match="no image"):  # the default effort has no row in b
+        best_of.main([f"A={a}", f"B={b}", "--bpp", "0.5"])
