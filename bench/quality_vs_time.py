@@ -8,8 +8,10 @@
 Each (image, T, effort) is one `inrcodec.encode(..., time_limit=T)`: training
 is re-planned to fit T (rounding phase and refits included), so every row is
 a complete, decodable file. An effort's schedule is also a ceiling: the
-default effort finishes in about 115 s at 0.5 bpp with two threads on Kodak,
-and `--effort max` in 237-285 s, so limits past those leave time unused.
+default effort finishes in ~50-60 s at 0.5 bpp with two threads on Kodak on
+an AMD EPYC family 26 (~115 s on slower machines), and `--effort max` (the
+default's encode, then a long one in the time left) in several minutes, so
+limits past those leave time unused.
 Rows go to quality_vs_time.csv (resumable: rows already there are skipped);
 quality_vs_time.md gives the means per effort and T.
 """

@@ -491,8 +491,6 @@ def test_mid_and_high_rates_slow_the_full_resolution_latents_alone_at_the_defaul
         mid = encoder.schedule_for("default", bpp)
         assert mid.lr_latent_finest == encoder.MID_RATE_LR_LATENT_FINEST < base.lr_latent
         assert mid.iterations == base.iterations and mid.lr_latent == base.lr_latent
-        # Timed encodes keep the fast level there (short fits lose with slow latents).
-        assert encoder.schedule_for("default", bpp, timed=True) == base
     assert encoder.HIGH_RATE_LR_LATENT_FINEST < encoder.MID_RATE_LR_LATENT_FINEST
     high = encoder.schedule_for("default", encoder.HIGH_RATE_BPP)
     assert high.lr_latent_finest == encoder.HIGH_RATE_LR_LATENT_FINEST < base.lr_latent
@@ -842,7 +840,7 @@ def test_short_fits_train_their_networks_faster_and_each_group_at_its_own_rate()
     short = (fit.SHORT_FIT_LR_SYNTHESIS, fit.SHORT_FIT_LR_CONTEXT)
     assert fit.network_learning_rates(encoder.SCHEDULES["fast"].iterations) == short
     assert fit.network_learning_rates(fit.SHORT_FIT_STEPS) == short
-    long_fits = (encoder.SCHEDULES["max"].iterations, encoder.schedule_for("default", encoder.HIGH_RATE_BPP).iterations)
+    long_fits = (fit.LONG_FIT_STEPS, encoder.schedule_for("default", encoder.HIGH_RATE_BPP).iterations)
     for steps in long_fits:
         assert fit.network_learning_rates(steps) == (fit.LR_NETWORK, fit.LR_NETWORK)
     # The default effort's 3000 steps below 1 bpp fall in between.
@@ -882,20 +880,33 @@ def test_a_fit_cut_short_by_its_deadline_trains_like_a_short_fit() -> None:
 
 
 def test_slow_latents_learn_faster_in_a_fit_cut_short_by_its_deadline() -> None:
-    slow = Schedule(iterations=16800, lr_latent=0.03)
-    assert fit.cut_fit_latent_lr_scale(slow, 16800) == 1.0  # a whole fit
+    assert fit.cut_fit_latent_lr_scale(0.03, 16800, 16800) == 1.0  # a whole fit
     most = round(fit.CUT_FIT_FAST_LATENTS_SHARE * 16800)
-    assert 0.03 * fit.cut_fit_latent_lr_scale(slow, most) == pytest.approx(fit.CUT_FIT_LR_LATENT_MOST)
-    assert 1.0 < fit.cut_fit_latent_lr_scale(slow, 16000) < fit.cut_fit_latent_lr_scale(slow, 14000) < 0.1 / 0.03
-    assert 0.03 * fit.cut_fit_latent_lr_scale(slow, 300) == pytest.approx(fit.CUT_FIT_LR_LATENT_MOST)  # at most
-    assert fit.cut_fit_latent_lr_scale(Schedule(iterations=3000), 300) == 1.0  # already fast enough
+    assert 0.03 * fit.cut_fit_latent_lr_scale(0.03, 16800, most) == pytest.approx(fit.CUT_FIT_LR_LATENT_MOST)
+    scales = [fit.cut_fit_latent_lr_scale(0.03, 16800, steps) for steps in (16000, 14000)]
+    assert 1.0 < scales[0] < scales[1] < 0.1 / 0.03
+    assert 0.03 * fit.cut_fit_latent_lr_scale(0.03, 16800, 300) == pytest.approx(fit.CUT_FIT_LR_LATENT_MOST)  # at most
+    assert fit.cut_fit_latent_lr_scale(0.1, 3000, 300) == 1.0  # already fast enough
     fitter = _fitter(None)
     schedule = Schedule(iterations=5000, crop=32, lr_latent=0.03)
     fitter.run(schedule, deadline=time.monotonic() + 0.3)
-    assert fitter.steps < 1000 and fitter.latent_lr_scale == pytest.approx(0.1 / 0.03)
+    assert fitter.steps < 1000 and fitter.latent_lr_scales == pytest.approx((0.1 / 0.03, 0.1 / 0.03))
     fitter.run(replace(schedule, iterations=5), phase="refit")  # the refit keeps the fit's rates
     latents, synthesis = fitter.opt.param_groups[1]["lr"], fitter.opt.param_groups[2]["lr"]
     assert latents / synthesis == pytest.approx(fit.CUT_FIT_LR_LATENT_MOST / fitter.network_lrs[0])
+
+
+def test_a_cut_fit_speeds_up_the_slowed_full_resolution_level_alone() -> None:
+    mid = encoder.schedule_for("default", encoder.MID_RATE_BPP)  # finest level slowed, the others at 0.1
+    fitter = _fitter(None)
+    fitter.plan_learning_rates(mid, mid.iterations)  # a whole fit keeps the schedule's rates
+    assert fitter.latent_lr_scales == (1.0, 1.0)
+    fitter.plan_learning_rates(mid, mid.iterations // 3)
+    finest, coarser = fitter.latent_lr_scales
+    assert coarser == 1.0 and fit.finest_latent_lr(mid) * finest == pytest.approx(fit.CUT_FIT_LR_LATENT_MOST)
+    fitter.step(replace(mid, crop=32), 1.0, "noise")
+    assert fitter.opt.param_groups[0]["lr"] == pytest.approx(fit.CUT_FIT_LR_LATENT_MOST)
+    assert fitter.opt.param_groups[1]["lr"] == pytest.approx(mid.lr_latent)
 
 
 def test_refits_keep_the_learning_rates_of_the_fit(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -1027,3 +1038,71 @@ def test_timed_format_1_landings_cut_by_the_dead_zone(monkeypatch: pytest.Monkey
                               deadline=None if deadline is None else time.monotonic() + deadline)
     encoder._land_rate(fitter, large, len(large) * 8 / 1.02, landing, None, 1000, psnr_of=lambda data: 30.0)
     assert calls and calls[0] is ranked
+
+
+def test_max_tries_the_default_effort_s_schedule_then_its_own() -> None:
+    for bpp in (None, 0.25, encoder.MID_RATE_BPP, encoder.HIGH_RATE_BPP):
+        assert encoder.max_candidates(bpp) == (encoder.schedule_for("default", bpp), encoder.SCHEDULES["max"])
+    assert encoder.SCHEDULES["max"].iterations > encoder.HIGH_RATE_STEPS
+
+
+def _fake_candidates(monkeypatch: pytest.MonkeyPatch, files: list[tuple[float, float]],
+                     seconds: float = 1.0) -> list[tuple[Schedule, float | None]]:
+    """Make each `_encode_once` return the next (bpp, PSNR); returns the (schedule, limit) of each call."""
+    calls: list[tuple[Schedule, float | None]] = []
+
+    def once(pixels, opts, schedule, start, limit, progress):  # noqa: ANN001, ANN202
+        bpp, psnr = files[len(calls)]
+        calls.append((schedule, limit))
+        return encoder.EncodeResult(bytes([len(calls)]), bpp, psnr, seconds, 100, 1e-3, 8, 8)
+
+    monkeypatch.setattr(encoder, "_encode_once", once)
+    monkeypatch.setattr(encoder, "max_candidates", lambda bpp: THREE_SCHEDULES)
+    return calls
+
+
+THREE_SCHEDULES = tuple(Schedule(iterations=n) for n in (10, 20, 30))
+
+
+def test_max_keeps_the_best_file_at_the_request_among_those_within_the_promise(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    pixels = _test_image(8, 8)
+    # The second is best at the request (+0.2 dB over the first at 2 % more rate); the third is
+    # better still but 10 % over the rate promise.
+    calls = _fake_candidates(monkeypatch, [(0.50, 30.0), (0.51, 30.3), (0.55, 31.0)])
+    result = encode_array(pixels, EncodeOptions(bpp=0.5, effort="max"))
+    assert result.data == bytes([2]) and result.psnr == 30.3 and result.iterations == 300
+    assert tuple(schedule for schedule, _ in calls) == THREE_SCHEDULES and all(limit is None for _, limit in calls)
+    # At a fixed lambda the lowest MSE + lambda * bpp wins, whatever the rate.
+    _fake_candidates(monkeypatch, [(0.5, 30.0), (1.5, 31.0), (0.4, 29.8)])
+    fixed = encode_array(pixels, EncodeOptions(bpp=None, lmbda=1e-3, effort="max"))
+    assert fixed.data == bytes([3])  # 1.05e-3 + 0.4e-3 against 1.0e-3 + 0.5e-3 and 0.79e-3 + 1.5e-3
+
+
+def test_max_under_a_time_limit_starts_a_candidate_only_while_the_first_ones_time_is_left(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = iter(float(t) for t in range(0, 1000, 10))  # each call of time.monotonic: 10 s later
+    monkeypatch.setattr(encoder.time, "monotonic", lambda: next(clock))
+    calls = _fake_candidates(monkeypatch, [(0.5, 30.0)] * 3, seconds=25.0)
+    encode_array(_test_image(8, 8), EncodeOptions(bpp=0.5, effort="max", time_limit=60.0))
+    # Start at 0; the first candidate begins at 10 (50 s left), the second at 20 (40 s left,
+    # more than the first's 25 s), the third would begin at 30 with 30 s left: still enough.
+    assert [limit for _, limit in calls] == [50.0, 40.0, 30.0]
+    clock = iter(float(t) for t in range(0, 1000, 10))
+    calls = _fake_candidates(monkeypatch, [(0.5, 30.0)] * 3, seconds=45.0)
+    encode_array(_test_image(8, 8), EncodeOptions(bpp=0.5, effort="max", time_limit=60.0))
+    assert [limit for _, limit in calls] == [50.0]  # 40 s left after it: not another 45 s
+
+
+def test_a_max_encode_is_the_best_of_its_candidates_files() -> None:
+    pixels = _test_image(32, 32)
+    # At a fixed lambda: a target rate this small image cannot reach (its networks alone are
+    # ~1 kB) would send every candidate through the whole landing.
+    opts = EncodeOptions(bpp=None, lmbda=1e-3, effort="max", iterations=30, device="cpu")
+    result = encode_array(pixels, opts)
+    candidates = [encoder._encode_once(pixels, opts, schedule, time.monotonic(), None, None)
+                  for schedule in encoder.max_candidates(None)]
+    assert candidates[0].data != candidates[1].data
+    best = max(candidates, key=lambda c: encoder._candidate_score(c, opts))
+    assert result.data == best.data and result.iterations == sum(c.iterations for c in candidates)
+    assert render(read_coco(result.data)).shape == pixels.shape

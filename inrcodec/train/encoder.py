@@ -173,7 +173,7 @@ HIGH_RATE_STEPS = 5040
 # (bench/results/kodak-default-hr-finelr-2026-12-04). 0.05 there lost 0.16 dB,
 # 4 of 12 better (bench/results/kodak-default-finelr005-2026-12-04/at-1-not-adopted).
 HIGH_RATE_LR_LATENT_FINEST = 0.03
-# From MID_RATE_BPP up to HIGH_RATE_BPP untimed default encodes slow the
+# From MID_RATE_BPP up to HIGH_RATE_BPP default encodes slow the
 # full-resolution latents less, to 0.05: at 0.5 bpp on kodim01-12 +0.25 dB at
 # the request, 8 of 12 files better (kodim12 +1.25, kodim03 +0.97, kodim09
 # +0.78; kodim08 -0.35, kodim05 -0.28, kodim07 -0.24), where 0.03 gained as
@@ -185,9 +185,14 @@ HIGH_RATE_LR_LATENT_FINEST = 0.03
 # bpp slow latents lose (0.05: -0.07 dB, 3 of 12 better; 0.03: -0.15), hence
 # the threshold. At 0.75 bpp +0.71 dB, 9 of 12 better (kodim12 +3.21,
 # kodim05 +2.46: both had collapsed under their own 0.5 bpp files; kodim10
-# -0.36). Timed encodes keep the fast level: short fits lose with slow
-# latents (see "fast" above) and none was measured here.
-# bench/results/kodak-default-finelr005-2026-12-04, -0.75-2026-12-04.
+# -0.36). bench/results/kodak-default-finelr005-2026-12-04, -0.75-2026-12-04.
+# Short fits lose with slow latents (see "fast" above), so in a fit its
+# deadline cuts the level speeds back up, to 0.1 at 70 % of the schedule or
+# less (`fit.cut_fit_latent_lr_scale`): kodim01-12 at 0.5 bpp under 60 and
+# 120 s +0.25 dB at the request, 18 of 24 better, every file within 5 %
+# (bench/results/quality-vs-time-cutfinest-2026-12-04); 0.05 in every timed
+# fit had left a 30 s kodim08, cut to ~45 %, 14 % under the rate
+# (bench/results/quality-vs-time-v3-2026-12-04/timed-finelr005-not-adopted).
 MID_RATE_BPP = 0.5
 MID_RATE_LR_LATENT_FINEST = 0.05
 RATE_TOLERANCE = 0.02  # the file may miss the requested size by this fraction
@@ -459,17 +464,14 @@ def rate_target(bpp: float, n_pixels: int, arch: Architecture) -> RateTarget:
     return RateTarget(latent_bpp * (1 + AIM_ABOVE), initial_lambda(bpp))
 
 
-def schedule_for(effort: Effort, bpp: float | None, timed: bool = False) -> Schedule:
-    """The training schedule of an effort level for a target rate (None: fixed lambda).
-
-    `timed`: the encode has a time limit (see MID_RATE_LR_LATENT_FINEST).
-    """
+def schedule_for(effort: Effort, bpp: float | None) -> Schedule:
+    """The training schedule of an effort level for a target rate (None: fixed lambda)."""
     schedule = SCHEDULES[effort]
     if effort != "default" or bpp is None:
         return schedule
     if bpp >= HIGH_RATE_BPP:
         return replace(schedule, iterations=HIGH_RATE_STEPS, lr_latent_finest=HIGH_RATE_LR_LATENT_FINEST)
-    if bpp >= MID_RATE_BPP and not timed:
+    if bpp >= MID_RATE_BPP:
         return replace(schedule, lr_latent_finest=MID_RATE_LR_LATENT_FINEST)
     return schedule
 
@@ -494,13 +496,67 @@ def encode_array(pixels: np.ndarray, opts: EncodeOptions, progress: ProgressFn |
     fixed instead.
     """
     start = time.monotonic()
+    # An infinite time limit is none (it used to overflow planning the steps).
+    limit = opts.time_limit if opts.time_limit is not None and math.isfinite(opts.time_limit) else None
+    if opts.effort == "max":
+        return _best_of_candidates(pixels, opts, start, limit, progress)
+    return _encode_once(pixels, opts, schedule_for(opts.effort, opts.bpp), start, limit, progress)
+
+
+# `--effort max` encodes the image twice, with the default effort's schedule
+# and with its own long one (SCHEDULES: four times as long, every latent at
+# 0.03), and keeps the better file (`_candidate_score`). On format 3.0 the
+# long fit alone was only +0.10 dB over the default at 0.5 bpp (kodim01-12,
+# 6x the time), winning big on some images (kodim07 +1.31, kodim08 +0.89 dB)
+# and losing big on others (kodim01 -0.98, kodim10 -0.78); the better of the
+# two per image is +0.32 dB over the default
+# (bench/results/kodak-max-v3-2026-12-04). The default's goes first: under a
+# time limit it is the one that ends in time, and the long one gets what is
+# left (a cut fit, `fit.cut_fit_latent_lr_scale`).
+def max_candidates(bpp: float | None) -> tuple[Schedule, ...]:
+    """The schedules `--effort max` encodes with, in order: the default effort's, then its own (see SCHEDULES)."""
+    return schedule_for("default", bpp), SCHEDULES["max"]
+
+
+def _best_of_candidates(pixels: np.ndarray, opts: EncodeOptions, start: float, limit: float | None,
+                        progress: ProgressFn | None) -> EncodeResult:
+    """`--effort max`: an encode with each of `max_candidates`, the best file kept (`_candidate_score`).
+
+    Under a time limit each candidate gets what is left of it, and a
+    candidate starts only if the first one's time is still left.
+    """
+    results: list[EncodeResult] = []
+    for schedule in max_candidates(opts.bpp):
+        begun = time.monotonic()
+        left = None if limit is None else limit - (begun - start)
+        if results and left is not None and left < results[0].seconds:
+            break
+        results.append(_encode_once(pixels, opts, schedule, begun, left, progress))
+    best = max(results, key=lambda result: _candidate_score(result, opts))
+    return replace(best, seconds=time.monotonic() - start, iterations=sum(r.iterations for r in results))
+
+
+def _candidate_score(result: EncodeResult, opts: EncodeOptions) -> tuple[bool, float]:
+    """How `--effort max` ranks its files: the higher the better.
+
+    With a target rate, files within RATE_PROMISE first, then by PSNR moved
+    to the target (PSNR_PER_LN_RATE); at a fixed lambda by the training's
+    cost, MSE + lambda * bits per pixel (lower is better).
+    """
+    if opts.bpp is None:
+        assert opts.lmbda is not None
+        return True, -(10 ** (-result.psnr / 10) + opts.lmbda * result.bpp)
+    within = abs(result.bpp / opts.bpp - 1) <= RATE_PROMISE
+    return within, result.psnr + PSNR_PER_LN_RATE * math.log(opts.bpp / result.bpp)
+
+
+def _encode_once(pixels: np.ndarray, opts: EncodeOptions, schedule: Schedule, start: float, limit: float | None,
+                 progress: ProgressFn | None) -> EncodeResult:
+    """One fit and its rate landing under `schedule`, within `limit` seconds from `start` if given."""
     height, width, _ = pixels.shape
     n_pixels = height * width
     device = torch.device(opts.device)
     image = torch.tensor(pixels, dtype=torch.float32, device=device) / 255.0
-    # An infinite time limit is none (it used to overflow planning the steps).
-    limit = opts.time_limit if opts.time_limit is not None and math.isfinite(opts.time_limit) else None
-    schedule = schedule_for(opts.effort, opts.bpp, timed=limit is not None)
     arch = architecture_for(opts.effort, limit)
     if opts.iterations is not None:
         schedule = replace(schedule, iterations=opts.iterations)

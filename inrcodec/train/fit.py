@@ -121,7 +121,10 @@ SHORT_FIT_LR_CONTEXT = 0.04
 # slow latents had not (bench/results/quality-vs-time-max150-cutlr-2026-12-02,
 # -02b); under 300 s, max fits cut to ~70 % on another machine, 0.1 had
 # saved kodim06 (28.5 dB) and gained on kodim01 and kodim11
-# (bench/results/quality-vs-time-2026-12-02c). Faster schedules stay as they are.
+# (bench/results/quality-vs-time-2026-12-02c). Faster latents stay as they
+# are. Each latent group goes by its own rate: the default effort's slowed
+# full-resolution level (encoder.MID_RATE_LR_LATENT_FINEST) speeds up in a
+# cut fit while its coarser levels, at 0.1, do not.
 CUT_FIT_FAST_LATENTS_SHARE = 0.7
 CUT_FIT_LR_LATENT_MOST = 0.1
 # Under a deadline the step count is planned from the measured speed at step
@@ -369,18 +372,23 @@ def network_learning_rates(steps: int) -> tuple[float, float]:
             by_fit_length(steps, SHORT_FIT_LR_CONTEXT, LR_NETWORK))
 
 
-def cut_fit_latent_lr_scale(schedule: Schedule, steps: int) -> float:
-    """What a fit planned for `steps` of `schedule.iterations` multiplies its latents' learning rate by.
+def cut_fit_latent_lr_scale(rate: float, planned: int, steps: int) -> float:
+    """What a latent group learning at `rate` multiplies it by in a fit of `steps` of `planned` steps.
 
-    1 for a whole fit or latents already at CUT_FIT_LR_LATENT_MOST; the
-    most (up to that rate) at CUT_FIT_FAST_LATENTS_SHARE of the schedule or
-    less, log-log in between.
+    1 for a whole fit or a rate already at CUT_FIT_LR_LATENT_MOST; up to
+    that rate at CUT_FIT_FAST_LATENTS_SHARE of the schedule or less, log-log
+    in between (see CUT_FIT_FAST_LATENTS_SHARE).
     """
-    if steps >= schedule.iterations or schedule.lr_latent >= CUT_FIT_LR_LATENT_MOST:
+    if steps >= planned or rate >= CUT_FIT_LR_LATENT_MOST:
         return 1.0
-    most = CUT_FIT_LR_LATENT_MOST / schedule.lr_latent
+    most = CUT_FIT_LR_LATENT_MOST / rate
     exponent = math.log(most) / math.log(1 / CUT_FIT_FAST_LATENTS_SHARE)
-    return min(most, (schedule.iterations / max(steps, 1)) ** exponent)
+    return min(most, (planned / max(steps, 1)) ** exponent)
+
+
+def finest_latent_lr(schedule: Schedule) -> float:
+    """The full-resolution latents' peak learning rate under `schedule`."""
+    return schedule.lr_latent if schedule.lr_latent_finest is None else schedule.lr_latent_finest
 
 
 def adam_beta1(steps: int) -> float:
@@ -465,7 +473,9 @@ class Fitter:
         # its length, refits keep them (see LR_NETWORK); Adam's decays, planned with
         # them, live in the optimizer (`plan_learning_rates`).
         self.network_lrs: tuple[float, float] | None = None
-        self.latent_lr_scale = 1.0  # a fit cut short by its deadline raises it (`cut_fit_latent_lr_scale`)
+        # (full-resolution, coarser) latents' learning-rate multipliers: a fit cut
+        # short by its deadline raises slow ones (`cut_fit_latent_lr_scale`).
+        self.latent_lr_scales = (1.0, 1.0)
         # Groups: the full-resolution latents, the coarser ones, the synthesis
         # MLP, the context model (see Schedule.lr_latent_finest).
         self.opt = Adam([[model.latents[0]], list(model.latents)[1:], model.synthesis.parameters(),
@@ -570,7 +580,8 @@ class Fitter:
         schedule's length if nothing has (a refit with no fit before it, or
         a caller stepping by hand).
         """
-        self.latent_lr_scale = cut_fit_latent_lr_scale(schedule, steps)
+        self.latent_lr_scales = (cut_fit_latent_lr_scale(finest_latent_lr(schedule), schedule.iterations, steps),
+                                 cut_fit_latent_lr_scale(schedule.lr_latent, schedule.iterations, steps))
         synthesis, context = (LR_NETWORK, LR_NETWORK) if schedule.pretrained else network_learning_rates(steps)
         self.network_lrs = (synthesis if schedule.lr_synthesis is None else schedule.lr_synthesis,
                             context if schedule.lr_context is None else schedule.lr_context)
@@ -587,8 +598,8 @@ class Fitter:
         if self.network_lrs is None:
             self.plan_learning_rates(schedule, schedule.iterations)
         assert self.network_lrs is not None
-        finest = schedule.lr_latent if schedule.lr_latent_finest is None else schedule.lr_latent_finest
-        rates = (finest * self.latent_lr_scale, schedule.lr_latent * self.latent_lr_scale, *self.network_lrs)
+        rates = (finest_latent_lr(schedule) * self.latent_lr_scales[0], schedule.lr_latent * self.latent_lr_scales[1],
+                 *self.network_lrs)
         for group, rate in zip(self.opt.param_groups, rates):
             group["lr"] = rate * lr_scale
         win = self._window(schedule.crop)
