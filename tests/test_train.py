@@ -3,9 +3,11 @@ estimate matches the coded rate, and rate control lands on the target."""
 
 from __future__ import annotations
 
+import itertools
 import math
 import time
 from dataclasses import replace
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -1081,14 +1083,14 @@ def test_max_keeps_the_best_file_at_the_request_among_those_within_the_promise(
 
 def test_max_under_a_time_limit_starts_a_candidate_only_while_the_first_ones_time_is_left(
         monkeypatch: pytest.MonkeyPatch) -> None:
-    clock = iter(float(t) for t in range(0, 1000, 10))  # each call of time.monotonic: 10 s later
-    monkeypatch.setattr(encoder.time, "monotonic", lambda: next(clock))
+    clock = itertools.count(0.0, 10.0)  # each call of the encoder's time.monotonic: 10 s later
+    monkeypatch.setattr(encoder, "time", SimpleNamespace(monotonic=lambda: next(clock)))
     calls = _fake_candidates(monkeypatch, [(0.5, 30.0)] * 3, seconds=25.0)
     encode_array(_test_image(8, 8), EncodeOptions(bpp=0.5, effort="max", time_limit=60.0))
     # Start at 0; the first candidate begins at 10 (50 s left), the second at 20 (40 s left,
     # more than the first's 25 s), the third would begin at 30 with 30 s left: still enough.
     assert [limit for _, limit in calls] == [50.0, 40.0, 30.0]
-    clock = iter(float(t) for t in range(0, 1000, 10))
+    clock = itertools.count(0.0, 10.0)
     calls = _fake_candidates(monkeypatch, [(0.5, 30.0)] * 3, seconds=45.0)
     encode_array(_test_image(8, 8), EncodeOptions(bpp=0.5, effort="max", time_limit=60.0))
     assert [limit for _, limit in calls] == [50.0]  # 40 s left after it: not another 45 s
