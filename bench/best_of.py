@@ -2,11 +2,12 @@
 
     python -m bench.best_of --bpp 0.5 NAME=RUN/rd.csv NAME=RUN/rd.csv@max [...] [--effort default]
 
-Each sweep's files at the requested rate are read with their PSNR moved to the request
-(`bench.compare_runs`), those of --effort, or of the effort named after the path's "@". Prints a Markdown table: the mean PSNR of each sweep over the images
-all of them encoded, and of the per-image best of each pair and of all. The best of a pair over
-the better sweep alone is what a second fit per image (a "per-image choice" of configuration)
-could gain at most, before its cost in encoding time.
+Each sweep's files at the requested rate (those of --effort, or of the effort named after the
+path's "@") are read with their PSNR moved to the request (`bench.compare_runs`). Prints a
+Markdown table: the mean PSNR of each sweep over the images all of them encoded, and of the
+per-image best of each pair and of all. The best of a pair over the better sweep alone is what
+a second fit per image (a "per-image choice" of configuration) could gain at most, before its
+cost in encoding time.
 """
 
 from __future__ import annotations

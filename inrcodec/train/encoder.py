@@ -546,8 +546,7 @@ def _candidate_score(result: EncodeResult, opts: EncodeOptions) -> tuple[bool, f
     if opts.bpp is None:
         assert opts.lmbda is not None
         return True, -(10 ** (-result.psnr / 10) + opts.lmbda * result.bpp)
-    within = abs(result.bpp / opts.bpp - 1) <= RATE_PROMISE
-    return within, result.psnr + PSNR_PER_LN_RATE * math.log(opts.bpp / result.bpp)
+    return _keeps_promise(result.bpp, opts.bpp), _moved_to_target(result.psnr, result.bpp, opts.bpp)
 
 
 def _encode_once(pixels: np.ndarray, opts: EncodeOptions, schedule: Schedule, start: float, limit: float | None,
@@ -811,8 +810,7 @@ def _keep_if_promised(promised: list[tuple[float, bytes]], data: bytes, psnr_of:
 
     Files arrive in order, so a file already kept can only be the last one.
     """
-    bits = len(data) * 8
-    if abs(bits / target_bits - 1) > RATE_PROMISE or (promised and promised[-1][1] is data):
+    if not _keeps_promise(len(data) * 8, target_bits) or (promised and promised[-1][1] is data):
         return
     promised.append((_psnr_at_target(psnr_of, data, target_bits), data))
 
@@ -837,8 +835,21 @@ def _keep_cut_if_over(cuts: list[tuple[float, bytes]], fitter: Fitter, data: byt
 
 
 def _psnr_at_target(psnr_of: Callable[[bytes], float], data: bytes, target_bits: float) -> float:
-    """A file's PSNR moved to the target rate along PSNR_PER_LN_RATE: files of different sizes compared."""
-    return psnr_of(data) + PSNR_PER_LN_RATE * math.log(target_bits / (len(data) * 8))
+    """A file's PSNR moved to the target rate (`_moved_to_target`)."""
+    return _moved_to_target(psnr_of(data), len(data) * 8, target_bits)
+
+
+def _moved_to_target(psnr: float, size: float, target: float) -> float:
+    """PSNR moved along PSNR_PER_LN_RATE from a file's size to the target (both bits, or both bpp).
+
+    So files of different sizes compare at one rate.
+    """
+    return psnr + PSNR_PER_LN_RATE * math.log(target / size)
+
+
+def _keeps_promise(size: float, target: float) -> bool:
+    """Whether a file's size is within RATE_PROMISE of the target (both bits, or both bpp)."""
+    return abs(size / target - 1) <= RATE_PROMISE
 
 
 def refit_elasticity(trained: list[tuple[float, float, int]], lagging: bool = False) -> float:
