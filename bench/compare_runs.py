@@ -50,7 +50,7 @@ def read_encodes(path: Path, effort: str, by_limit: bool = True) -> dict[tuple[s
     encodes: dict[tuple[str, float], Encode] = {}
     with path.open() as f:
         for row in csv.DictReader(f):
-            request = _request(row, effort, by_limit)
+            request = request_of(row, effort, by_limit)
             if request is None:
                 continue
             image, requested = request
@@ -62,7 +62,7 @@ def read_encodes(path: Path, effort: str, by_limit: bool = True) -> dict[tuple[s
     return encodes
 
 
-def _request(row: dict[str, str], effort: str, by_limit: bool = True) -> tuple[str, float] | None:
+def request_of(row: dict[str, str], effort: str, by_limit: bool = True) -> tuple[str, float] | None:
     """(image, requested bpp) of an inrcodec row of `effort`, in either file's layout; None for other rows."""
     if "time_limit_s" in row:  # a quality_vs_time.csv
         if row["effort"] != effort:

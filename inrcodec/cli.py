@@ -98,6 +98,8 @@ class ProgressBar:
                 self.bar.close()
             self.bar = tqdm(total=total, unit="it", file=sys.stderr, dynamic_ncols=True, leave=False)
         self.bar.total = total
+        if "candidate" in stats:  # --effort max: which of its encodes this is
+            self.bar.set_description(f"encode {stats['candidate']:.0f}/{stats['candidates']:.0f}", refresh=False)
         self.bar.update(it - self.bar.n)
         self.bar.set_postfix(psnr=f"{stats['psnr']:.2f}", bpp=f"{stats['bpp']:.3f}", refresh=False)
 

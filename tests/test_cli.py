@@ -367,3 +367,14 @@ def test_a_rate_the_network_alone_exceeds_is_explained(folder: Path) -> None:
     result = run("encode", folder / "tiny.png", "--bpp", "0.5", "--effort", "fast", "--device", "cpu", "--quiet")
     assert_ok(result)
     assert "the network and header alone take" in result.stderr
+
+
+def test_the_progress_bar_names_max_s_encode() -> None:
+    from inrcodec.cli import ProgressBar
+
+    bar = ProgressBar(True)
+    bar(1, 10, {"psnr": 20.0, "bpp": 0.5})
+    assert not bar.bar.desc
+    bar(1, 10, {"psnr": 20.0, "bpp": 0.5, "candidate": 2, "candidates": 2})
+    assert bar.bar.desc.startswith("encode 2/2")
+    bar.close()

@@ -1096,6 +1096,20 @@ def test_max_under_a_time_limit_starts_a_candidate_only_while_the_first_ones_tim
     assert [limit for _, limit in calls] == [50.0]  # 40 s left after it: not another 45 s
 
 
+def test_max_numbers_its_encodes_in_the_progress_stats(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[tuple[float, float]] = []
+
+    def once(pixels, opts, schedule, start, limit, progress):  # noqa: ANN001, ANN202
+        progress(1, 10, {"psnr": 20.0, "bpp": 0.5})
+        return encoder.EncodeResult(bytes([len(seen)]), 0.5, 30.0, 1.0, 10, 1e-3, 8, 8)
+
+    monkeypatch.setattr(encoder, "_encode_once", once)
+    monkeypatch.setattr(encoder, "max_candidates", lambda bpp: THREE_SCHEDULES)
+    encode_array(_test_image(8, 8), EncodeOptions(bpp=0.5, effort="max"),
+                 progress=lambda it, total, stats: seen.append((stats["candidate"], stats["candidates"])))
+    assert seen == [(1, 3), (2, 3), (3, 3)]
+
+
 def test_a_max_encode_is_the_best_of_its_candidates_files() -> None:
     pixels = _test_image(32, 32)
     # At a fixed lambda: a target rate this small image cannot reach (its networks alone are
@@ -1105,6 +1119,6 @@ def test_a_max_encode_is_the_best_of_its_candidates_files() -> None:
     candidates = [encoder._encode_once(pixels, opts, schedule, time.monotonic(), None, None)
                   for schedule in encoder.max_candidates(None)]
     assert candidates[0].data != candidates[1].data
-    best = max(candidates, key=lambda c: encoder._candidate_score(c, opts))
+    best = max(candidates, key=lambda c: encoder.candidate_rank(c.psnr, c.bpp, None, opts.lmbda))
     assert result.data == best.data and result.iterations == sum(c.iterations for c in candidates)
     assert render(read_coco(result.data)).shape == pixels.shape

@@ -505,7 +505,7 @@ def encode_array(pixels: np.ndarray, opts: EncodeOptions, progress: ProgressFn |
 
 # `--effort max` encodes the image twice, with the default effort's schedule
 # and with its own long one (SCHEDULES: four times as long, every latent at
-# 0.03), and keeps the better file (`_candidate_score`). On format 3.0 the
+# 0.03), and keeps the better file (`candidate_rank`). On format 3.0 the
 # long fit alone was only +0.10 dB over the default at 0.5 bpp (kodim01-12,
 # 6x the time), winning big on some images (kodim07 +1.31, kodim08 +0.89 dB)
 # and losing big on others (kodim01 -0.98, kodim10 -0.78); the better of the
@@ -520,33 +520,46 @@ def max_candidates(bpp: float | None) -> tuple[Schedule, ...]:
 
 def _best_of_candidates(pixels: np.ndarray, opts: EncodeOptions, start: float, limit: float | None,
                         progress: ProgressFn | None) -> EncodeResult:
-    """`--effort max`: an encode with each of `max_candidates`, the best file kept (`_candidate_score`).
+    """`--effort max`: an encode with each of `max_candidates`, the best file kept (`candidate_rank`).
 
     Under a time limit each candidate gets what is left of it, and a
     candidate starts only if the first one's time is still left.
     """
     results: list[EncodeResult] = []
-    for schedule in max_candidates(opts.bpp):
+    schedules = max_candidates(opts.bpp)
+    for number, schedule in enumerate(schedules, 1):
         begun = time.monotonic()
         left = None if limit is None else limit - (begun - start)
         if results and left is not None and left < results[0].seconds:
             break
-        results.append(_encode_once(pixels, opts, schedule, begun, left, progress))
-    best = max(results, key=lambda result: _candidate_score(result, opts))
+        results.append(_encode_once(pixels, opts, schedule, begun, left,
+                                    _numbered_progress(progress, number, len(schedules))))
+    best = max(results, key=lambda r: candidate_rank(r.psnr, r.bpp, opts.bpp, opts.lmbda))
     return replace(best, seconds=time.monotonic() - start, iterations=sum(r.iterations for r in results))
 
 
-def _candidate_score(result: EncodeResult, opts: EncodeOptions) -> tuple[bool, float]:
-    """How `--effort max` ranks its files: the higher the better.
+def _numbered_progress(progress: ProgressFn | None, number: int, count: int) -> ProgressFn | None:
+    """`progress` with "candidate" and "candidates" added to its stats, so a progress bar can say which fit runs."""
+    if progress is None:
+        return None
+
+    def numbered(it: int, total: int, stats: dict[str, float]) -> None:
+        progress(it, total, {**stats, "candidate": number, "candidates": count})
+
+    return numbered
+
+
+def candidate_rank(psnr: float, bpp: float, target_bpp: float | None, lmbda: float | None) -> tuple[bool, float]:
+    """How `--effort max` ranks its files: the higher the better (the first of equals wins).
 
     With a target rate, files within RATE_PROMISE first, then by PSNR moved
     to the target (PSNR_PER_LN_RATE); at a fixed lambda by the training's
     cost, MSE + lambda * bits per pixel (lower is better).
     """
-    if opts.bpp is None:
-        assert opts.lmbda is not None
-        return True, -(10 ** (-result.psnr / 10) + opts.lmbda * result.bpp)
-    return _keeps_promise(result.bpp, opts.bpp), _moved_to_target(result.psnr, result.bpp, opts.bpp)
+    if target_bpp is None:
+        assert lmbda is not None
+        return True, -(10 ** (-psnr / 10) + lmbda * bpp)
+    return _keeps_promise(bpp, target_bpp), _moved_to_target(psnr, bpp, target_bpp)
 
 
 def _encode_once(pixels: np.ndarray, opts: EncodeOptions, schedule: Schedule, start: float, limit: float | None,
