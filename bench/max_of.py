@@ -16,18 +16,12 @@ max's BD-rates.
 from __future__ import annotations
 
 import argparse
-import csv
 from pathlib import Path
+from typing import Any
 
 from bench.compare_runs import request_of
+from bench.results import RD_CSV, RowWriter, read_csv
 from inrcodec.train.encoder import candidate_rank
-
-
-def read_rows(path: Path) -> tuple[list[str], list[dict[str, str]]]:
-    """The header and the rows of an rd.csv."""
-    with path.open(newline="") as f:
-        reader = csv.DictReader(f)
-        return list(reader.fieldnames or []), list(reader)
 
 
 def by_request(rows: list[dict[str, str]], effort: str) -> dict[tuple[str, float], dict[str, str]]:
@@ -40,7 +34,7 @@ def by_request(rows: list[dict[str, str]], effort: str) -> dict[tuple[str, float
     return found
 
 
-def max_row(default: dict[str, str], long: dict[str, str], requested: float) -> dict[str, str]:
+def max_row(default: dict[str, str], long: dict[str, str], requested: float) -> dict[str, Any]:
     """The row `--effort max` would write: the better file by `candidate_rank` (the default's on a tie)."""
     def rank(row: dict[str, str]) -> tuple[bool, float]:
         return candidate_rank(float(row["psnr"]), float(row["bpp"]), requested, None)
@@ -49,13 +43,13 @@ def max_row(default: dict[str, str], long: dict[str, str], requested: float) -> 
     return {
         **kept,
         "setting": f"bpp={requested:g};effort=max",
-        "encode_s": f"{float(default['encode_s']) + float(long['encode_s']):.6g}",
-        "encode_peak_mb": f"{max(float(default['encode_peak_mb']), float(long['encode_peak_mb'])):.6g}",
+        "encode_s": float(default["encode_s"]) + float(long["encode_s"]),
+        "encode_peak_mb": max(float(default["encode_peak_mb"]), float(long["encode_peak_mb"])),
     }
 
 
 def max_sweep(default_rows: list[dict[str, str]], long_rows: list[dict[str, str]],
-              long_effort: str) -> list[dict[str, str]]:
+              long_effort: str) -> list[dict[str, Any]]:
     """The anchors of the default sweep, then max's rows for the requests both sweeps have."""
     defaults, longs = by_request(default_rows, "default"), by_request(long_rows, long_effort)
     common = sorted(set(defaults) & set(longs), key=lambda key: (key[1], key[0]))
@@ -72,15 +66,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--long-effort", default="max", help="the effort the long sweep's rows name")
     parser.add_argument("--out", type=Path, required=True, help="folder to write rd.csv into")
     args = parser.parse_args(argv)
-    header, default_rows = read_rows(args.default)
-    _, long_rows = read_rows(args.long)
-    rows = max_sweep(default_rows, long_rows, args.long_effort)
-    args.out.mkdir(parents=True, exist_ok=True)
-    with (args.out / "rd.csv").open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=header)
-        writer.writeheader()
-        writer.writerows(rows)
-    print(f"{args.out / 'rd.csv'}: {len(rows)} rows")
+    rows = max_sweep(read_csv(args.default), read_csv(args.long), args.long_effort)
+    out = args.out / RD_CSV
+    out.unlink(missing_ok=True)  # a fresh table, not rows appended to an old one
+    with RowWriter(out) as writer:
+        for row in rows:
+            writer.write(row)
+    print(f"{out}: {len(rows)} rows")
 
 
 if __name__ == "__main__":

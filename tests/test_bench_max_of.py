@@ -8,17 +8,16 @@ from pathlib import Path
 import pytest
 
 from bench import max_of
+from bench.results import COLUMNS, RowWriter
 from bench.summary import target_bpp
-
-HEADER = ["codec", "setting", "image", "bpp", "psnr", "encode_s", "encode_peak_mb"]
 
 
 def _rd(path: Path, rows: list[tuple[str, str, str, float, float, float]]) -> Path:
-    """rows: (codec, setting, image, bpp, psnr, encode_s)."""
-    with path.open("w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(HEADER)
-        writer.writerows((*row, 100.0) for row in rows)
+    """rows: (codec, setting, image, bpp, psnr, encode_s); the other columns filled in."""
+    with RowWriter(path) as writer:
+        for codec, setting, image, bpp, psnr, seconds in rows:
+            writer.write({**dict.fromkeys(COLUMNS, 1.0), "codec": codec, "setting": setting, "image": image,
+                          "bpp": bpp, "psnr": psnr, "encode_s": seconds, "encode_peak_mb": 100.0})
     return path
 
 
