@@ -35,3 +35,21 @@ def test_each_tree_decodes_the_same_file_in_turn(tmp_path: Path) -> None:
     assert {(row["width"], row["height"]) for row in rows if row["tree"] == str(ROOT)} == {("24", "16")}
     report = (out / "decode.md").read_text()
     assert str(ROOT) in report and str(fake) in report and "2 round(s)" in report
+
+
+def test_a_folder_of_images_gives_rows_per_image_and_their_mean_and_slowest(tmp_path: Path) -> None:
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for name, (w, h) in {"a.png": (24, 16), "b.png": (16, 24), "c.png": (8, 8)}.items():
+        Image.fromarray(synthetic_image(w, h)).save(folder / name)
+    out = tmp_path / "out"
+    main(["--images", str(folder), "--limit-images", "2", "--out", str(out), "--sizes", "native",
+          "--repeats", "1", "--efforts", "fast", "--iterations", "20"])
+    rows = list(csv.DictReader((out / "decode.csv").open()))
+    assert [(row["image"], row["width"], row["height"]) for row in rows] == [("a.png", "24", "16"),
+                                                                           ("b.png", "16", "24")]
+    report = (out / "decode.md").read_text()
+    seconds = [float(row["seconds"]) for row in rows]
+    summary = next(line for line in report.splitlines() if line.startswith("| installed | fast | 0.5 | native"))
+    assert summary.split("|")[5:7] == [f" {sum(seconds) / 2:.3f} ", f" {max(seconds):.3f} "]
+    assert "Over the 2 images" in report and "c.png" not in report
