@@ -95,8 +95,8 @@ def with_payload(data: bytes, kind: bytes, payload: bytes) -> bytes:
 # --- structured cases ---------------------------------------------------------------------
 
 
-def head_field_offsets(head: bytes) -> list[tuple[str, int, int]]:
-    """(field name, offset, size in bytes) of every HEAD field."""
+def head_field_offsets(head: bytes, major: int = 1) -> list[tuple[str, int, int]]:
+    """(field name, offset, size in bytes) of every HEAD field of a version `major` file."""
     fields = [("width", 0, 2), ("height", 2, 2), ("n_levels", 4, 1)]
     pos = 5
     for part in ("synth", "arm"):
@@ -104,14 +104,25 @@ def head_field_offsets(head: bytes) -> list[tuple[str, int, int]]:
         fields.append((f"n_{part}_hidden", pos, 1))
         fields += [(f"{part}_width[{i}]", pos + 1 + i, 1) for i in range(n)]
         pos += 1 + n
+    if major >= 2:  # the context tile (2.0)
+        fields += [("tile_width", pos, 1), ("tile_height", pos + 1, 1)]
+        pos += 2
+    if major >= 3:  # four i16 upsampling taps per step, n_levels - 1 steps (3.0)
+        fields += [(f"step{i // 4}.up_tap{i % 4}", pos + 2 * i, 2) for i in range(4 * (head[4] - 1))]
+        pos += 8 * (head[4] - 1)
     slots = ("weight_exp", "bias_exp", "weight_scale", "bias_scale")
     fields += [(f"layer{(off - pos) // 4}.{slots[(off - pos) % 4]}", off, 1) for off in range(pos, len(head))]
     return fields
 
 
 def edge_values(name: str, size: int) -> list[int]:
+    """Values to write into a HEAD field (unsigned, little-endian): 0, 1, its limits, past them, all ones."""
+    if "up_tap" in name:  # i16, every value is valid: zero, +-1, the extremes
+        return [0, 1, 0x7FFF, 0x8000, 0xFFFF]
     if size == 2:  # width / height: limits 1..8192
         return [0, 1, 2, 8191, 8192, 8193, 0xFFFF]
+    if name.startswith("tile_"):  # 2..128
+        return [0, 1, 2, 128, 129, 255]
     limits = {"n_levels": 8, "n_synth_hidden": 4, "n_arm_hidden": 4, "weight_exp": 16, "bias_exp": 28,
               "weight_scale": 159, "bias_scale": 159}
     top = next((v for k, v in limits.items() if name.endswith(k)), 64)  # hidden widths: 1..64
@@ -122,7 +133,8 @@ def structured(name: str, data: bytes) -> Iterator[Case]:
     parts = sections(data)
     assert parts is not None
     head = dict(parts)[b"HEAD"]
-    for field, off, size in head_field_offsets(head):
+    major = data[SIGNATURE_AND_VERSION - 2]
+    for field, off, size in head_field_offsets(head, major):
         for value in edge_values(field, size):
             new = bytearray(head)
             new[off : off + size] = value.to_bytes(size, "little")
@@ -148,8 +160,8 @@ def structured(name: str, data: bytes) -> Iterator[Case]:
         yield Case(f"{kind.decode()} wrong CRC", name, data[:crc_at] + bytes(4 - i for i in range(4))
                    + data[crc_at + 4 :], False)
         pos = crc_at + 4
-    for major in (0, 2, 255):
-        yield Case(f"major version {major}", name, data[:9] + bytes([major]) + data[10:], False)
+    for other in sorted({0, 1, 2, 3, 4, 255} - {major}):
+        yield Case(f"major version {other}", name, data[:9] + bytes([other]) + data[10:], False)
     for minor in (1, 128, 255):
         yield Case(f"minor version {minor}", name, data[:10] + bytes([minor]) + data[11:], False)
     for where in range(len(parts)):

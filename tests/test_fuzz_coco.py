@@ -7,7 +7,16 @@ from pathlib import Path
 
 from helper import DATA
 
-from bench.fuzz_coco import all_cases, fuzz, reframe, sections, write_readme
+from bench.fuzz_coco import (
+    SIGNATURE_AND_VERSION,
+    all_cases,
+    fuzz,
+    head_field_offsets,
+    reframe,
+    sections,
+    structured,
+    write_readme,
+)
 
 
 def test_fuzz_job_small_run(tmp_path: Path) -> None:
@@ -21,9 +30,28 @@ def test_fuzz_job_small_run(tmp_path: Path) -> None:
 
 def test_cases_are_reproducible() -> None:
     samples = {p.name: p.read_bytes() for p in sorted(DATA.glob("*.coco"))}
-    first = [(c.name, c.data) for _, c in all_cases(900, 7, samples)][-100:]  # past the structured ones
-    again = [(c.name, c.data) for _, c in all_cases(900, 7, samples)][-100:]
-    assert first == again and any(c[0] != first[0][0] for c in first)
+    n_structured = sum(1 for name, data in samples.items() for _ in structured(name, data))
+    first = [c for _, c in all_cases(n_structured + 100, 7, samples)][-100:]  # past the structured ones
+    again = [c for _, c in all_cases(n_structured + 100, 7, samples)][-100:]
+    assert all(c.random for c in first)
+    assert [(c.name, c.data) for c in first] == [(c.name, c.data) for c in again]
+    assert len({c.name for c in first}) > 1
+
+
+def test_head_fields_of_every_version_cover_the_whole_head() -> None:
+    """The structured cases reach every HEAD byte of 1.0, 2.0 and 3.0 samples (tile, upsampling taps)."""
+    majors = set()
+    for path in sorted(DATA.glob("*.coco")):
+        data = path.read_bytes()
+        head = dict(sections(data) or [])[b"HEAD"]
+        major = data[SIGNATURE_AND_VERSION - 2]
+        fields = head_field_offsets(head, major)
+        covered = [off + i for _, off, size in fields for i in range(size)]
+        assert covered == list(range(len(head))), path.name
+        names = {name for name, _, _ in fields}
+        assert ("tile_width" in names) == (major >= 2) and any("up_tap" in n for n in names) == (major >= 3)
+        majors.add(major)
+    assert majors == {1, 2, 3}
 
 
 def test_reframe_fixes_crcs_only_when_framing_holds() -> None:
