@@ -130,11 +130,12 @@ def main(argv: list[str] | None = None) -> None:
              "|---|---|---|---|---|---|---|---|---|"]
     medians: dict[tuple[str, str, float, str], list[float]] = {}
     for (image, effort, bpp), size, tree in itertools.product(files, sizes, trees):
-        mine = [r for r in rows if r["tree"] == str(tree or "installed") and r["size"] == size
+        tree_name = str(tree or "installed")
+        mine = [r for r in rows if r["tree"] == tree_name and r["size"] == size
                 and (r["image"], r["effort"], r["bpp"]) == (image.name, effort, bpp)]
         median = statistics.median(r["seconds"] for r in mine)
-        medians.setdefault((str(tree or "installed"), effort, bpp, size), []).append(median)
-        lines.append(f"| {image.name} | {tree or 'installed'} | {effort} | {bpp} ({mine[0]['file_bytes']}) "
+        medians.setdefault((tree_name, effort, bpp, size), []).append(median)
+        lines.append(f"| {image.name} | {tree_name} | {effort} | {bpp} ({mine[0]['file_bytes']}) "
                      f"| {mine[0]['width']}x{mine[0]['height']} "
                      f"| {median:.3f} "
                      f"| {statistics.median(r['peak_rss_mb'] for r in mine):.1f} | {args.threads} "

@@ -48,7 +48,8 @@ from pathlib import Path
 import numpy as np
 
 SAMPLES = Path(__file__).resolve().parent.parent / "tests" / "data"
-SIGNATURE_AND_VERSION = 11
+SIGNATURE_AND_VERSION = 11  # the signature, then the major and minor version bytes
+MAJOR_AT, MINOR_AT = SIGNATURE_AND_VERSION - 2, SIGNATURE_AND_VERSION - 1
 RENDER_PIXELS = 1 << 20
 SLOWEST = 10
 
@@ -88,6 +89,14 @@ def reframe(data: bytes) -> bytes | None:
     return None if parts is None else pack(data, parts)
 
 
+def major_version(data: bytes) -> int:
+    return data[MAJOR_AT]
+
+
+def with_byte(data: bytes, at: int, value: int) -> bytes:
+    return data[:at] + bytes([value]) + data[at + 1 :]
+
+
 def with_payload(data: bytes, kind: bytes, payload: bytes) -> bytes:
     return pack(data, [(k, payload if k == kind else p) for k, p in sections(data) or []])
 
@@ -108,8 +117,9 @@ def head_field_offsets(head: bytes, major: int = 1) -> list[tuple[str, int, int]
         fields += [("tile_width", pos, 1), ("tile_height", pos + 1, 1)]
         pos += 2
     if major >= 3:  # four i16 upsampling taps per step, n_levels - 1 steps (3.0)
-        fields += [(f"step{i // 4}.up_tap{i % 4}", pos + 2 * i, 2) for i in range(4 * (head[4] - 1))]
-        pos += 8 * (head[4] - 1)
+        n_taps = 4 * (head[4] - 1)
+        fields += [(f"step{i // 4}.up_tap{i % 4}", pos + 2 * i, 2) for i in range(n_taps)]
+        pos += 2 * n_taps
     slots = ("weight_exp", "bias_exp", "weight_scale", "bias_scale")
     fields += [(f"layer{(off - pos) // 4}.{slots[(off - pos) % 4]}", off, 1) for off in range(pos, len(head))]
     return fields
@@ -133,7 +143,7 @@ def structured(name: str, data: bytes) -> Iterator[Case]:
     parts = sections(data)
     assert parts is not None
     head = dict(parts)[b"HEAD"]
-    major = data[SIGNATURE_AND_VERSION - 2]
+    major = major_version(data)
     for field, off, size in head_field_offsets(head, major):
         for value in edge_values(field, size):
             new = bytearray(head)
@@ -161,9 +171,9 @@ def structured(name: str, data: bytes) -> Iterator[Case]:
                    + data[crc_at + 4 :], False)
         pos = crc_at + 4
     for other in sorted({0, 1, 2, 3, 4, 255} - {major}):
-        yield Case(f"major version {other}", name, data[:9] + bytes([other]) + data[10:], False)
+        yield Case(f"major version {other}", name, with_byte(data, MAJOR_AT, other), False)
     for minor in (1, 128, 255):
-        yield Case(f"minor version {minor}", name, data[:10] + bytes([minor]) + data[11:], False)
+        yield Case(f"minor version {minor}", name, with_byte(data, MINOR_AT, minor), False)
     for where in range(len(parts)):
         for kind in (b"ABCD", b"tEXt", b"HEAD", b"LATS", b"CEND"):
             yield Case(f"insert {kind.decode()} at {where}", name,
