@@ -11,7 +11,9 @@ moved to the requested rate along the encoder's own slope
 (`encoder.PSNR_PER_LN_RATE` dB per unit of ln rate, the Kodak mean; within
 the 5 % rate promise that is at most +-0.22 dB), so files that landed a few
 percent apart compare at one rate. Prints a Markdown table: each pair, the
-mean difference per requested rate and overall, and the encode times.
+mean difference per requested rate and overall, how many files of each
+sweep ended within the rate promise (`encoder.RATE_PROMISE` of the request,
+either way), and the encode times.
 
 With --interpolate, a request the old sweep did not make on an image is
 compared with the old sweep's PSNR at the requested rate read off the line,
@@ -30,7 +32,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import NamedTuple
 
-from inrcodec.train.encoder import PSNR_PER_LN_RATE
+from inrcodec.train.encoder import PSNR_PER_LN_RATE, RATE_PROMISE
 
 
 class Encode(NamedTuple):
@@ -83,23 +85,31 @@ def compare(old: dict[tuple[str, float], Encode], new: dict[tuple[str, float], E
         return "No (image, requested bpp) in both sweeps.\n"
     lines = [f"| image | requested bpp | {old_label} bpp / PSNR / s | new bpp / PSNR / s | difference at the request (dB) |",
              "|---|---|---|---|---|"]
-    by_rate: dict[float, list[tuple[float, float, float]]] = defaultdict(list)  # (dB, old s, new s)
+    by_rate: dict[float, list[tuple[float, Encode, Encode]]] = defaultdict(list)  # (dB, old, new)
     for key in keys:
         a, b = old[key], new[key]
         difference = b.at_request - a.at_request
-        by_rate[key[1]].append((difference, a.seconds, b.seconds))
+        by_rate[key[1]].append((difference, a, b))
         lines.append(f"| {key[0]} | {key[1]:g} | {a.bpp:.3f} / {a.psnr:.2f} / {a.seconds:.0f} | "
                      f"{b.bpp:.3f} / {b.psnr:.2f} / {b.seconds:.0f} | {difference:+.2f} |")
-    lines += ["", "| requested bpp | pairs | mean difference (dB) | new better | mean encode s, old / new |",
-              "|---|---|---|---|---|"]
-    every = [pair for values in by_rate.values() for pair in values]
-    for label, values in [*((f"{rate:g}", v) for rate, v in sorted(by_rate.items())), ("all", every)]:
+    lines += ["", "| requested bpp | pairs | mean difference (dB) | new better | within the rate promise, old / new "
+              "| mean encode s, old / new |", "|---|---|---|---|---|---|"]
+    every = [(rate, pair) for rate, values in by_rate.items() for pair in values]
+    groups = [*((f"{rate:g}", [(rate, pair) for pair in v]) for rate, v in sorted(by_rate.items())), ("all", every)]
+    for label, values in groups:
         n = len(values)
-        differences = [d for d, _, _ in values]
-        lines.append(f"| {label} | {n} | {sum(differences) / n:+.2f} | "
-                     f"{sum(d > 0 for d in differences)} | {sum(s for _, s, _ in values) / n:.1f} / "
-                     f"{sum(s for _, _, s in values) / n:.1f} |")
+        differences = [d for _, (d, _, _) in values]
+        lines.append(f"| {label} | {n} | {sum(differences) / n:+.2f} | {sum(d > 0 for d in differences)} | "
+                     f"{sum(within_promise(a.bpp, rate) for rate, (_, a, _) in values)} / "
+                     f"{sum(within_promise(b.bpp, rate) for rate, (_, _, b) in values)} | "
+                     f"{sum(a.seconds for _, (_, a, _) in values) / n:.1f} / "
+                     f"{sum(b.seconds for _, (_, _, b) in values) / n:.1f} |")
     return "\n".join(lines) + "\n"
+
+
+def within_promise(bpp: float, requested: float) -> bool:
+    """Whether a file's rate is within RATE_PROMISE of the request, either way."""
+    return abs(bpp / requested - 1) <= RATE_PROMISE
 
 
 def interpolated(old: dict[tuple[str, float], Encode], image: str, request: float) -> Encode | None:

@@ -51,8 +51,9 @@ def traced(pixels: np.ndarray, lines: list[str]) -> Iterator[None]:
     def traced_probe(self: Fitter, confidence: float = 1.0) -> None:
         lambda_move(self, "probe", lambda: probe(self, confidence))
 
-    def traced_steer(self: Fitter, fraction_done: float, strength: float = 1.0) -> None:
-        lambda_move(self, "steer", lambda: steer(self, fraction_done, strength))
+    def traced_steer(self: Fitter, fraction_done: float, strength: float = 1.0,
+                     timed_gain: float | None = None) -> None:
+        lambda_move(self, "steer", lambda: steer(self, fraction_done, strength, timed_gain))
 
     def traced_run(self: Fitter, schedule: Schedule, progress: ProgressFn | None = None,
                    deadline: float | None = None, phase: str = "fit", lr_peak: float = 1.0) -> int:

@@ -34,7 +34,10 @@ def test_files_are_compared_at_the_requested_rate(tmp_path: Path) -> None:
     assert moved == pytest.approx(30.5 + PSNR_PER_LN_RATE * math.log(0.5 / 0.52))  # 4 % over: ~0.18 dB back
     table = cr.compare(pairs, cr.read_encodes(new, "default"))
     assert f"| a.png | 0.5 | 0.500 / 30.00 / 100 | 0.520 / 30.50 / 110 | {moved - 30.0:+.2f} |" in table
-    assert "b.png" not in table and f"| all | 1 | {moved - 30.0:+.2f} | 1 | 100.0 / 110.0 |" in table
+    assert "b.png" not in table and f"| all | 1 | {moved - 30.0:+.2f} | 1 | 1 / 1 | 100.0 / 110.0 |" in table
+    under = [("inrcodec", "bpp=0.5;effort=default", "a.png", 0.45, 30.0, 90.0)]
+    far = cr.read_encodes(_rd(tmp_path / "far.csv", under), "default")
+    assert "| 1 / 0 | 100.0 / 90.0 |" in cr.compare(pairs, far)  # 10 % under: out of the promise
     assert "No (image" in cr.compare(pairs, {})
 
 

@@ -195,13 +195,18 @@ def test_lambda_is_aimed_by_the_rate_model_within_its_clamp() -> None:
     assert fixed.log_lambda == math.log(1e-2)
 
 
-@pytest.mark.parametrize("case", ["as long as the model's", "timed", "fully aimed"])
+@pytest.mark.parametrize("case", ["as long as the model's", "timed", "timed and short", "fully aimed"])
 def test_lambda_is_held_between_the_probe_and_the_steering_checkpoints(monkeypatch: pytest.MonkeyPatch,
                                                                         case: str) -> None:
     # A fit as long as the rate model's steers at full strength; so does a
     # short one under a deadline (untimed, it would steer at 60 / 3600), and
     # one told to aim fully (a busy image's, see encoder.BUSY_JPEG_BPP).
-    timed = case == "timed"
+    # Under a deadline a fit steers net of its own moves, by the full gain
+    # from TIMED_STEERING_MIN_STEPS on and by STEER_GAIN below.
+    timed = case.startswith("timed")
+    if case == "timed":
+        monkeypatch.setattr(fit, "TIMED_STEERING_MIN_STEPS", 60)
+    timed_gain = fit.TIMED_STEER_GAIN / fit.MOVE_RESPONSE if case == "timed" else fit.STEER_GAIN
     if case == "as long as the model's":
         monkeypatch.setattr(fit, "RATE_MODEL_STEPS", 60)
     monkeypatch.setattr(fit, "DROP_FINEST_ABOVE", math.inf)  # see the test below for the drop
@@ -224,10 +229,16 @@ def test_lambda_is_held_between_the_probe_and_the_steering_checkpoints(monkeypat
     assert math.log(seen[probe] / 1e-3) == pytest.approx(moved)
     assert [round(at, 2) for at, _, _ in fitter.steer_log] == [0.3, 0.4, 0.5, 0.6, 0.7, 0.8]
     assert seen[checkpoints[0]] == seen[checkpoints[0] - 1]  # the first checkpoint only measures
+    last_move = 0.0
     for (at0, rate0, _), (at, rate, before), step in zip(fitter.steer_log, fitter.steer_log[1:], checkpoints[1:]):
         assert before == pytest.approx(seen[step - 1])
-        want = fit.steer_log_step(fit.predicted_final_log_rate(at, rate, (at0, rate0)), 0.5)
+        if timed:  # net of its own last move (see TIMED STEERING in fit)
+            predicted = fit.compensated_final_log_rate(at, rate, (at0, rate0), last_move)
+            want = fit.steer_log_step(predicted, 0.5, timed_gain)
+        else:
+            want = fit.steer_log_step(fit.predicted_final_log_rate(at, rate, (at0, rate0)), 0.5)
         assert math.log(seen[step] / before) == pytest.approx(want)
+        last_move = want
 
 
 def test_steering_past_the_drop_threshold_drops_the_finest_level_and_halves_lambda() -> None:
@@ -253,6 +264,38 @@ def test_steering_predicts_the_final_rate_from_the_trend() -> None:
     assert fit.predicted_final_log_rate(0.7, 0.6, previous=(0.6, 0.5)) > math.log(0.6)
     # The trend is per STEER_INTERVAL, whatever the checkpoints' spacing.
     assert fit.predicted_final_log_rate(0.5, 0.6, previous=(0.3, 0.6 * (0.63 / 0.6) ** 2)) == pytest.approx(slow)
+
+
+def test_timed_steering_takes_its_own_last_move_out_of_the_trend() -> None:
+    plain = fit.predicted_final_log_rate(0.5, 0.6, previous=(0.4, 0.7))
+    assert fit.compensated_final_log_rate(0.5, 0.6, (0.4, 0.7), last_move=0.0) == pytest.approx(plain)
+    # Lambda raised by m at 0.4 and the rate fell by just the share of the
+    # answer expected by now: no drift of its own, the rest of the answer to come.
+    m = 0.5
+    answered = 0.6 * math.exp(fit.MOVE_SEEN_BY_NEXT_CHECKPOINT * m)
+    predicted = fit.compensated_final_log_rate(0.5, 0.6, (0.4, answered), last_move=m)
+    assert predicted == pytest.approx(math.log(0.6) - (fit.MOVE_RESPONSE - fit.MOVE_SEEN_BY_NEXT_CHECKPOINT) * m)
+    # The plain extrapolation reads that fall as drift and carries it on.
+    assert fit.predicted_final_log_rate(0.5, 0.6, (0.4, answered)) < predicted
+    # A rate that rose after lambda was lowered is not taken for a rising drift.
+    rose = fit.compensated_final_log_rate(0.5, 0.6, (0.4, 0.5), last_move=-0.6)
+    assert fit.predicted_final_log_rate(0.5, 0.6, (0.4, 0.5)) > rose
+
+
+def test_a_timed_fit_steers_net_of_its_last_move() -> None:
+    gain = fit.timed_steer_gain(fit.TIMED_STEERING_MIN_STEPS)
+    assert gain == pytest.approx(fit.TIMED_STEER_GAIN / fit.MOVE_RESPONSE)
+    assert fit.timed_steer_gain(fit.TIMED_STEERING_MIN_STEPS - 1) == fit.STEER_GAIN  # see TIMED STEERING
+    fitter = _fitter(0.5, lmbda=1e-3)
+    fitter.steer(0.3, timed_gain=gain)
+    fitter.steer(0.4, timed_gain=gain)
+    (at0, rate0, _), (at, rate, before) = fitter.steer_log
+    first = fit.steer_log_step(fit.compensated_final_log_rate(at, rate, (at0, rate0), 0.0), 0.5, gain)
+    assert first != 0 and fitter.log_lambda == pytest.approx(math.log(before) + first)
+    fitter.steer(0.5, timed_gain=gain)
+    (at, rate, before_second), previous = fitter.steer_log[-1], fitter.steer_log[-2]
+    second = fit.steer_log_step(fit.compensated_final_log_rate(at, rate, previous[:2], first), 0.5, gain)
+    assert fitter.log_lambda == pytest.approx(math.log(before_second) + second)
 
 
 def test_steering_moves_lambda_towards_the_target_within_its_clamp() -> None:

@@ -219,6 +219,38 @@ MAX_STEER_STEP = math.log(2.0)
 # rate answers a move a large part of a short fit later, so full-strength
 # moves at each checkpoint pile up. A full-strength probe under a deadline
 # missed more too (ad hoc: 7 of 12 within 5 % under 10 s).
+# TIMED STEERING. Under a deadline the fit steers with its own lambda moves
+# taken into account (`compensated_final_log_rate`): the trend between two
+# checkpoints holds the rate's answer to the move made at the first of them,
+# and the plain extrapolation read that answer as the image's own drift and
+# carried it on to the end of the fit, so the next move undid the last one.
+# kodim03 at 1 bpp under 30 s: lambda lowered 1.6x at 40 %, the rate rose
+# 0.80 -> 0.91 by 50 %, the steering raised lambda again, and the fit ended
+# 25 % under; kodim05 at 0.25 bpp under 60 s the mirror image, 34 % over
+# (bench/results/quality-vs-time-1bpp-2026-12-04, -025bpp-2026-12-04,
+# landing traces). A move of lambda by m (ln) is taken to show as
+# -MOVE_SEEN_BY_NEXT_CHECKPOINT * m in ln rate by the next checkpoint and
+# -MOVE_RESPONSE * m in all; the rest still to come counts in the
+# prediction, and lambda moves so that the whole answer cancels
+# TIMED_STEER_GAIN of the predicted miss. kodim01-12, default effort,
+# alternated with the plain steering on one machine (AMD EPYC family 25):
+# at 1 bpp under 30 s +0.20 dB at the request, 12 of 12 files within 5 %
+# (were 8); 0.5 bpp under 30 s +0.08 dB (12 and 12); 0.25 bpp under 60 s
+# +0.08 dB (12, were 11); 1 bpp under 60 s -0.10 dB (12 and 12)
+# (bench/results/timed-steering-2026-12-05). Untimed fits keep the plain
+# steering (not measured with this one).
+# Fits shorter than TIMED_STEERING_MIN_STEPS (a 10 s encode's) predict the
+# same way but move only STEER_GAIN of the predicted ln miss: their
+# checkpoints are a few dozen steps apart, too close for the rate to show
+# the answer assumed above, and there the full moves cost quality
+# (kodim01-12 under 10 s: -0.61 dB at 0.5 bpp, 2 of 12 better, -0.02 dB at
+# 1 bpp; with STEER_GAIN +0.11 and +0.04 dB, 12 and 10 of 12 files within
+# 5 %, were 11 and 8; the same folder). Not tuned between those fits
+# (~450-650 steps there) and the 30 s ones (~900-1300).
+MOVE_SEEN_BY_NEXT_CHECKPOINT = 0.3
+MOVE_RESPONSE = 0.6
+TIMED_STEER_GAIN = 1.0
+TIMED_STEERING_MIN_STEPS = 700
 # Above this lambda the fit goes on without the full-resolution latents
 # (`CocoNet.drop_finest_level`): ad-hoc runs gained up to 1.8 dB at lambda
 # 2.5e-2 and lost 0.2..1.5 dB at lambda <= 2.8e-3, so only lambdas well above.
@@ -435,9 +467,27 @@ def predicted_final_log_rate(fraction_done: float, rate_now: float, previous: tu
     return log_rate + trend * STEER_TREND_DECAY * (1 - STEER_TREND_DECAY**intervals) / (1 - STEER_TREND_DECAY)
 
 
-def steer_log_step(predicted_final_log: float, target_latent_bpp: float) -> float:
+def compensated_final_log_rate(fraction_done: float, rate_now: float, previous: tuple[float, float],
+                               last_move: float) -> float:
+    """`predicted_final_log_rate` net of the answer to the last lambda move (`last_move`, ln; see TIMED STEERING).
+
+    The part of the answer the rate already shows comes out of the trend,
+    and the part still to come is added to the prediction.
+    """
+    previous_done, previous_rate = previous
+    seen = -MOVE_SEEN_BY_NEXT_CHECKPOINT * last_move
+    drift_only = predicted_final_log_rate(fraction_done, rate_now, (previous_done, previous_rate * math.exp(seen)))
+    return drift_only - (MOVE_RESPONSE - MOVE_SEEN_BY_NEXT_CHECKPOINT) * last_move
+
+
+def timed_steer_gain(steps: int) -> float:
+    """The ln-lambda move per unit of predicted ln miss of a timed fit of `steps` steps (see TIMED STEERING)."""
+    return TIMED_STEER_GAIN / MOVE_RESPONSE if steps >= TIMED_STEERING_MIN_STEPS else STEER_GAIN
+
+
+def steer_log_step(predicted_final_log: float, target_latent_bpp: float, gain: float = STEER_GAIN) -> float:
     """How far to move ln lambda at a checkpoint for a predicted final ln rate (see STEER_AT)."""
-    return _clamp(STEER_GAIN * (predicted_final_log - math.log(target_latent_bpp)), -MAX_STEER_STEP, MAX_STEER_STEP)
+    return _clamp(gain * (predicted_final_log - math.log(target_latent_bpp)), -MAX_STEER_STEP, MAX_STEER_STEP)
 
 
 def predicted_log_lambda(probe_rate: float, probe_mse: float, target_latent_bpp: float) -> float:
@@ -465,6 +515,7 @@ class Fitter:
         # (fraction done, rate, lambda before) per checkpoint; the first only measures, so its
         # lambda is the one the probe set.
         self.steer_log: list[tuple[float, float, float]] = []
+        self.last_steer_move = 0.0  # ln lambda moved at the last checkpoint (see TIMED STEERING)
         self.mse_ema: float | None = None
         self.grad_norms: dict[int, float] = {}  # running mean gradient norm per group (Schedule.grad_clip)
         self.steps = 0
@@ -516,10 +567,13 @@ class Fitter:
         self.log_lambda = start + _clamp(correction, -MAX_LOG_CORRECTION, MAX_LOG_CORRECTION)
         self.recentre_lambda_range()
 
-    def steer(self, fraction_done: float, strength: float = 1.0) -> None:
+    def steer(self, fraction_done: float, strength: float = 1.0, timed_gain: float | None = None) -> None:
         """At a checkpoint of STEER_AT: nudge lambda by the miss the rate measured now predicts.
 
-        `strength` in (0, 1] scales the move (see the comment after MAX_STEER_STEP).
+        `strength` in (0, 1] scales the move (see the comment after
+        MAX_STEER_STEP). With a `timed_gain` (a fit under a deadline,
+        `timed_steer_gain`) the miss is predicted net of the fit's own last
+        move and lambda moves by that gain times it (see TIMED STEERING).
         """
         if not self.target.latent_bpp:
             return
@@ -530,9 +584,16 @@ class Fitter:
             # Measure only: no trend yet (see STEER_AT), or none to trust: a
             # fit re-planned under a deadline can reach a checkpoint barely
             # past (or, at the same step fraction, at) the last one.
+            self.last_steer_move = 0.0
             return
-        predicted = predicted_final_log_rate(fraction_done, self.rate, previous)
-        self.log_lambda += strength * steer_log_step(predicted, self.target.latent_bpp)
+        if timed_gain is not None:
+            predicted = compensated_final_log_rate(fraction_done, self.rate, previous, self.last_steer_move)
+            move = strength * steer_log_step(predicted, self.target.latent_bpp, timed_gain)
+        else:
+            move = strength * steer_log_step(predicted_final_log_rate(fraction_done, self.rate, previous),
+                                             self.target.latent_bpp)
+        self.log_lambda += move
+        self.last_steer_move = move
         self.drop_finest_level_if_lambda_high()
         self.recentre_lambda_range()
 
@@ -715,7 +776,8 @@ class Fitter:
                 probed = True
             if phase == "fit" and it in checkpoints:
                 full = deadline is not None or self.full_aim
-                self.steer(frac, strength=1.0 if full else min(1.0, total / RATE_MODEL_STEPS))
+                self.steer(frac, strength=1.0 if full else min(1.0, total / RATE_MODEL_STEPS),
+                           timed_gain=None if deadline is None else timed_steer_gain(total))
             stats = self.step(schedule, lr_scale, mode, schedule.temperature(frac, phase))
             it += 1
             if it == 1:
