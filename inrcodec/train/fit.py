@@ -236,8 +236,8 @@ MAX_STEER_STEP = math.log(2.0)
 # alternated with the plain steering on one machine (AMD EPYC family 25):
 # at 1 bpp under 30 s +0.20 dB at the request, 12 of 12 files within 5 %
 # (were 8); 0.5 bpp under 30 s +0.08 dB (12 and 12); 0.25 bpp under 60 s
-# +0.08 dB (12, were 11); 1 bpp under 60 s -0.10 dB (12 and 12)
-# (bench/results/timed-steering-2026-12-05). Untimed fits keep the plain
+# +0.08 dB (12, were 11), under 30 s -0.01 dB (12 and 12); 1 bpp under
+# 60 s -0.10 dB (12 and 12) (bench/results/timed-steering-2026-12-05). Untimed fits keep the plain
 # steering (not measured with this one).
 # Fits shorter than TIMED_STEERING_MIN_STEPS (a 10 s encode's) predict the
 # same way but move only STEER_GAIN of the predicted ln miss: their
@@ -245,7 +245,8 @@ MAX_STEER_STEP = math.log(2.0)
 # the answer assumed above, and there the full moves cost quality
 # (kodim01-12 under 10 s: -0.61 dB at 0.5 bpp, 2 of 12 better, -0.02 dB at
 # 1 bpp; with STEER_GAIN +0.11 and +0.04 dB, 12 and 10 of 12 files within
-# 5 %, were 11 and 8; the same folder). Not tuned between those fits
+# 5 %, were 11 and 8, and at 0.25 bpp -0.32 dB, 12 and 12; 10 s encodes
+# differ by up to 2 dB run to run; the same folder). Not tuned between those fits
 # (~450-650 steps there) and the 30 s ones (~900-1300).
 MOVE_SEEN_BY_NEXT_CHECKPOINT = 0.3
 MOVE_RESPONSE = 0.6
