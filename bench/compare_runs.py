@@ -32,7 +32,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import NamedTuple
 
-from inrcodec.train.encoder import PSNR_PER_LN_RATE, RATE_PROMISE
+from inrcodec.train.encoder import PSNR_PER_LN_RATE, keeps_promise
 
 
 class Encode(NamedTuple):
@@ -85,31 +85,25 @@ def compare(old: dict[tuple[str, float], Encode], new: dict[tuple[str, float], E
         return "No (image, requested bpp) in both sweeps.\n"
     lines = [f"| image | requested bpp | {old_label} bpp / PSNR / s | new bpp / PSNR / s | difference at the request (dB) |",
              "|---|---|---|---|---|"]
-    by_rate: dict[float, list[tuple[float, Encode, Encode]]] = defaultdict(list)  # (dB, old, new)
+    by_rate: dict[float, list[tuple[float, float, Encode, Encode]]] = defaultdict(list)  # (bpp, dB, old, new)
     for key in keys:
         a, b = old[key], new[key]
         difference = b.at_request - a.at_request
-        by_rate[key[1]].append((difference, a, b))
+        by_rate[key[1]].append((key[1], difference, a, b))
         lines.append(f"| {key[0]} | {key[1]:g} | {a.bpp:.3f} / {a.psnr:.2f} / {a.seconds:.0f} | "
                      f"{b.bpp:.3f} / {b.psnr:.2f} / {b.seconds:.0f} | {difference:+.2f} |")
     lines += ["", "| requested bpp | pairs | mean difference (dB) | new better | within the rate promise, old / new "
               "| mean encode s, old / new |", "|---|---|---|---|---|---|"]
-    every = [(rate, pair) for rate, values in by_rate.items() for pair in values]
-    groups = [*((f"{rate:g}", [(rate, pair) for pair in v]) for rate, v in sorted(by_rate.items())), ("all", every)]
-    for label, values in groups:
+    every = [pair for values in by_rate.values() for pair in values]
+    for label, values in [*((f"{rate:g}", v) for rate, v in sorted(by_rate.items())), ("all", every)]:
         n = len(values)
-        differences = [d for _, (d, _, _) in values]
+        differences = [d for _, d, _, _ in values]
         lines.append(f"| {label} | {n} | {sum(differences) / n:+.2f} | {sum(d > 0 for d in differences)} | "
-                     f"{sum(within_promise(a.bpp, rate) for rate, (_, a, _) in values)} / "
-                     f"{sum(within_promise(b.bpp, rate) for rate, (_, _, b) in values)} | "
-                     f"{sum(a.seconds for _, (_, a, _) in values) / n:.1f} / "
-                     f"{sum(b.seconds for _, (_, _, b) in values) / n:.1f} |")
+                     f"{sum(keeps_promise(a.bpp, rate) for rate, _, a, _ in values)} / "
+                     f"{sum(keeps_promise(b.bpp, rate) for rate, _, _, b in values)} | "
+                     f"{sum(a.seconds for _, _, a, _ in values) / n:.1f} / "
+                     f"{sum(b.seconds for _, _, _, b in values) / n:.1f} |")
     return "\n".join(lines) + "\n"
-
-
-def within_promise(bpp: float, requested: float) -> bool:
-    """Whether a file's rate is within RATE_PROMISE of the request, either way."""
-    return abs(bpp / requested - 1) <= RATE_PROMISE
 
 
 def interpolated(old: dict[tuple[str, float], Encode], image: str, request: float) -> Encode | None:

@@ -559,7 +559,7 @@ def candidate_rank(psnr: float, bpp: float, target_bpp: float | None, lmbda: flo
     if target_bpp is None:
         assert lmbda is not None
         return True, -(10 ** (-psnr / 10) + lmbda * bpp)
-    return _keeps_promise(bpp, target_bpp), _moved_to_target(psnr, bpp, target_bpp)
+    return keeps_promise(bpp, target_bpp), _moved_to_target(psnr, bpp, target_bpp)
 
 
 def _encode_once(pixels: np.ndarray, opts: EncodeOptions, schedule: Schedule, start: float, limit: float | None,
@@ -823,7 +823,7 @@ def _keep_if_promised(promised: list[tuple[float, bytes]], data: bytes, psnr_of:
 
     Files arrive in order, so a file already kept can only be the last one.
     """
-    if not _keeps_promise(len(data) * 8, target_bits) or (promised and promised[-1][1] is data):
+    if not keeps_promise(len(data) * 8, target_bits) or (promised and promised[-1][1] is data):
         return
     promised.append((_psnr_at_target(psnr_of, data, target_bits), data))
 
@@ -860,7 +860,7 @@ def _moved_to_target(psnr: float, size: float, target: float) -> float:
     return psnr + PSNR_PER_LN_RATE * math.log(target / size)
 
 
-def _keeps_promise(size: float, target: float) -> bool:
+def keeps_promise(size: float, target: float) -> bool:
     """Whether a file's size is within RATE_PROMISE of the target (both bits, or both bpp)."""
     return abs(size / target - 1) <= RATE_PROMISE
 
