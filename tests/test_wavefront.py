@@ -27,17 +27,27 @@ def _latents(rng: np.random.Generator, height: int, width: int, n_levels: int, d
 
 def _steps(height: int, width: int, tile: tuple[int, int], parent: np.ndarray | None = None,
            grid: np.ndarray | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
-    """The coder's steps over a level: (flat indices y * width + x, [21, n] features) each.
+    """The coder's steps over a level: (flat indices y * width + x, [21, n] features) each, coding order.
 
     With `grid`, the whole level is known (as when encoding); the parent is
-    the next coarser level, or None.
+    the next coarser level, or None. A second level holding each cell's own
+    index says which cells a step codes, through the encoder's own reads.
     """
-    padded_parent = None if parent is None else np.pad(parent, 1).reshape(-1)
-    level = wavefront._Level(height, width, tile, padded_parent, 0 if parent is None else parent.shape[1])
+    level = wavefront._Level(height, width, tile, parent)
+    named = wavefront._Level(height, width, tile, parent)
+    named.load(np.arange(height * width, dtype=np.float64).reshape(height, width))
     if grid is not None:
-        level.values.reshape(height, width + 2)[:, :width] = grid
-    stride = width + 2
-    return [(cells // stride * width + cells % stride, feats.copy()) for cells, feats in level.fronts()]
+        level.load(grid)
+    return [(named.symbols(step).astype(np.int64), level.in_coding_order(step, level.features(step)))
+            for step in level.steps()]
+
+
+def test_a_loaded_level_reads_back_whole() -> None:
+    grid = np.arange(13 * 17, dtype=np.float64).reshape(13, 17)
+    for tile in [(2, 2), (5, 3), (32, 32)]:
+        level = wavefront._Level(13, 17, tile, None)
+        level.load(grid)
+        assert np.array_equal(level.grid(), grid)
 
 
 @pytest.mark.parametrize(("height", "width"), SHAPES)
@@ -140,5 +150,5 @@ def test_the_coders_context_model_is_the_shared_integer_code(density: float) -> 
     model = wavefront._FrontModel(arm)
     for _, feats in _steps(19, 23, (4, 4), parent, grid):
         theirs = entropy._laplace_from_outputs(run_int_mlp_columns(torch.from_numpy(feats * 4096), arm))
-        mine = model.from_features(feats.copy())
+        mine = wavefront._laplace_parameters(model.codes(feats))
         assert np.array_equal(mine[0], theirs[0]) and np.array_equal(mine[1], theirs[1])

@@ -37,13 +37,24 @@ from .entropy import (
     _LATENT_MODEL,
     _check_consumed,
     _decode_symbols,
-    _laplace_from_outputs,
     bytes_to_words,
     refuse_over_budget,
     symbol_bits,
     words_to_bytes,
 )
-from .fixedpoint import ACT_ONE, IntLinear, int_mlp_tensors, run_int_mlp_prepared
+from .fixedpoint import (
+    ACT_FRAC_BITS,
+    ACT_LIMIT,
+    ACT_ONE,
+    LATENT_MAX,
+    LATENT_MIN,
+    LATENT_SCALE_K_MAX,
+    MU_FRAC_BITS,
+    SCALE_K_MIN,
+    SCALE_STEPS_PER_OCTAVE,
+    IntLinear,
+    aligned_bias,
+)
 
 # A cell's front is lx + FRONT_ROW_STEP * ly: with (dy, dx) = (-1, +2) among
 # the neighbours, a row up must be at least 3 fronts earlier.
@@ -70,42 +81,84 @@ def front_pairs(t: int, tile: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
 
 @dataclass(frozen=True)
 class _Front:
-    """Front t of a tile, the same at every level (`_front`).
+    """Front t of a tile, the same at every level of a stream (`_front`).
 
-    ly, lx: the tile coordinates of its cells (`front_pairs`), [pairs];
-    inside: [12, 1, pairs, 1] 1.0 where a neighbour is in the tile;
-    dy, dx: [12, pairs] the neighbours' offsets, 0 where outside (the cell
-        then reads itself, and `inside` zeroes it).
+    planes: [pairs] the plane `ly * tile_w + lx` of each of its cells
+        (`_Level`), ly ascending;
+    ly, lx: [pairs] those cells' tile coordinates;
+    neighbours: [12, pairs] the planes of their same-level neighbours, the
+        zero plane (tile_w * tile_h) for a neighbour outside the tile;
+    hood_rows, hood_cols: [9, pairs] where their parent neighbourhoods sit
+        in a tile of `_parent_view`.
     """
 
+    planes: np.ndarray
     ly: np.ndarray
     lx: np.ndarray
-    inside: np.ndarray
-    dy: np.ndarray
-    dx: np.ndarray
+    neighbours: np.ndarray
+    hood_rows: np.ndarray
+    hood_cols: np.ndarray
 
 
 @functools.lru_cache(maxsize=1024)
-def _front(t: int, tile: tuple[int, int]) -> _Front:
+def _front(t: int, tile: tuple[int, int], extent: tuple[int, int]) -> _Front:
     """Front `t`'s tile geometry, worked out once per stream rather than once per level.
 
-    A 2.0 stream has a few hundred fronts, and decoding them is mostly
-    per-front overhead: the cached part was ~10 of a step's ~30 array
-    operations.
+    `extent` = (columns, rows) of a tile that can hold cells: the tile, or
+    less for a level smaller than one tile, whose fronts then skip the pairs
+    that fall outside it in every tile.
     """
+    tile_w, tile_h = tile
     ly, lx = front_pairs(t, tile)
-    tile_w, _ = tile
-    inside = ((ly[None, :] + _NEIGHBOUR_DY >= 0) & (lx[None, :] + _NEIGHBOUR_DX >= 0)
-              & (lx[None, :] + _NEIGHBOUR_DX < tile_w))
-    front = _Front(ly, lx, inside[:, None, :, None].astype(np.float64),
-                   np.where(inside, _NEIGHBOUR_DY, 0), np.where(inside, _NEIGHBOUR_DX, 0))
-    for array in (front.ly, front.lx, front.inside, front.dy, front.dx):
+    used = (lx < extent[0]) & (ly < extent[1])
+    ly, lx = ly[used], lx[used]
+    ny, nx = ly[None, :] + _NEIGHBOUR_DY, lx[None, :] + _NEIGHBOUR_DX
+    inside = (ny >= 0) & (nx >= 0) & (nx < tile_w)
+    front = _Front(ly * tile_w + lx, ly, lx, np.where(inside, ny * tile_w + nx, tile_w * tile_h),
+                   ly[None, :] + 2 + 2 * _HOOD_DY, lx[None, :] + 2 + 2 * _HOOD_DX)
+    for array in (front.planes, front.ly, front.lx, front.neighbours, front.hood_rows, front.hood_cols):
         array.flags.writeable = False
     return front
 
 
+def _front_model_layers(arm: list[IntLinear]) -> list[tuple[torch.Tensor, torch.Tensor, object, object]]:
+    """The context model's layers as (weight, bias column, low, high) for `_FrontModel._run`.
+
+    Each layer's `fixedpoint` arithmetic folded into its tensors, all by
+    powers of two, hence still exact (every partial sum a multiple of a
+    power of two well within float64's 53 bits): the first layer's weight
+    takes the Q12 scaling of the features (ACT_ONE), every layer its
+    2**-weight_exp; the last layer's rows are further divided by the step
+    of the Laplace mean's 1/16 grid (256 in Q12) and of the scale's 1/8
+    octave (512), with half a step added for rounding to nearest and
+    -SCALE_K_MIN to the scale's row, so its floor is directly the mean in
+    1/16 and the index into LATENT_SCALES. floor((floor(a) + c) / m) =
+    floor((a + c) / m) for integers c and m > 0, and the last layer's clamp
+    at +-ACT_LIMIT lies outside the final clip range of both rows, so the
+    codes are exactly `quantize_mu` and `scale_index_from_log2` of
+    `run_int_mlp_columns`' outputs.
+    """
+    mu_step = 1 << (ACT_FRAC_BITS - MU_FRAC_BITS)
+    scale_step = ACT_ONE // SCALE_STEPS_PER_OCTAVE
+    layers = []
+    for i, layer in enumerate(arm):
+        weight = torch.as_tensor(layer.weight, dtype=torch.float64) * 2.0 ** -layer.weight_exp
+        bias = aligned_bias(layer)[:, None] * 2.0 ** -layer.weight_exp
+        if i == 0:
+            weight = weight * ACT_ONE
+        if i < len(arm) - 1:
+            layers.append((weight, bias, 0, ACT_LIMIT))
+            continue
+        steps = torch.tensor([[mu_step], [scale_step]], dtype=torch.float64)
+        offset = torch.tensor([[0.5], [0.5 - SCALE_K_MIN]], dtype=torch.float64)
+        low = torch.tensor([[LATENT_MIN << MU_FRAC_BITS], [0]], dtype=torch.float64)
+        high = torch.tensor([[LATENT_MAX << MU_FRAC_BITS], [LATENT_SCALE_K_MAX - SCALE_K_MIN]], dtype=torch.float64)
+        layers.append((weight / steps, bias / steps + offset, low, high))
+    return layers
+
+
 class _FrontModel:
-    """The context model, prepared once per stream, giving each front's exact Laplace parameters.
+    """The context model, prepared once per stream, giving each front's exact Laplace codes.
 
     The network runs in torch on one thread (`_one_thread`): numpy's BLAS
     keeps its own thread pool, and on a busy machine a product of a few
@@ -114,102 +167,169 @@ class _FrontModel:
     """
 
     def __init__(self, arm: list[IntLinear]) -> None:
-        self.arm = arm
-        self.tensors = int_mlp_tensors(arm)
-        self.quiet = self._parameters(np.zeros((N_WAVEFRONT_CONTEXT, 1)))  # at zero features
+        self.layers = _front_model_layers(arm)
+        self.quiet = self._run(np.zeros((N_WAVEFRONT_CONTEXT, 1)))  # at zero features
 
-    def from_features(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Mean and scale index from [21, n] features (scaled to Q12 in place).
+    def codes(self, feats: np.ndarray) -> np.ndarray:
+        """[2, n] codes (`_laplace_parameters`) from [21, n] integer features.
 
         Cells whose features are all zero ("quiet": most of a level's cells
         at low rates) all get the network's output at zero features, worked
         out once per stream; the network runs on the others only, where the
         quiet ones are at least a quarter of a front.
         """
-        busy = x.any(axis=0)
-        n_busy = int(busy.sum())
+        busy = feats.any(axis=0)
+        n_busy = int(np.count_nonzero(busy))
         if n_busy > (1 - MIN_QUIET_SHARE) * busy.size:
-            return self._parameters(x)
-        mu, scale_index = np.full(busy.size, self.quiet[0][0]), np.full(busy.size, self.quiet[1][0])
+            return self._run(feats)
+        codes = np.empty((2, busy.size))
+        codes[:] = self.quiet
         if n_busy:
-            mu[busy], scale_index[busy] = self._parameters(x[:, busy])
-        return mu, scale_index
+            codes[:, busy] = self._run(feats[:, busy])
+        return codes
 
-    def _parameters(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        x *= ACT_ONE
-        return _laplace_from_outputs(run_int_mlp_prepared(torch.from_numpy(x), self.arm, self.tensors))
+    def _run(self, feats: np.ndarray) -> np.ndarray:
+        x = torch.from_numpy(feats)
+        for weight, bias, low, high in self.layers:
+            x = torch.addmm(bias, weight, x).floor_().clamp_(low, high)
+        return x.numpy()
+
+
+def _laplace_parameters(codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(mean, index into LATENT_SCALES) from `_FrontModel.codes` (the mean in 1/16, the index)."""
+    return codes[0] * (1.0 / (1 << MU_FRAC_BITS)), codes[1].astype(np.int64)
+
+
+@dataclass(frozen=True)
+class _Step:
+    """One batched coding step: a front's cells in tile rows r0..r1-1.
+
+    hood: [9, pairs] the front's parent neighbourhoods as rows of the
+    level's `_parent_view`; keep: which of the step's cells (coding order)
+    lie in the level, None for all.
+    """
+
+    front: _Front
+    r0: int
+    r1: int
+    hood: np.ndarray
+    keep: np.ndarray | None
 
 
 class _Level:
-    """One level's buffers and the index arithmetic of its fronts, for the coder's loop.
+    """One level's values, tile by tile, and the index arithmetic of its fronts, for the coder's loop.
 
-    A front holds, in every tile, the cells (ly, lx) with lx + 3 ly = t: a
-    few (ly, lx) pairs, repeated over the tiles. In the order tile row,
-    pair, tile column the cells are in raster order, and every index the
-    front needs is a sum of a part that depends on the tile row and pair
-    and a part that depends on the pair and tile column: one broadcast add
-    per kind of index instead of per-cell arithmetic.
-
-    `values` is the level flat, `width + 2` wide (two zero columns on the
-    right, read by neighbours past the last column); `padded_parent` the
-    parent level with one zero cell all round, or None for the coarsest.
+    `planes[ly * tile_w + lx, r, c]` is cell (r * tile_h + ly, c * tile_w +
+    lx) (zero past the level's border), and one last plane of zeros is what
+    a neighbour outside its cell's tile reads. A front is a few (ly, lx)
+    pairs repeated over every tile, so each of its features is a whole
+    [tile rows, tile columns] plane: one gather of twelve planes per pair
+    fetches the same-level features with the tile cuts built in, one of nine
+    from `_parent_view` the parent ones. The features come out in the order
+    (pair, tile row, tile column); the context model runs on them in that
+    order, and only its two codes per cell are put in coding order (raster
+    order within the front: tile row, pair, tile column).
     """
 
-    def __init__(self, height: int, width: int, tile: tuple[int, int], padded_parent: np.ndarray | None,
-                 parent_width: int) -> None:
+    def __init__(self, height: int, width: int, tile: tuple[int, int], parent: np.ndarray | None) -> None:
         self.height, self.width, self.tile = height, width, tile
-        self.stride = width + 2
-        self.values = np.zeros(height * self.stride)
-        self.padded_parent, self.parent_stride = padded_parent, parent_width + 2
         tile_w, tile_h = tile
-        self.tile_rows = np.arange(-(-height // tile_h))
-        self.tile_cols = np.arange(-(-width // tile_w))
+        self.n_tile_rows, self.n_tile_cols = -(-height // tile_h), -(-width // tile_w)
+        self.planes = np.zeros((tile_w * tile_h + 1, self.n_tile_rows, self.n_tile_cols))
+        self.parent_row = self.n_tile_cols * tile_w + 4  # the row length of `_parent_view`'s array
+        self.parent_view = None if parent is None else self._parent_view(parent)
         self.ragged = bool(height % tile_h or width % tile_w)  # cut tiles on the last row or column
 
-    def fronts(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        """(flat indices into `values`, [21, n] features) of each step, fronts in order, in raster order."""
-        for t in range(n_fronts(self.height, self.width, self.tile)):
-            front = _front(t, self.tile)
-            # Whole tile rows, up to about CHUNK_CELLS cells a step: raster order is kept.
-            rows = max(1, CHUNK_CELLS // max(1, front.ly.size * self.tile_cols.size))
-            for start in range(0, self.tile_rows.size, rows):
-                step = self._step(self.tile_rows[start : start + rows], front)
-                if step[0].size:
-                    yield step
+    def _parent_view(self, parent: np.ndarray) -> np.ndarray:
+        """[k, tile rows, tile columns]: the parent neighbourhoods of every tile, as a view.
 
-    def _step(self, tile_rows: np.ndarray, front: _Front) -> tuple[np.ndarray, np.ndarray]:
+        The parent level upsampled 2x (nearest) with two zero cells all
+        round holds the parent neighbour (y >> 1) + hy of level row y at row
+        y + 2 + 2 hy, in whichever tile y lies: so one array serves every
+        tile, read through overlapping windows; neighbour (hy, hx) of
+        cell (ly, lx) of tile (r, c) is view[(ly + 2 + 2 hy) * parent_row +
+        lx + 2 + 2 hx, r, c].
+        """
         tile_w, tile_h = self.tile
-        ly, lx = front.ly, front.lx
-        y = tile_rows[:, None] * tile_h + ly[None, :]  # [tile rows, pairs]
-        x = lx[:, None] + self.tile_cols[None, :] * tile_w  # [pairs, tile columns]
-        cells = (y * self.stride)[:, :, None] + x[None, :, :]  # [tile rows, pairs, tile columns]
-        feats = np.empty((N_WAVEFRONT_CONTEXT, *cells.shape))
-        if self.padded_parent is None:
-            feats[:9] = 0.0
-        else:
-            prow = ((y >> 1)[None] + 1 + _HOOD_DY[:, :, None]) * self.parent_stride  # [9, tile rows, pairs]
-            pcol = (x >> 1)[None] + 1 + _HOOD_DX[:, :, None]  # [9, pairs, tile columns]
-            # mode="clip": cells past the level's last row or column (cut tiles) read
-            # anything and are dropped below.
-            np.take(self.padded_parent, prow[:, :, :, None] + pcol[:, None, :, :], out=feats[:9], mode="clip")
-        # A neighbour outside the cell's tile reads the cell itself, then counts zero.
-        offsets = front.dy * self.stride + front.dx  # [12, pairs]
-        np.take(self.values, cells[None] + offsets[:, None, :, None], out=feats[9:], mode="clip")
-        feats[9:] *= front.inside
-        if not self.ragged:
-            return cells.reshape(-1), feats.reshape(N_WAVEFRONT_CONTEXT, -1)
-        keep = (y < self.height)[:, :, None] & (x < self.width)[None, :, :]
-        return cells[keep], feats[:, keep]
+        up = np.zeros((self.n_tile_rows * tile_h + 4, self.parent_row))
+        doubled = parent.repeat(2, axis=0).repeat(2, axis=1)
+        up[2 : 2 + doubled.shape[0], 2 : 2 + doubled.shape[1]] = doubled
+        item = up.itemsize
+        rows = (tile_h + 3) * self.parent_row + tile_w + 4
+        return np.lib.stride_tricks.as_strided(
+            up, (rows, self.n_tile_rows, self.n_tile_cols),
+            (item, tile_h * self.parent_row * item, tile_w * item), writeable=False)
+
+    def load(self, grid: np.ndarray) -> None:
+        """Fill the level from a known [height, width] grid (the encoder's case)."""
+        tile_w, tile_h = self.tile
+        whole = np.zeros((self.n_tile_rows * tile_h, self.n_tile_cols * tile_w))
+        whole[: self.height, : self.width] = grid
+        self.planes[:-1] = whole.reshape(self.n_tile_rows, tile_h, self.n_tile_cols, tile_w).transpose(
+            1, 3, 0, 2).reshape(tile_w * tile_h, self.n_tile_rows, self.n_tile_cols)
 
     def grid(self) -> np.ndarray:
-        """The level as a [height, width] array (a copy without the padding)."""
-        return self.values.reshape(self.height, self.stride)[:, : self.width].copy()
+        """The level as a [height, width] array."""
+        tile_w, tile_h = self.tile
+        tiles = self.planes[:-1].reshape(tile_h, tile_w, self.n_tile_rows, self.n_tile_cols)
+        whole = tiles.transpose(2, 0, 3, 1).reshape(self.n_tile_rows * tile_h, self.n_tile_cols * tile_w)
+        return np.ascontiguousarray(whole[: self.height, : self.width])
 
-    def padded(self) -> np.ndarray:
-        """The level flat with one zero cell all round: the parent buffer of the next finer level."""
-        out = np.zeros((self.height + 2, self.width + 2))
-        out[1:-1, 1:-1] = self.values.reshape(self.height, self.stride)[:, : self.width]
-        return out.reshape(-1)
+    def steps(self) -> Iterator[_Step]:
+        """The level's coding steps, fronts in order, each in whole tile rows of up to about CHUNK_CELLS cells."""
+        extent = (min(self.tile[0], self.width), min(self.tile[1], self.height))
+        for t in range(n_fronts(self.height, self.width, self.tile)):
+            front = _front(t, self.tile, extent)
+            if not front.planes.size:
+                continue
+            hood = front.hood_rows * self.parent_row + front.hood_cols
+            rows = max(1, CHUNK_CELLS // (front.planes.size * self.n_tile_cols))
+            for r0 in range(0, self.n_tile_rows, rows):
+                r1 = min(self.n_tile_rows, r0 + rows)
+                keep = self._keep(front, r0, r1)
+                if keep is None or keep.any():
+                    yield _Step(front, r0, r1, hood, keep)
+
+    def _keep(self, front: _Front, r0: int, r1: int) -> np.ndarray | None:
+        if not self.ragged:
+            return None
+        tile_w, tile_h = self.tile
+        y = np.arange(r0, r1)[:, None] * tile_h + front.ly[None, :]  # [tile rows, pairs]
+        x = front.lx[:, None] + np.arange(self.n_tile_cols)[None, :] * tile_w  # [pairs, tile columns]
+        keep = ((y < self.height)[:, :, None] & (x < self.width)[None, :, :]).reshape(-1)
+        return None if keep.all() else keep
+
+    def features(self, step: _Step) -> np.ndarray:
+        """[21, n] context features of the step's cells, in the order (pair, tile row, tile column)."""
+        same_level = self.planes[step.front.neighbours, step.r0 : step.r1]  # [12, pairs, tile rows, tile columns]
+        if self.parent_view is None:
+            parent = np.zeros((9, *same_level.shape[1:]))
+        else:
+            parent = self.parent_view[step.hood, step.r0 : step.r1]
+        return np.concatenate((parent, same_level)).reshape(N_WAVEFRONT_CONTEXT, -1)
+
+    def in_coding_order(self, step: _Step, values: np.ndarray) -> np.ndarray:
+        """[k, n] values of the step's cells from `features`' order to coding order, cells outside the level dropped."""
+        k = values.shape[0]
+        ordered = values.reshape(k, step.front.planes.size, step.r1 - step.r0, -1).transpose(0, 2, 1, 3).reshape(k, -1)
+        return ordered if step.keep is None else ordered[:, step.keep]
+
+    def symbols(self, step: _Step) -> np.ndarray:
+        """The step's cells' values in coding order (the encoder's case)."""
+        return self.in_coding_order(step, self.planes[step.front.planes, step.r0 : step.r1][None])[0]
+
+    def store(self, step: _Step, symbols: np.ndarray) -> None:
+        """Write the step's decoded symbols (coding order) into the level."""
+        if step.keep is not None:
+            whole = np.zeros(step.keep.size)
+            whole[step.keep] = symbols
+            symbols = whole
+        self.planes[step.front.planes, step.r0 : step.r1] = (
+            symbols.reshape(step.r1 - step.r0, step.front.planes.size, -1).transpose(1, 0, 2))
+
+    def parameters(self, model: _FrontModel, step: _Step) -> tuple[np.ndarray, np.ndarray]:
+        """The Laplace mean and scale index of the step's cells, coding order."""
+        return _laplace_parameters(self.in_coding_order(step, model.codes(self.features(step))))
 
 
 @contextlib.contextmanager
@@ -242,13 +362,12 @@ def _encode_latents(latents: list[np.ndarray], arm: list[IntLinear], tile: tuple
     parent: np.ndarray | None = None
     for level in reversed(range(len(latents))):
         grid = np.asarray(latents[level], dtype=np.float64)
-        h, w = grid.shape
-        state = _Level(h, w, tile, parent, latents[level + 1].shape[1] if level + 1 < len(latents) else 0)
-        state.values.reshape(h, w + 2)[:, :w] = grid  # the whole level is known: features read final values
-        for cells, feats in state.fronts():
-            mu, scale_index = model.from_features(feats)
-            encoder.encode(state.values[cells].astype(np.int32), _LATENT_MODEL, mu, LATENT_SCALES[scale_index])
-        parent = state.padded()
+        state = _Level(*grid.shape, tile, parent)
+        state.load(grid)  # the whole level is known: features read final values
+        for step in state.steps():
+            mu, scale_index = state.parameters(model, step)
+            encoder.encode(state.symbols(step).astype(np.int32), _LATENT_MODEL, mu, LATENT_SCALES[scale_index])
+        parent = grid
     return words_to_bytes(encoder.get_compressed())
 
 
@@ -276,12 +395,11 @@ def _decode_latents(data: bytes, height: int, width: int, n_levels: int, arm: li
     grids: list[np.ndarray] = [np.empty(0)] * n_levels
     parent: np.ndarray | None = None
     for level in reversed(range(n_levels)):
-        h, w = shapes[level]
-        state = _Level(h, w, tile, parent, shapes[level + 1][1] if level + 1 < n_levels else 0)
-        for cells, feats in state.fronts():
-            mu, scale_index = model.from_features(feats)
+        state = _Level(*shapes[level], tile, parent)
+        for step in state.steps():
+            mu, scale_index = state.parameters(model, step)
             symbols = _decode_symbols(decoder, _LATENT_MODEL, mu, LATENT_SCALES[scale_index], "latent")
-            state.values[cells] = symbols
+            state.store(step, symbols)
             # The information check runs on batches of about CHUNK_CELLS symbols:
             # per front (hundreds of small ones) it would cost more than decoding.
             unchecked.append((symbols, mu, scale_index))
@@ -289,8 +407,7 @@ def _decode_latents(data: bytes, height: int, width: int, n_levels: int, arm: li
             if n_unchecked >= CHUNK_CELLS:
                 spent_bits = _check_information(unchecked, spent_bits, budget_bits, words.size, level)
                 n_unchecked = 0
-        grids[level] = state.grid()
-        parent = state.padded()
+        grids[level] = parent = state.grid()
     _check_information(unchecked, spent_bits, budget_bits, words.size, 0)
     _check_consumed(decoder, "latent")
     return [torch.from_numpy(g) for g in grids]
