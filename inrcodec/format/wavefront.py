@@ -23,6 +23,7 @@ import contextlib
 import functools
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import constriction
 import numpy as np
@@ -88,25 +89,24 @@ class _Front:
     ly, lx: [pairs] those cells' tile coordinates;
     neighbours: [12, pairs] the planes of their same-level neighbours, the
         zero plane (tile_w * tile_h) for a neighbour outside the tile;
-    hood_rows, hood_cols: [9, pairs] where their parent neighbourhoods sit
-        in a tile of `_parent_view`.
+    hood: [9, pairs] their parent neighbourhoods' rows in `_Level._parent_view`.
     """
 
     planes: np.ndarray
     ly: np.ndarray
     lx: np.ndarray
     neighbours: np.ndarray
-    hood_rows: np.ndarray
-    hood_cols: np.ndarray
+    hood: np.ndarray
 
 
-@functools.lru_cache(maxsize=1024)
-def _front(t: int, tile: tuple[int, int], extent: tuple[int, int]) -> _Front:
+@functools.lru_cache(maxsize=4096)
+def _front(t: int, tile: tuple[int, int], extent: tuple[int, int], parent_row: int) -> _Front:
     """Front `t`'s tile geometry, worked out once per stream rather than once per level.
 
     `extent` = (columns, rows) of a tile that can hold cells: the tile, or
     less for a level smaller than one tile, whose fronts then skip the pairs
-    that fall outside it in every tile.
+    that fall outside it in every tile. `parent_row`: the row length of the
+    level's `_parent_view`. Levels of one stream share most of these.
     """
     tile_w, tile_h = tile
     ly, lx = front_pairs(t, tile)
@@ -114,9 +114,9 @@ def _front(t: int, tile: tuple[int, int], extent: tuple[int, int]) -> _Front:
     ly, lx = ly[used], lx[used]
     ny, nx = ly[None, :] + _NEIGHBOUR_DY, lx[None, :] + _NEIGHBOUR_DX
     inside = (ny >= 0) & (nx >= 0) & (nx < tile_w)
-    front = _Front(ly * tile_w + lx, ly, lx, np.where(inside, ny * tile_w + nx, tile_w * tile_h),
-                   ly[None, :] + 2 + 2 * _HOOD_DY, lx[None, :] + 2 + 2 * _HOOD_DX)
-    for array in (front.planes, front.ly, front.lx, front.neighbours, front.hood_rows, front.hood_cols):
+    hood = (ly[None, :] + 2 + 2 * _HOOD_DY) * parent_row + lx[None, :] + 2 + 2 * _HOOD_DX
+    front = _Front(ly * tile_w + lx, ly, lx, np.where(inside, ny * tile_w + nx, tile_w * tile_h), hood)
+    for array in (front.planes, front.ly, front.lx, front.neighbours, front.hood):
         array.flags.writeable = False
     return front
 
@@ -157,6 +157,12 @@ def _front_model_layers(arm: list[IntLinear]) -> list[tuple[torch.Tensor, torch.
     return layers
 
 
+# Fronts of fewer cells run the network on all of them: there its fixed
+# cost per call (~17 us) is most of its time, and finding the quiet cells
+# costs ~4 us.
+QUIET_CHECK_MIN_CELLS = 256
+
+
 class _FrontModel:
     """The context model, prepared once per stream, giving each front's exact Laplace codes.
 
@@ -178,6 +184,8 @@ class _FrontModel:
         out once per stream; the network runs on the others only, where the
         quiet ones are at least a quarter of a front.
         """
+        if feats.shape[1] < QUIET_CHECK_MIN_CELLS:
+            return self._run(feats)
         busy = feats.any(axis=0)
         n_busy = int(np.count_nonzero(busy))
         if n_busy > (1 - MIN_QUIET_SHARE) * busy.size:
@@ -200,19 +208,16 @@ def _laplace_parameters(codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return codes[0] * (1.0 / (1 << MU_FRAC_BITS)), codes[1].astype(np.int64)
 
 
-@dataclass(frozen=True)
-class _Step:
+class _Step(NamedTuple):
     """One batched coding step: a front's cells in tile rows r0..r1-1.
 
-    hood: [9, pairs] the front's parent neighbourhoods as rows of the
-    level's `_parent_view`; keep: which of the step's cells (coding order)
-    lie in the level, None for all.
+    keep: which of the step's cells (coding order) lie in the level, None
+    for all.
     """
 
     front: _Front
     r0: int
     r1: int
-    hood: np.ndarray
     keep: np.ndarray | None
 
 
@@ -238,7 +243,9 @@ class _Level:
         self.planes = np.zeros((tile_w * tile_h + 1, self.n_tile_rows, self.n_tile_cols))
         self.parent_row = self.n_tile_cols * tile_w + 4  # the row length of `_parent_view`'s array
         self.parent_view = None if parent is None else self._parent_view(parent)
-        self.ragged = bool(height % tile_h or width % tile_w)  # cut tiles on the last row or column
+        # Cut tiles on the last row or column; a level within one tile on an
+        # axis has none there (its fronts skip the pairs past its extent).
+        self.ragged = bool(self.n_tile_rows > 1 and height % tile_h or self.n_tile_cols > 1 and width % tile_w)
 
     def _parent_view(self, parent: np.ndarray) -> np.ndarray:
         """[k, tile rows, tile columns]: the parent neighbourhoods of every tile, as a view.
@@ -279,16 +286,15 @@ class _Level:
         """The level's coding steps, fronts in order, each in whole tile rows of up to about CHUNK_CELLS cells."""
         extent = (min(self.tile[0], self.width), min(self.tile[1], self.height))
         for t in range(n_fronts(self.height, self.width, self.tile)):
-            front = _front(t, self.tile, extent)
+            front = _front(t, self.tile, extent, self.parent_row)
             if not front.planes.size:
                 continue
-            hood = front.hood_rows * self.parent_row + front.hood_cols
             rows = max(1, CHUNK_CELLS // (front.planes.size * self.n_tile_cols))
             for r0 in range(0, self.n_tile_rows, rows):
                 r1 = min(self.n_tile_rows, r0 + rows)
                 keep = self._keep(front, r0, r1)
                 if keep is None or keep.any():
-                    yield _Step(front, r0, r1, hood, keep)
+                    yield _Step(front, r0, r1, keep)
 
     def _keep(self, front: _Front, r0: int, r1: int) -> np.ndarray | None:
         if not self.ragged:
@@ -305,7 +311,7 @@ class _Level:
         if self.parent_view is None:
             parent = np.zeros((9, *same_level.shape[1:]))
         else:
-            parent = self.parent_view[step.hood, step.r0 : step.r1]
+            parent = self.parent_view[step.front.hood, step.r0 : step.r1]
         return np.concatenate((parent, same_level)).reshape(N_WAVEFRONT_CONTEXT, -1)
 
     def in_coding_order(self, step: _Step, values: np.ndarray) -> np.ndarray:
