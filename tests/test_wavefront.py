@@ -9,7 +9,7 @@ import torch
 from inrcodec import CocoFormatError
 from inrcodec.format import entropy, wavefront
 from inrcodec.format.context import N_WAVEFRONT_CONTEXT, WAVEFRONT_NEIGHBOURS, grid_sizes, wavefront_context_features
-from inrcodec.format.fixedpoint import IntLinear, run_int_mlp_columns
+from inrcodec.format.fixedpoint import LATENT_MAX, LATENT_MIN, IntLinear, run_int_mlp_columns
 
 SHAPES = [(1, 1), (1, 6), (2, 3), (7, 5), (16, 9), (33, 4), (9, 40)]
 
@@ -142,13 +142,34 @@ def test_a_truncated_or_wrong_stream_is_a_format_error() -> None:
 
 
 @pytest.mark.parametrize("density", [0.05, 0.4, 1.0])
-def test_the_coders_context_model_is_the_shared_integer_code(density: float) -> None:
-    """Quiet cells skipped or not, the parameters are `entropy`'s of the integer network on every cell."""
-    rng = np.random.default_rng(7)
-    arm = _random_arm(rng, [16, 16])
-    grid, parent = _latents(rng, 19, 23, 2, density)
+@pytest.mark.parametrize("hidden", [[16, 16], [], [5]])
+def test_the_coders_context_model_is_the_shared_integer_code(density: float, hidden: list[int]) -> None:
+    """Quiet cells skipped or not, the parameters are `entropy`'s of the integer network on every cell.
+
+    The coder folds the fixed-point scalings and the rounding of the outputs
+    into the network's tensors (`wavefront._front_model_layers`).
+    """
+    rng = np.random.default_rng(7 + len(hidden))
+    arm = _random_arm(rng, hidden)
+    grid, parent = _latents(rng, 37, 41, 2, density)
     model = wavefront._FrontModel(arm)
-    for _, feats in _steps(19, 23, (4, 4), parent, grid):
+    for _, feats in _steps(37, 41, (4, 4), parent, grid):
         theirs = entropy._laplace_from_outputs(run_int_mlp_columns(torch.from_numpy(feats * 4096), arm))
         mine = wavefront._laplace_parameters(model.codes(feats))
         assert np.array_equal(mine[0], theirs[0]) and np.array_equal(mine[1], theirs[1])
+
+
+@pytest.mark.parametrize("weight_exp", [0, 5, 16])
+def test_the_folded_output_rounding_clamps_where_the_reference_does(weight_exp: int) -> None:
+    """Every latent value through a one-layer network whose mean is twice it and whose scale index grows 8x as fast:
+    both outputs run past both ends of their ranges, and the folded rounding gives the reference's codes."""
+    weight = np.zeros((2, N_WAVEFRONT_CONTEXT), dtype=np.int64)
+    weight[:, 0] = [2 << weight_exp, 1 << weight_exp]
+    arm = [IntLinear(weight, np.array([-5 << weight_exp, 3 << weight_exp]), weight_exp, weight_exp)]
+    feats = np.zeros((N_WAVEFRONT_CONTEXT, LATENT_MAX - LATENT_MIN + 1))
+    feats[0] = np.arange(LATENT_MIN, LATENT_MAX + 1)
+    theirs = entropy._laplace_from_outputs(run_int_mlp_columns(torch.from_numpy(feats * 4096), arm))
+    mu, index = wavefront._laplace_parameters(wavefront._FrontModel(arm).codes(feats))
+    assert np.array_equal(mu, theirs[0]) and np.array_equal(index, theirs[1])
+    assert mu.min() == LATENT_MIN and mu.max() == LATENT_MAX
+    assert index.min() == 0 and index.max() == entropy.LATENT_SCALES.size - 1
