@@ -173,3 +173,18 @@ def test_the_folded_output_rounding_clamps_where_the_reference_does(weight_exp: 
     assert np.array_equal(mu, theirs[0]) and np.array_equal(index, theirs[1])
     assert mu.min() == LATENT_MIN and mu.max() == LATENT_MAX
     assert index.min() == 0 and index.max() == entropy.LATENT_SCALES.size - 1
+
+
+@pytest.mark.parametrize("density", [0.1, 1.0])
+def test_the_numpy_and_torch_runs_of_the_context_model_agree(monkeypatch: pytest.MonkeyPatch,
+                                                            density: float) -> None:
+    """Small fronts run the network in numpy, others in torch: the same codes either way."""
+    rng = np.random.default_rng(9)
+    model = wavefront._FrontModel(_random_arm(rng, [16, 16]))
+    grid, parent = _latents(rng, 37, 41, 2, density)
+    feats = np.concatenate([f for _, f in _steps(37, 41, (8, 8), parent, grid)], axis=1)
+    monkeypatch.setattr(wavefront, "NUMPY_MAX_CELLS", 0)
+    in_torch = model._run(feats)
+    monkeypatch.setattr(wavefront, "NUMPY_MAX_CELLS", feats.shape[1] + 1)
+    in_numpy = model._run(feats)
+    assert np.array_equal(in_torch, in_numpy) and np.any(in_torch != in_torch[:, :1])

@@ -72,8 +72,7 @@ class _Step:
     def _pass(self, x: torch.Tensor, dim: int, lo: int, n_in: int, a: int, b: int) -> torch.Tensor:
         """Outputs a..b-1 along `dim` of x (its cells lo.. of n_in along `dim`), floored to Q12."""
         ja, jb = a // 2, (b - 1) // 2 + 1
-        lines = torch.arange(ja - 2, jb + 2, device=x.device).clamp_(0, n_in - 1) - lo
-        x = x.index_select(dim, lines)
+        x = _edge_padded_lines(x, dim, lo, n_in, ja - 2, jb + 2)
         n = jb - ja
         shape = list(x.shape)
         shape[dim : dim + 1] = [n, 2]
@@ -88,6 +87,30 @@ class _Step:
                     y.add_(source, alpha=self.taps[tap])
         both = out.flatten(dim, dim + 1).narrow(dim, a - 2 * ja, b - a)
         return both.floor_().clamp_(-ACT_LIMIT, ACT_LIMIT)
+
+
+def _edge_padded_lines(x: torch.Tensor, dim: int, lo: int, n_in: int, first: int, last: int) -> torch.Tensor:
+    """Lines first..last-1 along `dim` of x (which holds lines lo.. of n_in), line numbers clamped to 0..n_in-1.
+
+    The lines in range are one slice of x; those before 0 or past the end
+    repeat the edge line. One concatenation: a gather of the clamped line
+    numbers along the last axis (the column pass) cost ~2x as much.
+    """
+    start, stop = max(first, 0), min(last, n_in)
+    parts = [x.narrow(dim, start - lo, stop - start)]
+    if start > first:
+        parts.insert(0, _repeated_line(x, dim, -lo, start - first))
+    if last > stop:
+        parts.append(_repeated_line(x, dim, n_in - 1 - lo, last - stop))
+    return torch.cat(parts, dim) if len(parts) > 1 else parts[0]
+
+
+def _repeated_line(x: torch.Tensor, dim: int, index: int, count: int) -> torch.Tensor:
+    """Line `index` of x along `dim`, `count` times (a view)."""
+    line = x.narrow(dim, index, 1)
+    shape = list(line.shape)
+    shape[dim] = count
+    return line.expand(shape)
 
 
 class LevelPlanes:

@@ -157,6 +157,13 @@ def _front_model_layers(arm: list[IntLinear]) -> list[tuple[torch.Tensor, torch.
     return layers
 
 
+# Fronts of fewer cells run the network in numpy, whose calls cost less
+# than torch's: at the coarse levels' fronts (a few to a few hundred cells)
+# the calls are most of the time. kodim01's latents ~153 -> ~143 ms on an
+# AMD EPYC family 25 (ad hoc, 2026-12-05; 128 and 1024 cells about the
+# same). Far too small for numpy's BLAS to start threads; the same exact
+# integers either way.
+NUMPY_MAX_CELLS = 512
 # Fronts of fewer cells run the network on all of them: there its fixed
 # cost per call (~17 us) is most of its time, and finding the quiet cells
 # costs ~4 us.
@@ -169,11 +176,13 @@ class _FrontModel:
     The network runs in torch on one thread (`_one_thread`): numpy's BLAS
     keeps its own thread pool, and on a busy machine a product of a few
     thousand columns there took ~5 ms instead of ~0.1 ms (ad hoc,
-    2026-12-03). The arithmetic is `fixedpoint`'s, exact integers in float64.
+    2026-12-03); only small fronts run in numpy (NUMPY_MAX_CELLS). The
+    arithmetic is `fixedpoint`'s, exact integers in float64.
     """
 
     def __init__(self, arm: list[IntLinear]) -> None:
         self.layers = _front_model_layers(arm)
+        self.numpy_layers = [tuple(np.asarray(part) for part in layer) for layer in self.layers]
         self.quiet = self._run(np.zeros((N_WAVEFRONT_CONTEXT, 1)))  # at zero features
 
     def codes(self, feats: np.ndarray) -> np.ndarray:
@@ -197,6 +206,15 @@ class _FrontModel:
         return codes
 
     def _run(self, feats: np.ndarray) -> np.ndarray:
+        if feats.shape[1] < NUMPY_MAX_CELLS:
+            x = feats
+            for weight, bias, low, high in self.numpy_layers:
+                x = weight @ x
+                x += bias
+                np.floor(x, out=x)
+                np.maximum(x, low, out=x)
+                np.minimum(x, high, out=x)
+            return x
         x = torch.from_numpy(feats)
         for weight, bias, low, high in self.layers:
             x = torch.addmm(bias, weight, x).floor_().clamp_(low, high)
