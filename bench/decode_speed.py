@@ -5,7 +5,9 @@
         --tree /path/to/checkout-A --tree /path/to/checkout-B --rounds 5 --sizes native --bpps 0.5,1.0 \
         --efforts fast,default
     python -m bench.decode_speed --images ../shared/data/kodak --limit-images 12 --sizes native \
-        --bpps 0.5,1.0 --out bench/results/decode-<date>
+        --bpps 0.5,1.0 --out bench/results/decode-<date> --keep-cocos /tmp/cocos
+    python -m bench.decode_speed --cocos /tmp/cocos --sizes native --tree A --tree B --rounds 3 \
+        --out bench/results/decode-<date>b
 
 Encodes the image once per rate and effort (`--efforts`, default "default":
 decode cost depends on the architecture, which differs between efforts
@@ -19,7 +21,10 @@ tree in turn, A B A B ... for `--rounds` rounds, so a drift in the machine's
 speed hits every tree alike; the table gives each tree's median over the
 rounds, and the pixels' MD5 shows whether the trees agree. With `--images`
 every image of a folder is encoded and timed the same way, and decode.md
-adds the mean and the slowest image per setting. Writes decode.csv and
+adds the mean and the slowest image per setting. `--keep-cocos` saves the
+encoded files, and `--cocos` decodes such a folder instead of encoding
+(the encodes of a Kodak run take most of its time: comparing decoders
+again on the same files then takes minutes). Writes decode.csv and
 decode.md into the output folder.
 """
 
@@ -34,6 +39,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
 
 from .results import env_with_tree, machine
@@ -70,11 +76,47 @@ def measure(coco: Path, size: str, threads: int, repeats: int, tree: Path | None
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def coco_name(image: Path, effort: str, bpp: float) -> str:
+    """The name of one encoded file, which `kept_cocos` reads back."""
+    return f"{image.name}-{effort}-{bpp}.coco"
+
+
+def encode_all(files: Iterable[tuple[Path, str, float]], folder: Path, iterations: int | None,
+               keep: Path | None) -> dict[tuple[Path, str, float], Path]:
+    """Encode each (image, effort, rate) into `folder` (and a copy into `keep`)."""
+    import inrcodec
+
+    cocos = {}
+    for image, effort, bpp in files:
+        coco = cocos[image, effort, bpp] = folder / coco_name(image, effort, bpp)
+        result, _ = inrcodec.encode_with_report(image, bpp=bpp, effort=effort, device="cpu", iterations=iterations)
+        coco.write_bytes(result.data)
+        if keep:
+            keep.mkdir(parents=True, exist_ok=True)
+            (keep / coco.name).write_bytes(result.data)
+        print(f"encoded {image.name} {effort} {bpp} bpp: {len(result.data)} bytes", file=sys.stderr, flush=True)
+    return cocos
+
+
+def kept_cocos(folder: Path) -> dict[tuple[Path, str, float], Path]:
+    """The files of `folder` named by `coco_name`, by (image, effort, rate), in name order."""
+    cocos = {}
+    for coco in sorted(folder.glob("*.coco")):
+        image, effort, bpp = coco.stem.rsplit("-", 2)
+        cocos[Path(image), effort, float(bpp)] = coco
+    if not cocos:
+        raise SystemExit(f"no .coco files in {folder}")
+    return cocos
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--image", type=Path)
     source.add_argument("--images", type=Path, help="a folder: every image in it (`--limit-images` first ones)")
+    source.add_argument("--cocos", type=Path,
+                        help="a folder of files an earlier run kept (`--keep-cocos`): decode those, encode nothing")
+    parser.add_argument("--keep-cocos", type=Path, default=None, help="save the encoded files in this folder")
     parser.add_argument("--limit-images", type=int, default=None)
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--threads", type=int, default=2)
@@ -95,18 +137,16 @@ def main(argv: list[str] | None = None) -> None:
     sizes = [size for size in args.sizes.split(",") if size]
     bpps = [float(b) for b in args.bpps.split(",") if b]
     efforts = [effort for effort in args.efforts.split(",") if effort]
-    images = [args.image] if args.image else find_images(args.images, args.limit_images)
-    files = list(itertools.product(images, efforts, bpps))
     args.out.mkdir(parents=True, exist_ok=True)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        cocos = {}
-        for image, effort, bpp in files:
-            cocos[image, effort, bpp] = Path(tmp) / f"{image.stem}-{effort}-{bpp}.coco"
-            result, _ = inrcodec.encode_with_report(image, bpp=bpp, effort=effort, device="cpu",
-                                                    iterations=args.iterations)
-            cocos[image, effort, bpp].write_bytes(result.data)
-            print(f"encoded {image.name} {effort} {bpp} bpp: {len(result.data)} bytes", file=sys.stderr, flush=True)
+        if args.cocos:
+            cocos = kept_cocos(args.cocos)
+            images = sorted({image for image, _, _ in cocos}, key=lambda image: image.name)
+        else:
+            images = [args.image] if args.image else find_images(args.images, args.limit_images)
+            cocos = encode_all(itertools.product(images, efforts, bpps), Path(tmp), args.iterations, args.keep_cocos)
+        files = list(cocos)
         for round_, tree, (image, effort, bpp), size in itertools.product(range(args.rounds), trees, files, sizes):
             repeats = args.repeats if size != "8192x8192" else 1
             coco = cocos[image, effort, bpp]

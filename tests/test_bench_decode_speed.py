@@ -53,3 +53,27 @@ def test_a_folder_of_images_gives_rows_per_image_and_their_mean_and_slowest(tmp_
     summary = next(line for line in report.splitlines() if line.startswith("| installed | fast | 0.5 | native"))
     assert summary.split("|")[5:7] == [f" {sum(seconds) / 2:.3f} ", f" {max(seconds):.3f} "]
     assert "Over the 2 images" in report and "c.png" not in report
+
+
+def test_kept_files_decode_again_without_encoding(tmp_path: Path, monkeypatch) -> None:
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for name, (w, h) in {"a-1.png": (24, 16), "b.png": (16, 24)}.items():
+        Image.fromarray(synthetic_image(w, h)).save(folder / name)
+    kept = tmp_path / "kept"
+    main(["--images", str(folder), "--out", str(tmp_path / "first"), "--sizes", "native", "--repeats", "1",
+          "--efforts", "fast", "--bpps", "0.5,1.0", "--iterations", "20", "--keep-cocos", str(kept)])
+    assert sorted(p.name for p in kept.iterdir()) == ["a-1.png-fast-0.5.coco", "a-1.png-fast-1.0.coco",
+                                                      "b.png-fast-0.5.coco", "b.png-fast-1.0.coco"]
+
+    def no_encoding(*args, **kwargs):
+        raise AssertionError("--cocos must not encode")
+
+    monkeypatch.setattr("inrcodec.encode_with_report", no_encoding)
+    main(["--cocos", str(kept), "--out", str(tmp_path / "again"), "--sizes", "native", "--repeats", "1"])
+
+    def table(name: str) -> list[tuple[str, ...]]:
+        rows = csv.DictReader((tmp_path / name / "decode.csv").open())
+        return [(r["image"], r["effort"], r["bpp"], r["file_bytes"], r["pixels_md5"]) for r in rows]
+
+    assert table("again") == table("first") and len(table("first")) == 4
