@@ -188,3 +188,16 @@ def test_the_numpy_and_torch_runs_of_the_context_model_agree(monkeypatch: pytest
     monkeypatch.setattr(wavefront, "NUMPY_MAX_CELLS", feats.shape[1] + 1)
     in_numpy = model._run(feats)
     assert np.array_equal(in_torch, in_numpy) and np.any(in_torch != in_torch[:, :1])
+
+
+@pytest.mark.parametrize("tile", [(2, 2), (3, 5), (32, 32), (8, 3)])
+@pytest.mark.parametrize("extent_of", [lambda tile: tile, lambda tile: (1, 1), lambda tile: (max(1, tile[0] - 1), 2)])
+def test_a_tiles_fronts_at_once_are_front_pairs_within_the_extent(tile: tuple[int, int], extent_of) -> None:
+    extent = extent_of(tile)
+    fronts = wavefront._tile_fronts(tile, extent)
+    assert len(fronts.bounds) - 1 == wavefront.n_fronts(extent[1], extent[0], tile)
+    for t, (a, b) in enumerate(zip(fronts.bounds[:-1], fronts.bounds[1:])):
+        ly, lx = wavefront.front_pairs(t, tile)
+        used = (lx < extent[0]) & (ly < extent[1])
+        assert np.array_equal(fronts.ly[a:b], ly[used]) and np.array_equal(fronts.lx[a:b], lx[used])
+        assert np.array_equal(fronts.planes[a:b], ly[used] * tile[0] + lx[used])

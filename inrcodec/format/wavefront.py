@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import itertools
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -80,9 +81,8 @@ def front_pairs(t: int, tile: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
     return ly, t - FRONT_ROW_STEP * ly
 
 
-@dataclass(frozen=True)
-class _Front:
-    """Front t of a tile, the same at every level of a stream (`_front`).
+class _Front(NamedTuple):
+    """One front of a tile at one level (`_Level.steps`).
 
     planes: [pairs] the plane `ly * tile_w + lx` of each of its cells
         (`_Level`), ly ascending;
@@ -99,26 +99,51 @@ class _Front:
     hood: np.ndarray
 
 
-@functools.lru_cache(maxsize=4096)
-def _front(t: int, tile: tuple[int, int], extent: tuple[int, int], parent_row: int) -> _Front:
-    """Front `t`'s tile geometry, worked out once per stream rather than once per level.
+@dataclass(frozen=True)
+class _TileFronts:
+    """Every cell of a tile's `extent` (`_tile_fronts`), front after front, ly ascending within a front.
+
+    Front t is columns bounds[t]..bounds[t + 1] - 1 of each array; the
+    arrays are as `_Front`'s, the parent neighbourhoods as (row, column)
+    in a tile of the parent view, which `hood` turns into that view's rows.
+    """
+
+    planes: np.ndarray
+    ly: np.ndarray
+    lx: np.ndarray
+    neighbours: np.ndarray
+    hood_rows: np.ndarray
+    hood_cols: np.ndarray
+    bounds: np.ndarray
+
+    def hood(self, parent_row: int) -> np.ndarray:
+        """[9, cells] rows of a parent view whose array rows are `parent_row` long."""
+        return self.hood_rows * parent_row + self.hood_cols
+
+
+@functools.lru_cache(maxsize=64)
+def _tile_fronts(tile: tuple[int, int], extent: tuple[int, int]) -> _TileFronts:
+    """The fronts of a tile, all at once (one pass over its cells, not a few dozen operations per front).
 
     `extent` = (columns, rows) of a tile that can hold cells: the tile, or
-    less for a level smaller than one tile, whose fronts then skip the pairs
-    that fall outside it in every tile. `parent_row`: the row length of the
-    level's `_parent_view`. Levels of one stream share most of these.
+    less for a level smaller than one tile, whose fronts then leave out the
+    cells past it. A stream has a few extents, so this runs a few times per
+    decode; per front, it was ~20 ms of a first decode (ad hoc).
     """
     tile_w, tile_h = tile
-    ly, lx = front_pairs(t, tile)
-    used = (lx < extent[0]) & (ly < extent[1])
-    ly, lx = ly[used], lx[used]
+    ly, lx = np.divmod(np.arange(extent[0] * extent[1]), extent[0])
+    front = lx + FRONT_ROW_STEP * ly
+    order = np.lexsort((ly, front))
+    ly, lx, front = ly[order], lx[order], front[order]
     ny, nx = ly[None, :] + _NEIGHBOUR_DY, lx[None, :] + _NEIGHBOUR_DX
     inside = (ny >= 0) & (nx >= 0) & (nx < tile_w)
-    hood = (ly[None, :] + 2 + 2 * _HOOD_DY) * parent_row + lx[None, :] + 2 + 2 * _HOOD_DX
-    front = _Front(ly * tile_w + lx, ly, lx, np.where(inside, ny * tile_w + nx, tile_w * tile_h), hood)
-    for array in (front.planes, front.ly, front.lx, front.neighbours, front.hood):
+    fronts = _TileFronts(ly * tile_w + lx, ly, lx, np.where(inside, ny * tile_w + nx, tile_w * tile_h),
+                         ly[None, :] + 2 + 2 * _HOOD_DY, lx[None, :] + 2 + 2 * _HOOD_DX,
+                         np.searchsorted(front, np.arange(n_fronts(extent[1], extent[0], tile) + 1)))
+    for array in (fronts.planes, fronts.ly, fronts.lx, fronts.neighbours, fronts.hood_rows, fronts.hood_cols,
+                  fronts.bounds):
         array.flags.writeable = False
-    return front
+    return fronts
 
 
 def _front_model_layers(arm: list[IntLinear]) -> list[tuple[torch.Tensor, torch.Tensor, object, object]]:
@@ -302,11 +327,12 @@ class _Level:
 
     def steps(self) -> Iterator[_Step]:
         """The level's coding steps, fronts in order, each in whole tile rows of up to about CHUNK_CELLS cells."""
-        extent = (min(self.tile[0], self.width), min(self.tile[1], self.height))
-        for t in range(n_fronts(self.height, self.width, self.tile)):
-            front = _front(t, self.tile, extent, self.parent_row)
-            if not front.planes.size:
+        fronts = _tile_fronts(self.tile, (min(self.tile[0], self.width), min(self.tile[1], self.height)))
+        hood = fronts.hood(self.parent_row)
+        for a, b in itertools.pairwise(fronts.bounds.tolist()):
+            if a == b:
                 continue
+            front = _Front(fronts.planes[a:b], fronts.ly[a:b], fronts.lx[a:b], fronts.neighbours[:, a:b], hood[:, a:b])
             rows = max(1, CHUNK_CELLS // (front.planes.size * self.n_tile_cols))
             for r0 in range(0, self.n_tile_rows, rows):
                 r1 = min(self.n_tile_rows, r0 + rows)
