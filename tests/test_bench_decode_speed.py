@@ -51,7 +51,9 @@ def test_a_folder_of_images_gives_rows_per_image_and_their_mean_and_slowest(tmp_
     report = (out / "decode.md").read_text()
     seconds = [float(row["seconds"]) for row in rows]
     summary = next(line for line in report.splitlines() if line.startswith("| installed | fast | 0.5 | native"))
-    assert summary.split("|")[5:7] == [f" {sum(seconds) / 2:.3f} ", f" {max(seconds):.3f} "]
+    firsts = [float(row["first_seconds"]) for row in rows]
+    assert summary.split("|")[5:8] == [f" {sum(seconds) / 2:.3f} ", f" {max(seconds):.3f} ", f" {sum(firsts) / 2:.3f} "]
+    assert all(first > 0 for first in firsts)
     assert "Over the 2 images" in report and "c.png" not in report
 
 
