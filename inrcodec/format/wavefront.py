@@ -121,7 +121,7 @@ class _TileFronts:
         return self.hood_rows * parent_row + self.hood_cols
 
 
-@functools.lru_cache(maxsize=64)
+@functools.lru_cache(maxsize=8)  # a stream has at most MAX_LEVELS extents; an entry is up to ~4 MiB (128x128 tiles)
 def _tile_fronts(tile: tuple[int, int], extent: tuple[int, int]) -> _TileFronts:
     """The fronts of a tile, all at once (one pass over its cells, not a few dozen operations per front).
 
@@ -299,11 +299,15 @@ class _Level:
         tile, read through overlapping windows; neighbour (hy, hx) of
         cell (ly, lx) of tile (r, c) is view[(ly + 2 + 2 hy) * parent_row +
         lx + 2 + 2 hx, r, c].
+
+        int16 holds every latent exactly (LATENT_MIN..LATENT_MAX) in a
+        quarter of float64's memory: the array is as large as the level.
         """
         tile_w, tile_h = self.tile
-        up = np.zeros((self.n_tile_rows * tile_h + 4, self.parent_row))
-        doubled = parent.repeat(2, axis=0).repeat(2, axis=1)
-        up[2 : 2 + doubled.shape[0], 2 : 2 + doubled.shape[1]] = doubled
+        up = np.zeros((self.n_tile_rows * tile_h + 4, self.parent_row), dtype=np.int16)
+        parent_h, parent_w = parent.shape
+        for dy, dx in itertools.product((0, 1), repeat=2):
+            up[2 + dy : 2 + 2 * parent_h : 2, 2 + dx : 2 + 2 * parent_w : 2] = parent
         item = up.itemsize
         rows = (tile_h + 3) * self.parent_row + tile_w + 4
         return np.lib.stride_tricks.as_strided(
