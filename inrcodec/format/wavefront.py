@@ -73,14 +73,6 @@ def n_fronts(height: int, width: int, tile: tuple[int, int]) -> int:
     return (min(tile_w, width) - 1) + FRONT_ROW_STEP * (min(tile_h, height) - 1) + 1
 
 
-def front_pairs(t: int, tile: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
-    """The tile coordinates (ly, lx) of front `t`'s cells, ly ascending: lx + 3 ly = t inside the tile."""
-    tile_w, tile_h = tile
-    # 0 <= lx = t - FRONT_ROW_STEP * ly < tile_w, 0 <= ly < tile_h
-    ly = np.arange(max(0, -(-(t - tile_w + 1) // FRONT_ROW_STEP)), min(tile_h - 1, t // FRONT_ROW_STEP) + 1)
-    return ly, t - FRONT_ROW_STEP * ly
-
-
 class _Front(NamedTuple):
     """One front of a tile at one level (`_Level.steps`).
 
