@@ -78,6 +78,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--jobs", type=int, default=1, help="worker processes (each with 1 torch thread if > 1)")
     run.add_argument("--limit-images", type=int, help="use only the first K images by name")
+    run.add_argument("--keep-cocos", type=Path,
+                     help="save inrcodec's files in this folder, named as `bench.decode_speed --cocos` reads them")
 
     summary = sub.add_parser("summary", help="recompute summary CSVs and report.md from rd.csv")
     summary.add_argument("results", type=Path)
@@ -108,7 +110,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             sweeps[InrCodec.name] = InrCodec.make_sweep(args.inrcodec_bpps, args.inrcodec_efforts, args.inrcodec_device)
             # Only for runs.jsonl's record of the options: the workers read the device from the settings.
             InrCodec.options = {**InrCodec.options, "device": args.inrcodec_device}
-        failed = rd(args.images, args.out, sweeps, args.jobs, args.limit_images, argv)
+        failed = rd(args.images, args.out, sweeps, args.jobs, args.limit_images, argv, args.keep_cocos)
         _finish(args.out, args.images, args)
         return 1 if failed else 0
     if not (args.results / RD_CSV).exists():

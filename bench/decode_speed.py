@@ -44,7 +44,7 @@ import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
-from .results import env_with_tree, machine
+from .results import coco_name, env_with_tree, machine
 from .run import find_images
 
 SIZES = ("native", "2048x2048", "8192x8192")
@@ -78,11 +78,6 @@ def measure(coco: Path, size: str, threads: int, repeats: int, tree: Path | None
     out = subprocess.run([sys.executable, "-c", CHILD, str(coco), size, str(threads), str(repeats)],
                          check=True, capture_output=True, text=True, env=env, cwd=coco.parent)
     return json.loads(out.stdout.strip().splitlines()[-1])
-
-
-def coco_name(image: Path, effort: str, bpp: float) -> str:
-    """The name of one encoded file, which `kept_cocos` reads back."""
-    return f"{image.name}-{effort}-{bpp}.coco"
 
 
 def encode_all(files: Iterable[tuple[Path, str, float]], folder: Path, iterations: int | None,

@@ -162,3 +162,11 @@ def read_runs(out: Path) -> list[dict[str, Any]]:
     if not path.exists():
         return []
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def coco_name(image: Path, effort: str, bpp: float) -> str:
+    """The name an encoded inrcodec file is kept under (`bench rd --keep-cocos`, `bench.decode_speed --keep-cocos`).
+
+    `bench.decode_speed --cocos` reads a folder of such files back (`kept_cocos`).
+    """
+    return f"{image.name}-{effort}-{bpp}.coco"

@@ -15,20 +15,24 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from bench.codecs import CODECS, Codec, Setting, setting_key
+from bench.codecs import CODECS, Codec, InrCodec, Setting, setting_key
 from bench.metrics import measure, ms_ssim, msssim_db, psnr
-from bench.results import RD_CSV, RowKey, RowWriter, append_run, machine, read_rows, row_key, utc_now
+from bench.results import RD_CSV, RowKey, RowWriter, append_run, coco_name, machine, read_rows, row_key, utc_now
 
 IMAGE_SUFFIXES = frozenset({".png", ".ppm", ".bmp", ".tif", ".tiff"})
 
 
 @dataclass(frozen=True)
 class Task:
-    """One row to produce: a codec at one setting on one image."""
+    """One row to produce: a codec at one setting on one image.
+
+    keep: a folder to save the file in (inrcodec's only), or None.
+    """
 
     codec: str
     setting: Setting
     image: Path
+    keep: Path | None = None
 
     @property
     def key(self) -> RowKey:
@@ -44,10 +48,12 @@ def find_images(folder: Path, limit: int | None = None) -> list[Path]:
     return images[:limit]
 
 
-def plan(sweeps: dict[str, Sequence[Setting]], images: Sequence[Path], done: set[RowKey]) -> list[Task]:
+def plan(sweeps: dict[str, Sequence[Setting]], images: Sequence[Path], done: set[RowKey],
+         keep: Path | None = None) -> list[Task]:
     """The tasks of a sweep whose rows aren't in ``done`` yet, codec by codec, image by image."""
     tasks = (
-        Task(codec, setting, image) for codec, settings in sweeps.items() for image in images for setting in settings
+        Task(codec, setting, image, keep)
+        for codec, settings in sweeps.items() for image in images for setting in settings
     )
     return [task for task in tasks if task.key not in done]
 
@@ -67,6 +73,8 @@ def run_task(task: Task) -> dict[str, Any]:
     with Image.open(task.image) as src:
         img = src.convert("RGB")  # an alpha channel would not be coded by every codec, so drop it
     data, enc = measure(lambda: codec.encode(img, task.setting))
+    if task.keep is not None and task.codec == InrCodec.name:
+        (task.keep / kept_name(task)).write_bytes(data)
     rec, dec = measure(lambda: codec.decode(data))
     ref, out = np.asarray(img), np.asarray(rec)
     if out.shape != ref.shape:
@@ -94,6 +102,11 @@ def run_task(task: Task) -> dict[str, Any]:
         "machine": machine(),
         "date": utc_now(),
     }
+
+
+def kept_name(task: Task) -> str:
+    """The name an inrcodec file is kept under: `bench.decode_speed --cocos` reads such a folder."""
+    return coco_name(task.image, task.setting["effort"], float(task.setting["bpp"]))
 
 
 def _try_task(task: Task) -> tuple[Task, dict[str, Any] | None, str | None]:
@@ -152,6 +165,7 @@ def rd(
     jobs: int = 1,
     limit_images: int | None = None,
     argv: Sequence[str] = (),
+    keep_cocos: Path | None = None,
 ) -> int:
     """Run a rate-distortion sweep into ``out/rd.csv``, skipping rows that are already there.
 
@@ -162,6 +176,7 @@ def rd(
         jobs: Worker processes.
         limit_images: Use only the first images (by name).
         argv: The command line, logged to ``out/runs.jsonl`` for the report.
+        keep_cocos: A folder to save inrcodec's files in (as `bench.decode_speed --cocos` reads them).
 
     Returns:
         The number of failed tasks.
@@ -170,7 +185,9 @@ def rd(
     csv_path = out / RD_CSV
     images = find_images(images_dir, limit_images)
     before = read_rows(csv_path)
-    tasks = plan(sweeps, images, {row_key(row) for row in before})
+    if keep_cocos is not None:
+        keep_cocos.mkdir(parents=True, exist_ok=True)
+    tasks = plan(sweeps, images, {row_key(row) for row in before}, keep_cocos)
     started, start = utc_now(), time.perf_counter()
     planned = len(images) * sum(map(len, sweeps.values()))
     failed: int | None = None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import math
 from pathlib import Path
@@ -235,3 +236,29 @@ def test_the_machine_line_names_the_cpu_family_and_model_of_the_first_processor(
                "model name\t: AMD EPYC\n\nprocessor\t: 1\ncpu family\t: 25\nmodel\t\t: 1\nmodel name\t: Other\n")
     assert cpu_name(cpuinfo) == "AMD EPYC (family 26, model 2)"
     assert cpu_name("processor\t: 0\nmodel name\t: Apple M9\n") == "Apple M9"  # no numbers given
+
+
+def test_rd_keeps_inrcodecs_files_for_decode_speed(images: Path, tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """`--keep-cocos` saves each inrcodec file as written, named as `bench.decode_speed --cocos` reads them."""
+    from bench.codecs import InrCodec
+    from bench.decode_speed import kept_cocos
+
+    written = {}
+
+    def encode(self, img: Image.Image, setting: dict) -> bytes:
+        buf = io.BytesIO()
+        img.save(buf, "PNG", compress_level=int(setting["bpp"] * 4))
+        written[setting["effort"], setting["bpp"]] = buf.getvalue()
+        return buf.getvalue()
+
+    monkeypatch.setattr(InrCodec, "encode", encode)
+    monkeypatch.setattr(InrCodec, "decode", lambda self, data: Image.open(io.BytesIO(data)))
+    kept = tmp_path / "kept"
+    assert main(["rd", "--images", str(images), "--out", str(tmp_path / "results"), "--codecs", "jpeg420,inrcodec",
+                 "--inrcodec-bpps", "0.5,1", "--inrcodec-efforts", "fast", "--keep-cocos", str(kept),
+                 "--no-sheet"]) == 0
+    found = kept_cocos(kept)
+    assert sorted(found) == [(Path("tiny.png"), "fast", 0.5), (Path("tiny.png"), "fast", 1.0)]
+    assert all(found[key].read_bytes() == written["fast", key[2]] for key in found)
+    assert len(list(kept.iterdir())) == 2  # nothing kept of jpeg420
