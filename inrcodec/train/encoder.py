@@ -77,6 +77,7 @@ ARCHITECTURE = Architecture(n_levels=7, synth_hidden=(16, 16), arm_hidden=(16, 1
 # costs ~1.2x (0.169 -> 0.198 s at 0.5 bpp, twice the wavefront steps on
 # the levels of 64 cells and more) (bench/results/kodak-default-tile64-2026-12-05).
 # 128x128 tiles gained less at 0.5 bpp (+0.09 dB, 7 of 12 better; same folder).
+# `--effort max` at 0.5 bpp: +0.18 dB, 10 of 12 better (kodak-max-tile64-2026-12-05).
 CONTEXT_TILE = (64, 64)
 ARCHITECTURES: dict[str, Architecture] = {
     "fast": replace(ARCHITECTURE, arm_hidden=(12, 12)),
