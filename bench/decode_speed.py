@@ -168,16 +168,15 @@ def main(argv: list[str] | None = None) -> None:
              "| image | tree | effort | requested bpp (file bytes) | size | seconds (median of rounds' best) "
              "| peak RSS (MiB) | threads | pixels MD5 | first decode (s, median) |",
              "|---|---|---|---|---|---|---|---|---|---|"]
-    medians: dict[tuple[str, str, float, str], list[float]] = {}
-    firsts: dict[tuple[str, str, float, str], list[float]] = {}
+    # per (tree, effort, bpp, size): each image's (median seconds, median first decode)
+    per_image: dict[tuple[str, str, float, str], list[tuple[float, float]]] = {}
     for (image, effort, bpp), size, tree in itertools.product(files, sizes, trees):
         tree_name = str(tree or "installed")
         mine = [r for r in rows if r["tree"] == tree_name and r["size"] == size
                 and (r["image"], r["effort"], r["bpp"]) == (image.name, effort, bpp)]
         median = statistics.median(r["seconds"] for r in mine)
         first = statistics.median(r["first_seconds"] for r in mine)
-        medians.setdefault((tree_name, effort, bpp, size), []).append(median)
-        firsts.setdefault((tree_name, effort, bpp, size), []).append(first)
+        per_image.setdefault((tree_name, effort, bpp, size), []).append((median, first))
         lines.append(f"| {image.name} | {tree_name} | {effort} | {bpp} ({mine[0]['file_bytes']}) "
                      f"| {mine[0]['width']}x{mine[0]['height']} "
                      f"| {median:.3f} "
@@ -187,10 +186,10 @@ def main(argv: list[str] | None = None) -> None:
         lines += ["", f"Over the {len(images)} images:", "",
                   "| tree | effort | requested bpp | size | mean seconds | slowest image (s) | mean first decode (s) |",
                   "|---|---|---|---|---|---|---|"]
-        for key, seconds in medians.items():
-            tree_name, effort, bpp, size = key
+        for (tree_name, effort, bpp, size), timings in per_image.items():
+            seconds, firsts = zip(*timings)
             lines.append(f"| {tree_name} | {effort} | {bpp} | {size} | {statistics.fmean(seconds):.3f} "
-                         f"| {max(seconds):.3f} | {statistics.fmean(firsts[key]):.3f} |")
+                         f"| {max(seconds):.3f} | {statistics.fmean(firsts):.3f} |")
     lines += ["", f"Machine: {rows[0]['machine']}; rows dated {rows[0]['date']} to {rows[-1]['date']}; "
               f"{args.rounds} round(s), best of {args.repeats} decodes per child (1 at 8192x8192).",
               "Peak RSS is the whole child process (Python, torch and the decoder)."]

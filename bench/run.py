@@ -74,7 +74,7 @@ def run_task(task: Task) -> dict[str, Any]:
         img = src.convert("RGB")  # an alpha channel would not be coded by every codec, so drop it
     data, enc = measure(lambda: codec.encode(img, task.setting))
     if task.keep is not None and task.codec == InrCodec.name:
-        (task.keep / kept_name(task)).write_bytes(data)
+        (task.keep / coco_name(task.image, task.setting["effort"], float(task.setting["bpp"]))).write_bytes(data)
     rec, dec = measure(lambda: codec.decode(data))
     ref, out = np.asarray(img), np.asarray(rec)
     if out.shape != ref.shape:
@@ -102,11 +102,6 @@ def run_task(task: Task) -> dict[str, Any]:
         "machine": machine(),
         "date": utc_now(),
     }
-
-
-def kept_name(task: Task) -> str:
-    """The name an inrcodec file is kept under: `bench.decode_speed --cocos` reads such a folder."""
-    return coco_name(task.image, task.setting["effort"], float(task.setting["bpp"]))
 
 
 def _try_task(task: Task) -> tuple[Task, dict[str, Any] | None, str | None]:
