@@ -64,29 +64,63 @@ class _Step:
         """The source rows that output rows a..b-1 read."""
         return max(0, a // 2 - 2), min(self.in_size[0], (b - 1) // 2 + 3)
 
-    def __call__(self, planes: torch.Tensor, lo: int, a: int, b: int) -> torch.Tensor:
-        """Output rows a..b-1, all columns, of planes [m, rows lo.., w_in] (Q12): [m, b - a, w_out]."""
-        rows = self._pass(planes, 1, lo, self.in_size[0], a, b)
-        return self._pass(rows, 2, 0, self.in_size[1], 0, self.out_size[1])
+    def __call__(self, planes: torch.Tensor, lo: int, a: int, b: int, out: torch.Tensor) -> None:
+        """Output rows a..b-1, all columns, of planes [m, rows lo.., w_in] (Q12) into `out` [m, b - a, w_out].
 
-    def _pass(self, x: torch.Tensor, dim: int, lo: int, n_in: int, a: int, b: int) -> torch.Tensor:
-        """Outputs a..b-1 along `dim` of x (its cells lo.. of n_in along `dim`), floored to Q12."""
+        The row pass leaves the column pass's edge columns in place around
+        its output, and the column pass writes straight into `out` where it
+        can: no copy of the planes in between (a Kodak image's last step
+        copied ~30 MB that way, ad hoc).
+        """
+        w_in, w_out = self.in_size[1], self.out_size[1]
+        margin = (2, max(0, (w_out - 1) // 2 + 3 - w_in))  # the columns -2 .. jb + 1 the column pass reads
+        rows = self._pass(planes, 1, lo, self.in_size[0], a, b, margin=margin)
+        self._pass(rows, 2, -margin[0], w_in, 0, w_out, out=out)
+
+    def _pass(self, x: torch.Tensor, dim: int, lo: int, n_in: int, a: int, b: int,
+              margin: tuple[int, int] = (0, 0), out: torch.Tensor | None = None) -> torch.Tensor:
+        """Outputs a..b-1 along `dim` of x (its cells lo.. of n_in along `dim`), floored to Q12.
+
+        margin: (before, after) edge copies to add along the last axis of
+        the result (a row pass's, for the column pass); out: where the
+        result goes (a column pass's), written in place when its layout
+        allows.
+        """
         ja, jb = a // 2, (b - 1) // 2 + 1
         x = _edge_padded_lines(x, dim, lo, n_in, ja - 2, jb + 2)
         n = jb - ja
         shape = list(x.shape)
         shape[dim : dim + 1] = [n, 2]
-        out = x.new_empty(shape)  # output 2j + p at [..., j, p, ...]: the two phases interleaved
+        shape[-1] += sum(margin)
+        in_place = out is not None and a == 2 * ja and b - a == 2 * n and out.is_contiguous()
+        # Output 2j + p at [..., j, p, ...]: the two phases interleaved.
+        interleaved = out.view(shape) if in_place else x.new_empty(shape)
+        core = interleaved.narrow(-1, margin[0], interleaved.shape[-1] - sum(margin))
         for phase, first, order in ((0, 0, range(UP_TAPS)), (1, 1, reversed(range(UP_TAPS)))):
-            y = out.select(dim + 1, phase)
+            y = core.select(dim + 1, phase)
             for k, tap in enumerate(order):
                 source = x.narrow(dim, first + k, n)
                 if k == 0:
                     torch.mul(source, self.taps[tap], out=y)
                 else:
                     y.add_(source, alpha=self.taps[tap])
-        both = out.flatten(dim, dim + 1).narrow(dim, a - 2 * ja, b - a)
-        return both.floor_().clamp_(-ACT_LIMIT, ACT_LIMIT)
+        both = interleaved.flatten(dim, dim + 1).narrow(dim, a - 2 * ja, b - a)
+        core = both.narrow(-1, margin[0], both.shape[-1] - sum(margin))
+        core.floor_().clamp_(-ACT_LIMIT, ACT_LIMIT)
+        _fill_margins(both, margin)
+        if out is not None and not in_place:
+            out.copy_(both)
+        return both
+
+
+def _fill_margins(x: torch.Tensor, margin: tuple[int, int]) -> None:
+    """Copy the edge columns of x's core (its last axis less `margin`) into the margins."""
+    before, after = margin
+    width = x.shape[-1] - before - after
+    if before:
+        x.narrow(-1, 0, before).copy_(x.narrow(-1, before, 1).expand(*x.shape[:-1], before))
+    if after:
+        x.narrow(-1, before + width, after).copy_(x.narrow(-1, before + width - 1, 1).expand(*x.shape[:-1], after))
 
 
 def _edge_padded_lines(x: torch.Tensor, dim: int, lo: int, n_in: int, first: int, last: int) -> torch.Tensor:
@@ -96,6 +130,8 @@ def _edge_padded_lines(x: torch.Tensor, dim: int, lo: int, n_in: int, first: int
     repeat the edge line. One concatenation: a gather of the clamped line
     numbers along the last axis (the column pass) cost ~2x as much.
     """
+    if lo <= first and last <= lo + x.shape[dim]:  # x already holds them, edges included (a margin)
+        return x.narrow(dim, first - lo, last - first)
     start, stop = max(first, 0), min(last, n_in)
     parts = [x.narrow(dim, start - lo, stop - start)]
     if start > first:
@@ -130,9 +166,11 @@ class LevelPlanes:
 
     def rows(self, a: int, b: int, resolution: int = 0) -> torch.Tensor:
         """Rows a..b-1 at `resolution` of levels resolution.. (coarser ones upsampled): [levels, b - a, width]."""
-        own = self.grids[resolution][a:b][None] * ACT_ONE
-        if resolution == len(self.grids) - 1:
-            return own
-        step = self.steps[resolution]
-        lo, hi = step.source_rows(a, b)
-        return torch.cat([own, step(self.rows(lo, hi, resolution + 1), lo, a, b)])
+        grid = self.grids[resolution]
+        out = grid.new_empty((len(self.grids) - resolution, b - a, grid.shape[1]))
+        torch.mul(grid[a:b], ACT_ONE, out=out[0])
+        if resolution < len(self.grids) - 1:  # the coarser levels stepped into the planes after this level's
+            step = self.steps[resolution]
+            lo, hi = step.source_rows(a, b)
+            step(self.rows(lo, hi, resolution + 1), lo, a, b, out[1:])
+        return out
