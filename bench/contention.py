@@ -4,12 +4,17 @@
         --tree /path/to/checkout-A --tree /path/to/checkout-B --rounds 3 -- --bpp 0.5 --time-limit 20
 
 Each encode is a fresh `python -m inrcodec encode IMAGE OUT ARGS --json`
-child process, once on an idle machine and once beside a load: another
-process multiplying 300x300 float32 matrices on two torch threads, as a
-second encode or any other PyTorch job would. With several `--tree`s the
+child process, once on an idle machine and once beside a load: with `--load
+torch` (the default) another process multiplying 300x300 float32 matrices
+on two torch threads, as any other PyTorch job would; with `--load encode`
+a second encode of the same image with the same arguments and tree, as a
+user encoding two images at once would (its file is not counted). With several `--tree`s the
 encodes alternate A B A B ... within each round. Writes contention.csv
 (one row per encode: training steps, seconds, bpp, PSNR) and contention.md
-(means per tree and condition) into the output folder.
+(means per tree and condition) into the output folder. The children get
+this process's environment, and this script does not import inrcodec
+(whose import sets `GOMP_SPINCOUNT`), so each tree behaves as it would
+started from the shell.
 """
 
 from __future__ import annotations
@@ -49,14 +54,19 @@ def encode(tree: Path | None, image: Path, args: list[str]) -> dict[str, float]:
         return {key: report[key] for key in ("iterations", "seconds", "bpp", "psnr_db")}
 
 
-def encode_beside_load(tree: Path | None, image: Path, args: list[str]) -> dict[str, float]:
-    """`encode` while the LOAD process runs (started first, killed after)."""
-    load = subprocess.Popen([sys.executable, "-c", LOAD], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        return encode(tree, image, args)
-    finally:
-        load.kill()
-        load.wait()
+def encode_beside_load(tree: Path | None, image: Path, args: list[str], load_kind: str = "torch") -> dict[str, float]:
+    """`encode` while a load process runs (started first, killed after): LOAD, or the same encode."""
+    with tempfile.TemporaryDirectory() as tmp:
+        command = ([sys.executable, "-c", LOAD] if load_kind == "torch" else
+                   [sys.executable, "-m", "inrcodec", "encode", str(image.resolve()), str(Path(tmp) / "load.coco"),
+                    *args, "--quiet"])
+        load = subprocess.Popen(command, env=env_with_tree(tree), cwd=tmp,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            return encode(tree, image, args)
+        finally:
+            load.kill()
+            load.wait()
 
 
 def write_summary(rows: list[dict[str, object]], out: Path, command: str) -> None:
@@ -81,15 +91,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--tree", type=Path, action="append", default=[],
                         help="a source checkout to encode with (repeatable; default: the installed inrcodec)")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--load", choices=("torch", "encode"), default="torch",
+                        help="what runs beside the busy encodes (see above)")
     parser.add_argument("encode_args", nargs="*", help="arguments for `inrcodec encode` (after --)")
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     trees: list[Path | None] = list(args.tree) or [None]
     rows: list[dict[str, object]] = []
     for round_ in range(args.rounds):
-        for condition, run in (("idle", encode), ("busy", encode_beside_load)):
+        for condition in ("idle", "busy"):
             for tree in trees:
-                result = run(tree, args.image, args.encode_args)
+                result = (encode(tree, args.image, args.encode_args) if condition == "idle" else
+                          encode_beside_load(tree, args.image, args.encode_args, args.load))
                 rows.append({"tree": str(tree or "installed"), "condition": condition, "round": round_, **result,
                              "date": utc_now()})
                 print(f"{rows[-1]['tree']} {condition}: {result['iterations']} steps, {result['seconds']:.1f} s, "
