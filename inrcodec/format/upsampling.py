@@ -95,9 +95,9 @@ class _Step:
         in_place = out is not None and a == 2 * ja and b - a == 2 * n and out.is_contiguous()
         # Output 2j + p at [..., j, p, ...]: the two phases interleaved.
         interleaved = out.view(shape) if in_place else x.new_empty(shape)
-        core = interleaved.narrow(-1, margin[0], interleaved.shape[-1] - sum(margin))
+        inside = interleaved.narrow(-1, margin[0], interleaved.shape[-1] - sum(margin))  # less the margins
         for phase, first, order in ((0, 0, range(UP_TAPS)), (1, 1, reversed(range(UP_TAPS)))):
-            y = core.select(dim + 1, phase)
+            y = inside.select(dim + 1, phase)
             for k, tap in enumerate(order):
                 source = x.narrow(dim, first + k, n)
                 if k == 0:
@@ -105,8 +105,7 @@ class _Step:
                 else:
                     y.add_(source, alpha=self.taps[tap])
         both = interleaved.flatten(dim, dim + 1).narrow(dim, a - 2 * ja, b - a)
-        core = both.narrow(-1, margin[0], both.shape[-1] - sum(margin))
-        core.floor_().clamp_(-ACT_LIMIT, ACT_LIMIT)
+        both.narrow(-1, margin[0], both.shape[-1] - sum(margin)).floor_().clamp_(-ACT_LIMIT, ACT_LIMIT)
         _fill_margins(both, margin)
         if out is not None and not in_place:
             out.copy_(both)
