@@ -16,37 +16,22 @@ from __future__ import annotations
 
 import argparse
 import csv
-import os
 import statistics
-import subprocess
-import sys
 import tempfile
-import time
 from pathlib import Path
 
-from .results import env_with_tree, machine, utc_now
+from .results import machine, timed_child, utc_now
 
 COLUMNS = ("tree", "run", "wall_s", "peak_rss_mb", "bytes", "date")
 
 
 def measure(tree: Path | None, image: Path, args: list[str]) -> dict[str, float]:
     """One encode in a child process: wall seconds, its own peak RSS (MiB) and the file's size."""
-    env = env_with_tree(tree)
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "out.coco"
-        start = time.perf_counter()
-        # Started in the empty temporary folder: `python -m` puts the working
-        # folder first on sys.path, which would shadow the tree's checkout.
-        child = subprocess.Popen([sys.executable, "-m", "inrcodec", "encode", str(image.resolve()), str(out), *args,
-                                  "--quiet"], env=env, cwd=tmp, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        assert child.stderr is not None
-        stderr = child.stderr.read()
-        _, status, usage = os.wait4(child.pid, 0)  # this child's own rusage, unlike RUSAGE_CHILDREN
-        wall = time.perf_counter() - start
-        code = os.waitstatus_to_exitcode(status)
-        if code:
-            raise SystemExit(f"encode failed ({code}): {stderr.decode(errors='replace')}")
-        return {"wall_s": wall, "peak_rss_mb": usage.ru_maxrss / 1024, "bytes": out.stat().st_size}
+        wall, rss_mb = timed_child(["-m", "inrcodec", "encode", str(image.resolve()), str(out), *args, "--quiet"],
+                                   tree, Path(tmp), "encode")
+        return {"wall_s": wall, "peak_rss_mb": rss_mb, "bytes": out.stat().st_size}
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -10,6 +10,9 @@ import csv
 import json
 import os
 import platform
+import subprocess
+import sys
+import time
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, TextIO
@@ -52,6 +55,27 @@ def env_with_tree(tree: Path | None) -> dict[str, str]:
     if tree is not None:
         env["PYTHONPATH"] = os.pathsep.join([str(tree.resolve()), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
     return env
+
+
+def timed_child(args: list[str], tree: Path | None, cwd: Path, what: str) -> tuple[float, float]:
+    """Run `python ARGS` as a child in `cwd` with checkout `tree` first on its path: (wall seconds, its peak RSS MiB).
+
+    `cwd` should be an empty folder: `python -m` puts the working folder
+    first on sys.path, which would shadow the tree's checkout. The RSS is
+    the child's own (os.wait4), unlike RUSAGE_CHILDREN's running maximum.
+    Exits naming `what` if the child fails.
+    """
+    start = time.perf_counter()
+    child = subprocess.Popen([sys.executable, *args], env=env_with_tree(tree), cwd=cwd,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    assert child.stderr is not None
+    stderr = child.stderr.read()
+    _, status, usage = os.wait4(child.pid, 0)
+    wall = time.perf_counter() - start
+    code = os.waitstatus_to_exitcode(status)
+    if code:
+        raise SystemExit(f"{what} failed ({code}): {stderr.decode(errors='replace')}")
+    return wall, usage.ru_maxrss / 1024
 
 
 def utc_now() -> str:
