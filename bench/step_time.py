@@ -92,18 +92,19 @@ def main() -> None:
     model = CocoNet(pixels.shape[0], pixels.shape[1], arch)
     fitter = Fitter(image, model, RateTarget(None, 4e-3), seed=0)
     schedule = SCHEDULES["default"]
+    temperature = schedule.temperature(0.5)  # the default's noise-phase step (soft rounding when it has it)
     if args.compile:
         coconet.mlp_columns = torch.compile(coconet.mlp_columns, dynamic=True)
         coconet.context_bits_columns = torch.compile(coconet.context_bits_columns, dynamic=True)
     t = time.perf_counter()
     for _ in range(10):  # warm-up: allocator, taps (and compilation)
-        fitter.step(schedule, 1.0, "noise")
+        fitter.step(schedule, 1.0, "noise", temperature)
     warm_up_s = time.perf_counter() - t
     step_ms, measure_ms = [], []
     for _ in range(args.repeats):
         t = time.perf_counter()
         for _ in range(args.steps):
-            fitter.step(schedule, 1.0, "noise")
+            fitter.step(schedule, 1.0, "noise", temperature)
         step_ms.append(1000 * (time.perf_counter() - t) / args.steps)
         t = time.perf_counter()
         fitter.latent_bpp()
@@ -112,7 +113,8 @@ def main() -> None:
           f"image={args.image.name} crop={schedule.crop} arm={'x'.join(map(str, arch.arm_hidden))} "
           f"synth={'x'.join(map(str, arch.synth_hidden))} context_tile={'x'.join(map(str, arch.context_tile or (0,)))}"
           f"{' learned-upsampling' if arch.learned_upsampling else ''}"
-          f"{' compiled' if args.compile else ''}: "
+          f"{' compiled' if args.compile else ''}"
+          f"{f' soft-rounding T={temperature:.3f}' if temperature is not None else ''}: "
           f"step {statistics.median(step_ms):.1f} ms, rate measurement {statistics.median(measure_ms):.1f} ms, "
           f"warm-up (10 steps) {warm_up_s:.1f} s")
 

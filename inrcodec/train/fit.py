@@ -263,14 +263,20 @@ DROP_LAMBDA_FACTOR = 0.5
 
 
 # Soft rounding of the noisy latents (C3's proxy, `CocoNet.noisy_latents`;
-# `Schedule.soft_rounding`) is off: plain noise. At fixed lambdas, soft
-# rounding cooling from 0.5 to 0.2 gained +0.45 dB at the same rate on kodim01
-# and -0.1 dB on kodim03 (0.3 -> 0.1: +0.16 dB on kodim01; ad hoc, and
-# bench/results/fixed-lambda-2026-11-30), but end to end, with the rate
-# landing, it bought nothing: -0.01 dB on average at the requested rate over
-# 11 encodes of kodim01-04 at 0.25-1 bpp, from -0.46 to +0.84 dB
+# `Schedule.soft_rounding`): the temperatures the default effort's fits cool
+# through (encoder.SCHEDULES; plain noise elsewhere). At fixed lambdas,
+# cooling from 0.5 to 0.2 gained +0.45 dB at the same rate on kodim01 and
+# -0.1 dB on kodim03 (0.3 -> 0.1: +0.16 dB on kodim01; ad hoc, and
+# bench/results/fixed-lambda-2026-11-30), but end to end on format 1.0, with
+# the rate landing, it bought nothing: -0.01 dB on average at the requested
+# rate over 11 encodes of kodim01-04 at 0.25-1 bpp, from -0.46 to +0.84 dB
 # (bench/results/kodak-soft-2026-11-30 against kodak-2threads-2026-11-30).
-SOFT_ROUNDING: tuple[float, float] | None = None
+# On format 3.0 with 64x64 tiles it pays: kodim01-12 at 0.25-1 bpp, BD-rate
+# vs JPEG 4:2:0 -29.2 % -> -31.6 %, +0.15 dB at the request (31 of 48
+# better; kodim03, the smoothest, loses 0.1-0.5 dB at every rate), for ~8 %
+# more per training step (bench/results/kodak-default-soft-2026-12-05).
+# Not measured at the other efforts, which keep plain noise.
+SOFT_ROUNDING = (0.5, 0.2)
 # Gradient clipping and a learning-rate warm-up (`Schedule.grad_clip`,
 # `Schedule.warmup`, issue 4's list) are off: at fixed lambdas on `--effort
 # fast`, clipping each group at 3x / 8x its running mean norm moved files
@@ -325,7 +331,7 @@ class Schedule:
     lr_context: float | None = None
     lr_latent_finest: float | None = None
     ste_fraction: float = 0.15
-    soft_rounding: tuple[float, float] | None = SOFT_ROUNDING
+    soft_rounding: tuple[float, float] | None = None
     pretrained: bool = False
     adam_betas: tuple[float, float] | None = None
     lr_floor: float = LR_FLOOR
