@@ -37,7 +37,7 @@ from PIL import Image
 
 from bench.fixed_lambda import hidden_widths
 from inrcodec.train import model as coconet
-from inrcodec.train.encoder import ARCHITECTURES, SCHEDULES
+from inrcodec.train.encoder import ARCHITECTURES, SCHEDULES, schedule_on
 from inrcodec.train.fit import Fitter, RateTarget
 from inrcodec.train.model import CocoNet
 
@@ -91,7 +91,7 @@ def main() -> None:
         arch = replace(arch, context_tile=args.context_tile or None)
     model = CocoNet(pixels.shape[0], pixels.shape[1], arch)
     fitter = Fitter(image, model, RateTarget(None, 4e-3), seed=0)
-    schedule = SCHEDULES["default"]
+    schedule = schedule_on(SCHEDULES["default"], arch)
     temperature = schedule.temperature(0.5)  # the default's noise-phase step (soft rounding when it has it)
     if args.compile:
         coconet.mlp_columns = torch.compile(coconet.mlp_columns, dynamic=True)

@@ -157,6 +157,7 @@ def architecture_for(effort: Effort, time_limit: float | None) -> Architecture:
 # 0.16 dB (-02b), so targets from HIGH_RATE_BPP on keep HIGH_RATE_STEPS.
 # Since 2026-12-05 the default effort's fits soft-round their noisy latents
 # (fit.SOFT_ROUNDING): BD-rate -29.2 % -> -31.6 % over kodim01-12.
+# Fits on format 1.0's context keep plain noise (`schedule_on`).
 SCHEDULES: dict[str, Schedule] = {
     "fast": Schedule(iterations=743, lr_latent=0.15),
     "default": Schedule(iterations=2500, soft_rounding=SOFT_ROUNDING),
@@ -488,6 +489,19 @@ def schedule_for(effort: Effort, bpp: float | None) -> Schedule:
     return schedule
 
 
+def schedule_on(schedule: Schedule, arch: Architecture) -> Schedule:
+    """The schedule as a fit on `arch` runs it: on format 1.0's context, plain noise.
+
+    Those fits (under a time limit below WAVEFRONT_MIN_TIME_LIMIT) keep plain
+    noise: soft rounding never paid there, end to end in 2026-11
+    (fit.SOFT_ROUNDING) nor under 10 s at 0.5 bpp on kodim01-12 (28.43 ->
+    27.93 dB, 9 of 12 worse), where under 30 s, on format 3.0, it gained
+    (30.66 -> 30.76 dB, 7 of 12 better;
+    bench/results/kodak-default-soft-2026-12-05/timed).
+    """
+    return schedule if arch.context_tile else replace(schedule, soft_rounding=None)
+
+
 def new_model(height: int, width: int, schedule: Schedule, arch: Architecture,
               device: torch.device | str = "cpu") -> CocoNet:
     """A CocoNet of `arch` (the effort's, ARCHITECTURES) to fit.
@@ -582,6 +596,7 @@ def _encode_once(pixels: np.ndarray, opts: EncodeOptions, schedule: Schedule, st
     device = torch.device(opts.device)
     image = torch.tensor(pixels, dtype=torch.float32, device=device) / 255.0
     arch = architecture_for(opts.effort, limit)
+    schedule = schedule_on(schedule, arch)
     if opts.iterations is not None:
         schedule = replace(schedule, iterations=opts.iterations)
     if opts.lmbda is not None:
