@@ -28,7 +28,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from .results import env_with_tree, machine, utc_now
+from .results import encode_args, env_with_tree, machine, utc_now
 
 COLUMNS = ("tree", "condition", "round", "iterations", "seconds", "bpp", "psnr_db", "date")
 LOAD = """
@@ -40,19 +40,10 @@ while True:
 """
 
 
-def encode_command(image: Path, out: Path, args: list[str]) -> list[str]:
-    """`python -m inrcodec encode IMAGE OUT ARGS --quiet`, to start in an empty folder.
-
-    `python -m` puts the working folder first on sys.path, which would
-    shadow a tree's checkout: the children start in a temporary folder.
-    """
-    return [sys.executable, "-m", "inrcodec", "encode", str(image.resolve()), str(out), *args, "--quiet"]
-
-
 def encode(tree: Path | None, image: Path, args: list[str]) -> dict[str, float]:
     """One encode in a child process: its JSON report (steps, seconds, bpp, PSNR)."""
     with tempfile.TemporaryDirectory() as tmp:
-        done = subprocess.run(encode_command(image, Path(tmp) / "out.coco", [*args, "--json"]),
+        done = subprocess.run([sys.executable, *encode_args(image, Path(tmp) / "out.coco", [*args, "--json"])],
                               env=env_with_tree(tree), cwd=tmp, capture_output=True, text=True)
         if done.returncode:
             raise SystemExit(f"encode failed ({done.returncode}): {done.stderr}")
@@ -64,7 +55,7 @@ def encode_beside_load(tree: Path | None, image: Path, args: list[str], load_kin
     """`encode` while a load process runs (started first, killed after): LOAD, or the same encode."""
     with tempfile.TemporaryDirectory() as tmp:
         command = ([sys.executable, "-c", LOAD] if load_kind == "torch" else
-                   encode_command(image, Path(tmp) / "load.coco", args))
+                   [sys.executable, *encode_args(image, Path(tmp) / "load.coco", args)])
         load = subprocess.Popen(command, env=env_with_tree(tree), cwd=tmp,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:

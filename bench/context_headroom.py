@@ -133,7 +133,8 @@ def fit_latents(path: Path, lmbda: float, steps: int) -> tuple[list[torch.Tensor
     model = CocoNet(pixels.shape[0], pixels.shape[1], encoder.ARCHITECTURE)
     fitter = Fitter(image, model, RateTarget(None, lmbda), seed=0)
     start = time.monotonic()
-    fitter.run(replace(encoder.SCHEDULES["default"], iterations=steps))
+    # The default's schedule as an encode runs it on this architecture (format 1.0's context: plain noise).
+    fitter.run(replace(encoder.schedule_on(encoder.SCHEDULES["default"], encoder.ARCHITECTURE), iterations=steps))
     seconds = time.monotonic() - start
     latents = [g.detach().clone() for g in model.quantized_latents("round")]
     return latents, fitter.latent_bpp(), -10 * math.log10(max(fitter.image_mse(), 1e-10)), seconds

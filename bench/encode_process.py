@@ -20,7 +20,7 @@ import statistics
 import tempfile
 from pathlib import Path
 
-from .results import machine, timed_child, utc_now
+from .results import encode_args, machine, timed_child, utc_now
 
 COLUMNS = ("tree", "run", "wall_s", "peak_rss_mb", "bytes", "date")
 
@@ -29,8 +29,7 @@ def measure(tree: Path | None, image: Path, args: list[str]) -> dict[str, float]
     """One encode in a child process: wall seconds, its own peak RSS (MiB) and the file's size."""
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "out.coco"
-        wall, rss_mb = timed_child(["-m", "inrcodec", "encode", str(image.resolve()), str(out), *args, "--quiet"],
-                                   tree, Path(tmp), "encode")
+        wall, rss_mb = timed_child(encode_args(image, out, args), tree, Path(tmp), "encode")
         return {"wall_s": wall, "peak_rss_mb": rss_mb, "bytes": out.stat().st_size}
 
 

@@ -57,6 +57,15 @@ def env_with_tree(tree: Path | None) -> dict[str, str]:
     return env
 
 
+def encode_args(image: Path, out: Path, args: list[str]) -> list[str]:
+    """Arguments for `python` that run `inrcodec encode IMAGE OUT ARGS --quiet`, to start in an empty folder.
+
+    `python -m` puts the working folder first on sys.path, which would
+    shadow a tree's checkout: the children start in a temporary folder.
+    """
+    return ["-m", "inrcodec", "encode", str(image.resolve()), str(out), *args, "--quiet"]
+
+
 def timed_child(args: list[str], tree: Path | None, cwd: Path, what: str) -> tuple[float, float]:
     """Run `python ARGS` as a child in `cwd` with checkout `tree` first on its path: (wall seconds, its peak RSS MiB).
 
