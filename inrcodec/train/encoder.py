@@ -33,6 +33,7 @@ from .model import CocoNet
 from .pretrained import start_from_pretrained
 from .quantize import quantize_model
 from .shrink import n_candidates, shrink_costs, shrink_masks
+from .side_by_side import encode_side_by_side
 
 Effort = Literal["fast", "default", "max"]
 
@@ -524,44 +525,73 @@ def encode_array(pixels: np.ndarray, opts: EncodeOptions, progress: ProgressFn |
     start = time.monotonic()
     # An infinite time limit is none (it used to overflow planning the steps).
     limit = opts.time_limit if opts.time_limit is not None and math.isfinite(opts.time_limit) else None
-    if opts.effort == "max":
-        return _best_of_candidates(pixels, opts, start, limit, progress)
-    return _encode_once(pixels, opts, schedule_for(opts.effort, opts.bpp), start, limit, progress)
+    if opts.effort == "fast":
+        return _encode_once(pixels, opts, schedule_for(opts.effort, opts.bpp), start, limit, progress)
+    groups = max_candidates(opts.bpp) if opts.effort == "max" else (default_candidates(opts.bpp),)
+    return _best_of_candidates(pixels, opts, groups, start, limit, progress)
 
 
-# `--effort max` encodes the image twice, with the default effort's schedule
-# and with its own long one (SCHEDULES: four times as long, every latent at
-# 0.03), and keeps the better file (`candidate_rank`). On format 3.0 the
-# long fit alone was only +0.10 dB over the default at 0.5 bpp (kodim01-12,
-# 6x the time), winning big on some images (kodim07 +1.31, kodim08 +0.89 dB)
-# and losing big on others (kodim01 -0.98, kodim10 -0.78); the better of the
-# two per image is +0.32 dB over the default
-# (bench/results/kodak-max-v3-2026-12-04). The default's goes first: under a
-# time limit it is the one that ends in time, and the long one gets what is
-# left (a cut fit, `fit.cut_fit_latent_lr_scale`).
-def max_candidates(bpp: float | None) -> tuple[Schedule, ...]:
-    """The schedules `--effort max` encodes with, in order: the default effort's, then its own (see SCHEDULES)."""
-    return schedule_for("default", bpp), SCHEDULES["max"]
+# The default effort fits twice, with soft rounding and with plain noise
+# (`default_candidates`), and keeps the better file (`candidate_rank`).
+# Neither wins everywhere: of kodim01-12's files at 0.25-1 bpp soft rounding
+# won 31 of 48, kodim03 lost at every rate, and a file moves by up to
+# +-0.5 dB between the two. With two or more torch threads the fits run at
+# once, half the threads each (`side_by_side`): a fit gains only ~1.3x from
+# a second thread, so the second fit costs ~1.5x the wall time, not 2x.
+# With one thread, or under a time limit, only the first fit runs.
+def default_candidates(bpp: float | None) -> tuple[Schedule, ...]:
+    """The default effort's schedules, in order of preference: soft rounding, then plain noise."""
+    schedule = schedule_for("default", bpp)
+    return schedule, replace(schedule, soft_rounding=None)
 
 
-def _best_of_candidates(pixels: np.ndarray, opts: EncodeOptions, start: float, limit: float | None,
-                        progress: ProgressFn | None) -> EncodeResult:
-    """`--effort max`: an encode with each of `max_candidates`, the best file kept (`candidate_rank`).
+# `--effort max` encodes the image with the default effort's fits and with
+# its own long one (SCHEDULES: four times as long, every latent at 0.03),
+# and keeps the best file (`candidate_rank`). On format 3.0 the long fit
+# alone was only +0.10 dB over the default at 0.5 bpp (kodim01-12, 6x the
+# time), winning big on some images (kodim07 +1.31, kodim08 +0.89 dB) and
+# losing big on others (kodim01 -0.98, kodim10 -0.78); the better of the two
+# per image is +0.32 dB over the default
+# (bench/results/kodak-max-v3-2026-12-04). The default's go first: under a
+# time limit the first is the one that ends in time, and the long one gets
+# what is left (a cut fit, `fit.cut_fit_latent_lr_scale`).
+def max_candidates(bpp: float | None) -> tuple[tuple[Schedule, ...], ...]:
+    """The groups of schedules `--effort max` encodes with, in order: the default effort's, then its own."""
+    return default_candidates(bpp), (SCHEDULES["max"],)
 
-    Under a time limit each candidate gets what is left of it, and a
-    candidate starts only if the first one's time is still left.
+
+def _best_of_candidates(pixels: np.ndarray, opts: EncodeOptions, groups: tuple[tuple[Schedule, ...], ...],
+                        start: float, limit: float | None, progress: ProgressFn | None) -> EncodeResult:
+    """An encode with each group of schedules (`_encode_group`), the best file kept (`candidate_rank`).
+
+    Under a time limit each group gets what is left of it, and a group
+    starts only if the first one's time is still left.
     """
     results: list[EncodeResult] = []
-    schedules = max_candidates(opts.bpp)
-    for number, schedule in enumerate(schedules, 1):
+    for number, group in enumerate(groups, 1):
         begun = time.monotonic()
         left = None if limit is None else limit - (begun - start)
         if results and left is not None and left < results[0].seconds:
             break
-        results.append(_encode_once(pixels, opts, schedule, begun, left,
-                                    _numbered_progress(progress, number, len(schedules))))
+        numbered = _numbered_progress(progress, number, len(groups)) if len(groups) > 1 else progress
+        results += _encode_group(pixels, opts, group, begun, left, numbered)
     best = max(results, key=lambda r: candidate_rank(r.psnr, r.bpp, opts.bpp, opts.lmbda))
     return replace(best, seconds=time.monotonic() - start, iterations=sum(r.iterations for r in results))
+
+
+def _encode_group(pixels: np.ndarray, opts: EncodeOptions, group: tuple[Schedule, ...], start: float,
+                  limit: float | None, progress: ProgressFn | None) -> list[EncodeResult]:
+    """A file per schedule of `group`, side by side on a CPU with a thread for each.
+
+    Under a time limit, or with fewer torch threads than schedules, only
+    the first schedule's. A GPU runs them one after the other.
+    """
+    threads = torch.get_num_threads()
+    if len(group) == 1 or limit is not None or (opts.device == "cpu" and threads < len(group)):
+        return [_encode_once(pixels, opts, group[0], start, limit, progress)]
+    if opts.device == "cpu":
+        return encode_side_by_side(pixels, opts, group, threads // len(group), progress)
+    return [_encode_once(pixels, opts, schedule, time.monotonic(), None, progress) for schedule in group]
 
 
 def _numbered_progress(progress: ProgressFn | None, number: int, count: int) -> ProgressFn | None:
