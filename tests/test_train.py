@@ -666,6 +666,10 @@ def test_the_default_effort_soft_rounds_except_on_format_1s_context(monkeypatch:
         with pytest.raises(_StopFit):
             encode_array(pixels, opts)
     assert fit.SOFT_ROUNDING is not None and used == [want for _, want in cases]
+    # With two threads an untimed default encode also fits with plain noise (tests/test_side_by_side.py).
+    assert [s.soft_rounding for s in encoder.default_candidates(0.5)] == [fit.SOFT_ROUNDING, None]
+    assert [s.soft_rounding for s in encoder.default_candidates(None)] == [fit.SOFT_ROUNDING, None]
+    assert encoder.default_candidates(encoder.HIGH_RATE_BPP) == (encoder.schedule_for("default", encoder.HIGH_RATE_BPP),)
     assert encoder.SCHEDULES["max"].soft_rounding is None  # max's long fit: plain noise, as measured
 
 
@@ -1114,7 +1118,8 @@ def test_timed_format_1_landings_cut_by_the_dead_zone(monkeypatch: pytest.Monkey
 
 def test_max_tries_the_default_effort_s_schedule_then_its_own() -> None:
     for bpp in (None, 0.25, encoder.MID_RATE_BPP, encoder.HIGH_RATE_BPP):
-        assert encoder.max_candidates(bpp) == (encoder.schedule_for("default", bpp), encoder.SCHEDULES["max"])
+        assert encoder.max_candidates(bpp) == (encoder.default_candidates(bpp), (encoder.SCHEDULES["max"],))
+        assert encoder.default_candidates(bpp)[0] == encoder.schedule_for("default", bpp)
     assert encoder.SCHEDULES["max"].iterations > encoder.HIGH_RATE_STEPS
 
 
@@ -1129,7 +1134,7 @@ def _fake_candidates(monkeypatch: pytest.MonkeyPatch, files: list[tuple[float, f
         return encoder.EncodeResult(bytes([len(calls)]), bpp, psnr, seconds, 100, 1e-3, 8, 8)
 
     monkeypatch.setattr(encoder, "_encode_once", once)
-    monkeypatch.setattr(encoder, "max_candidates", lambda bpp: THREE_SCHEDULES)
+    monkeypatch.setattr(encoder, "max_candidates", lambda bpp: tuple((s,) for s in THREE_SCHEDULES))
     return calls
 
 
@@ -1174,7 +1179,7 @@ def test_max_numbers_its_encodes_in_the_progress_stats(monkeypatch: pytest.Monke
         return encoder.EncodeResult(bytes([len(seen)]), 0.5, 30.0, 1.0, 10, 1e-3, 8, 8)
 
     monkeypatch.setattr(encoder, "_encode_once", once)
-    monkeypatch.setattr(encoder, "max_candidates", lambda bpp: THREE_SCHEDULES)
+    monkeypatch.setattr(encoder, "max_candidates", lambda bpp: tuple((s,) for s in THREE_SCHEDULES))
     encode_array(_test_image(8, 8), EncodeOptions(bpp=0.5, effort="max"),
                  progress=lambda it, total, stats: seen.append((stats["candidate"], stats["candidates"])))
     assert seen == [(1, 3), (2, 3), (3, 3)]
@@ -1186,8 +1191,9 @@ def test_a_max_encode_is_the_best_of_its_candidates_files() -> None:
     # ~1 kB) would send every candidate through the whole landing.
     opts = EncodeOptions(bpp=None, lmbda=1e-3, effort="max", iterations=30, device="cpu")
     result = encode_array(pixels, opts)
-    candidates = [encoder._encode_once(pixels, opts, schedule, time.monotonic(), None, None)
-                  for schedule in encoder.max_candidates(None)]
+    # One torch thread (conftest): each group's first schedule only (`_encode_group`).
+    candidates = [encoder._encode_once(pixels, opts, group[0], time.monotonic(), None, None)
+                  for group in encoder.max_candidates(None)]
     assert candidates[0].data != candidates[1].data
     best = max(candidates, key=lambda c: encoder.candidate_rank(c.psnr, c.bpp, None, opts.lmbda))
     assert result.data == best.data and result.iterations == sum(c.iterations for c in candidates)

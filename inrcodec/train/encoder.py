@@ -538,10 +538,18 @@ def encode_array(pixels: np.ndarray, opts: EncodeOptions, progress: ProgressFn |
 # +-0.5 dB between the two. With two or more torch threads the fits run at
 # once, half the threads each (`side_by_side`): a fit gains only ~1.3x from
 # a second thread, so the second fit costs ~1.5x the wall time, not 2x.
-# With one thread, or under a time limit, only the first fit runs.
+# With one thread, or under a time limit, only the first fit runs. From
+# HIGH_RATE_BPP on, one fit (HIGH_RATE_STEPS) already takes about the
+# issue's 120 s alone with two threads, and the pair would take ~160 s (158 s
+# mean for one thread each, two at a time, kodak-default-soft-2026-12-05),
+# so those targets fit once; the BD-rate hardly sees their files (kodim01-12
+# over 0.25-1 bpp, the better of the committed soft and plain files: -32.9 %
+# with or without the 1 bpp pairs).
 def default_candidates(bpp: float | None) -> tuple[Schedule, ...]:
-    """The default effort's schedules, in order of preference: soft rounding, then plain noise."""
+    """The default effort's schedules, in order of preference: soft rounding, then plain noise (below HIGH_RATE_BPP)."""
     schedule = schedule_for("default", bpp)
+    if bpp is not None and bpp >= HIGH_RATE_BPP:
+        return (schedule,)
     return schedule, replace(schedule, soft_rounding=None)
 
 

@@ -23,6 +23,7 @@ import dataclasses
 import json
 import os
 import queue
+import signal
 import subprocess
 import sys
 import tempfile
@@ -76,7 +77,7 @@ class _Worker:
         request = {"options": dataclasses.asdict(opts), "schedule": dataclasses.asdict(schedule),
                    "threads": threads, "shape": list(pixels.shape)}
         stderr = tempfile.TemporaryFile()
-        process = subprocess.Popen([sys.executable, "-m", __name__], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        process = subprocess.Popen(worker_command(), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                    stderr=stderr, env=_worker_environment(threads))
         worker = cls(process, stderr, number)
         try:
@@ -104,8 +105,9 @@ class _Worker:
         self.process.wait()
         self.stderr.seek(0)
         tail = self.stderr.read().decode(errors="replace")[-STDERR_TAIL:].strip()
-        return CandidateError(f"encode candidate {self.number + 1} {why} (exit status {self.process.returncode})"
-                              + (f":\n{tail}" if tail else ""))
+        code = self.process.returncode
+        status = f"killed by signal {-code}" if code < 0 else f"exit status {code}"
+        return CandidateError(f"encode candidate {self.number + 1} {why} ({status})" + (f":\n{tail}" if tail else ""))
 
     def stop(self) -> None:
         if self.process.poll() is None:
@@ -114,6 +116,11 @@ class _Worker:
         if self.process.stdout is not None:
             self.process.stdout.close()
         self.stderr.close()
+
+
+def worker_command() -> list[str]:
+    """The command line of a worker process."""
+    return [sys.executable, "-m", __name__]
 
 
 def _worker_environment(threads: int) -> dict[str, str]:
@@ -163,6 +170,12 @@ def _schedule_from(fields: dict[str, Any]) -> Schedule:
 
 def _serve(stdin: IO[bytes], stdout: IO[bytes]) -> None:
     """The worker: read one request, encode, write progress lines and the result."""
+    # Ctrl-C reaches the whole process group: the parent answers it (it kills
+    # its workers and says "interrupted"); a worker dying first would make it
+    # report a failed candidate instead.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    parent = os.getppid()
+
     import torch
 
     from .encoder import EncodeOptions, _encode_once
@@ -176,6 +189,8 @@ def _serve(stdin: IO[bytes], stdout: IO[bytes]) -> None:
 
     def report(it: int, total: int, stats: dict[str, float]) -> None:
         nonlocal last_report
+        if os.getppid() != parent:  # the parent died without killing us (SIGKILL): nobody wants the file
+            os._exit(1)
         now = time.monotonic()
         if now - last_report >= 0.1 or it == total:  # a step is ~25 ms: a line each would be noise
             last_report = now
