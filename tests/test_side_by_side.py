@@ -76,12 +76,23 @@ def test_a_worker_that_fails_is_a_clean_error_quoting_its_stderr(monkeypatch: py
     schedules = encoder.default_candidates(None)
     cases = {"import sys; sys.stderr.write('boom'); sys.exit(3)": ["ended without a result", "exit status 3", "boom"],
              "import sys; sys.stdin.buffer.read(); print('not json')": ["unexpected line", "not json"],
-             "import os, signal; os.kill(os.getpid(), signal.SIGKILL)": ["killed by signal 9"]}
+             "import os, signal; os.kill(os.getpid(), signal.SIGKILL)": ["killed by signal 9"],
+             "raise ValueError('deep inside')": ["exit status 1", "ValueError: deep inside"]}
     for script, words in cases.items():
         monkeypatch.setattr(side_by_side, "worker_command", lambda script=script: [sys.executable, "-c", script])
         with pytest.raises(InrcodecError) as error:
             side_by_side.encode_side_by_side(_image(), opts, schedules, 1)
         assert all(word in str(error.value) for word in words), str(error.value)
+        assert "Traceback" not in str(error.value)
+
+
+def test_an_exception_in_a_worker_s_encode_is_reported_in_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Neither a rate nor a lambda: the API refuses that, so only a worker's own encode can meet it.
+    opts = EncodeOptions(bpp=None, lmbda=None, iterations=5, device="cpu")
+    with pytest.raises(InrcodecError) as error:
+        side_by_side.encode_side_by_side(_image(), opts, encoder.default_candidates(None), 1)
+    message = str(error.value)
+    assert message.startswith("encode candidate ") and " failed: " in message and "\n" not in message
 
 
 def test_schedules_and_options_reach_a_worker_unchanged() -> None:

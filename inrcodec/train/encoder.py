@@ -536,20 +536,16 @@ def encode_array(pixels: np.ndarray, opts: EncodeOptions, progress: ProgressFn |
 # Neither wins everywhere: of kodim01-12's files at 0.25-1 bpp soft rounding
 # won 31 of 48, kodim03 lost at every rate, and a file moves by up to
 # +-0.5 dB between the two. With two or more torch threads the fits run at
-# once, half the threads each (`side_by_side`): a fit gains only ~1.3x from
-# a second thread, so the second fit costs ~1.5x the wall time, not 2x.
-# With one thread, or under a time limit, only the first fit runs. From
-# HIGH_RATE_BPP on, one fit (HIGH_RATE_STEPS) already takes about the
-# issue's 120 s alone with two threads, and the pair would take ~160 s (158 s
-# mean for one thread each, two at a time, kodak-default-soft-2026-12-05),
-# so those targets fit once; the BD-rate hardly sees their files (kodim01-12
-# over 0.25-1 bpp, the better of the committed soft and plain files: -32.9 %
-# with or without the 1 bpp pairs).
+# once, half the threads each (`side_by_side`): a fit gains little from a
+# second thread (~1.3x on an AMD EPYC family 26, 2026-12-04), so the second
+# fit costs far less wall time than the first.
+# With one thread, or under a time limit, only the first fit runs. On the
+# AMD EPYC (family 25) of 2026-12-05 a second thread bought a fit nothing: a
+# 1 bpp default encode of kodim01 took 148.7 s alone with two threads and
+# 147.0 s with one beside another encode (kodak-default-pair-2026-12-05).
 def default_candidates(bpp: float | None) -> tuple[Schedule, ...]:
-    """The default effort's schedules, in order of preference: soft rounding, then plain noise (below HIGH_RATE_BPP)."""
+    """The default effort's schedules, in order of preference: soft rounding, then plain noise."""
     schedule = schedule_for("default", bpp)
-    if bpp is not None and bpp >= HIGH_RATE_BPP:
-        return (schedule,)
     return schedule, replace(schedule, soft_rounding=None)
 
 

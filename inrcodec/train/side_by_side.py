@@ -40,7 +40,7 @@ if TYPE_CHECKING:  # the encoder imports this module
     from .encoder import EncodeOptions, EncodeResult
     from .fit import ProgressFn, Schedule
 
-STDERR_TAIL = 2000  # characters of a failed worker's stderr quoted in the error
+STDERR_TAIL = 500  # characters of a failed worker's last stderr line quoted in its error
 
 
 class CandidateError(InrcodecError, RuntimeError):
@@ -55,9 +55,14 @@ def encode_side_by_side(pixels: np.ndarray, opts: EncodeOptions, schedules: tupl
     candidate's statistics), from this thread. The workers are killed if
     this returns early (an error, Ctrl-C, SIGTERM).
     """
-    workers = [_Worker.start(pixels, opts, schedule, threads, number)
-               for number, schedule in enumerate(schedules)]
+    workers: list[_Worker] = []
     try:
+        # All started before any request: a worker reads its request once it
+        # has imported torch (~1.3 s), and they import at once.
+        for number in range(len(schedules)):
+            workers.append(_Worker.start(threads, number))
+        for worker, schedule in zip(workers, schedules):
+            worker.send(pixels, opts, schedule, threads)
         return _collect(workers, progress)
     finally:
         for worker in workers:
@@ -72,22 +77,24 @@ class _Worker:
         self.result: EncodeResult | None = None
 
     @classmethod
-    def start(cls, pixels: np.ndarray, opts: EncodeOptions, schedule: Schedule, threads: int,
-              number: int) -> _Worker:
-        request = {"options": dataclasses.asdict(opts), "schedule": dataclasses.asdict(schedule),
-                   "threads": threads, "shape": list(pixels.shape)}
+    def start(cls, threads: int, number: int) -> _Worker:
         stderr = tempfile.TemporaryFile()
         process = subprocess.Popen(worker_command(), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                    stderr=stderr, env=_worker_environment(threads))
-        worker = cls(process, stderr, number)
+        return cls(process, stderr, number)
+
+    def send(self, pixels: np.ndarray, opts: EncodeOptions, schedule: Schedule, threads: int) -> None:
+        """The request: a JSON line, then the pixels' bytes."""
+        request = {"options": dataclasses.asdict(opts), "schedule": dataclasses.asdict(schedule),
+                   "threads": threads, "shape": list(pixels.shape)}
+        stdin = self.process.stdin
+        assert stdin is not None
         try:
-            assert process.stdin is not None
-            process.stdin.write(json.dumps(request).encode() + b"\n")
-            process.stdin.write(np.ascontiguousarray(pixels, dtype=np.uint8).tobytes())
-            process.stdin.close()
+            stdin.write(json.dumps(request).encode() + b"\n")
+            stdin.write(np.ascontiguousarray(pixels, dtype=np.uint8).tobytes())
+            stdin.close()
         except OSError:  # it died at once; `_collect` reports why from its stderr
             pass
-        return worker
 
     def read_into(self, events: queue.Queue) -> None:
         """Put (number, message or None at the end) on `events` for each line of the worker's stdout."""
@@ -104,17 +111,24 @@ class _Worker:
     def failure(self, why: str) -> CandidateError:
         self.process.wait()
         self.stderr.seek(0)
-        tail = self.stderr.read().decode(errors="replace")[-STDERR_TAIL:].strip()
+        # Its last line only: a traceback is for developers, and the reason
+        # (an exception's message) ends it.
+        lines = self.stderr.read().decode(errors="replace").strip().splitlines()
+        last = lines[-1][:STDERR_TAIL] if lines else ""
         code = self.process.returncode
         status = f"killed by signal {-code}" if code < 0 else f"exit status {code}"
-        return CandidateError(f"encode candidate {self.number + 1} {why} ({status})" + (f":\n{tail}" if tail else ""))
+        return CandidateError(f"encode candidate {self.number + 1} {why} ({status})" + (f": {last}" if last else ""))
 
     def stop(self) -> None:
         if self.process.poll() is None:
             self.process.kill()
         self.process.wait()
-        if self.process.stdout is not None:
-            self.process.stdout.close()
+        for pipe in (self.process.stdin, self.process.stdout):
+            if pipe is not None:
+                try:
+                    pipe.close()
+                except OSError:  # a request left half-written to a dead worker
+                    pass
         self.stderr.close()
 
 
@@ -153,6 +167,10 @@ def _collect(workers: list[_Worker], progress: ProgressFn | None) -> list[Encode
             if progress is not None and latest[0] is not None:
                 done = [p for p in latest if p is not None]
                 progress(sum(p[0] for p in done), sum(p[1] for p in done), latest[0][2])
+        elif "error" in message:
+            if message["error"] == "MemoryError":
+                raise MemoryError(f"encode candidate {number + 1}")
+            raise CandidateError(f"encode candidate {number + 1} failed: {message['error']}: {message['message']}")
         elif "result" in message:
             fields = dict(message["result"])
             fields["data"] = base64.b64decode(fields["data"])
@@ -196,7 +214,11 @@ def _serve(stdin: IO[bytes], stdout: IO[bytes]) -> None:
             last_report = now
             _write(stdout, {"progress": [it, total, stats]})
 
-    result = _encode_once(pixels, opts, _schedule_from(request["schedule"]), time.monotonic(), None, report)
+    try:
+        result = _encode_once(pixels, opts, _schedule_from(request["schedule"]), time.monotonic(), None, report)
+    except Exception as exc:  # the parent raises it as one line; the traceback would only confuse a user
+        _write(stdout, {"error": type(exc).__name__, "message": str(exc)[:STDERR_TAIL]})
+        sys.exit(1)
     fields = dataclasses.asdict(result)
     fields["data"] = base64.b64encode(result.data).decode()
     _write(stdout, {"result": fields})
