@@ -536,13 +536,15 @@ def encode_array(pixels: np.ndarray, opts: EncodeOptions, progress: ProgressFn |
 # Neither wins everywhere: of kodim01-12's files at 0.25-1 bpp soft rounding
 # won 31 of 48, kodim03 lost at every rate, and a file moves by up to
 # +-0.5 dB between the two. With two or more torch threads the fits run at
-# once, half the threads each (`side_by_side`): a fit gains little from a
-# second thread (~1.3x on an AMD EPYC family 26, 2026-12-04), so the second
-# fit costs far less wall time than the first.
-# With one thread, or under a time limit, only the first fit runs. On the
-# AMD EPYC (family 25) of 2026-12-05 a second thread bought a fit nothing: a
-# 1 bpp default encode of kodim01 took 148.7 s alone with two threads and
-# 147.0 s with one beside another encode (kodak-default-pair-2026-12-05).
+# once, half the threads each (`side_by_side`); with one thread, or under a
+# time limit, only the first fit runs. A fit gains little from a second
+# thread (~1.3x on an AMD EPYC family 26, 2026-12-04; nothing on a family 25
+# on 2026-12-05: a 1 bpp encode of kodim01 took 148.7 s alone with two
+# threads, 147.0 s with one beside another encode), so the second fit costs
+# little wall time: a whole `inrcodec encode` of kodim01 at 0.5 bpp, 70.8 ->
+# 78.9 s. Kodak kodim01-12 at 0.25-1 bpp: BD-rate vs JPEG 4:2:0 -31.6 % ->
+# -32.9 %, +0.10 dB at the request, 48 of 48 files within 5 %
+# (bench/results/kodak-default-pair-2026-12-05).
 def default_candidates(bpp: float | None) -> tuple[Schedule, ...]:
     """The default effort's schedules, in order of preference: soft rounding, then plain noise."""
     schedule = schedule_for("default", bpp)

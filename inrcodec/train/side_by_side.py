@@ -1,10 +1,12 @@
 """Encode candidates side by side, one worker process each, so a second fit uses the second core.
 
 A training step is a chain of small tensor operations: two torch threads run
-one fit only ~1.3x faster than one (an untimed default encode of a Kodak
-image: 54.5 s alone with two threads, 71 s with one thread beside another
-encode; bench/results/kodak-default-4000-2026-12-04). Two fits, one thread
-each, use the cores fully instead.
+one fit only ~1.3x faster than one on an AMD EPYC family 26 (an untimed
+default encode of a Kodak image: 54.5 s alone with two threads, 71 s with one
+thread beside another encode; bench/results/kodak-default-4000-2026-12-04)
+and no faster on a family 25 (148.7 s against 147.0 s at 1 bpp;
+bench/results/kodak-default-pair-2026-12-05). Two fits, one thread each, use
+the cores fully instead.
 
 Each worker is a fresh interpreter (`python -m inrcodec.train.side_by_side`)
 running `encoder._encode_once` on one schedule, so its file is the bytes the
@@ -13,7 +15,7 @@ its spawn start method imports the caller's `__main__` again, which breaks a
 user's script without a `__main__` guard, and forking a process whose
 OpenMP threads have run can hang. The request goes to the worker's stdin as
 a JSON line and the raw pixels; the worker answers with JSON lines on stdout:
-progress, then the result, whose file is base64. No pickle.
+progress, then the result, whose file is base64: data only, never code.
 """
 
 from __future__ import annotations
