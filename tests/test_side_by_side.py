@@ -75,13 +75,17 @@ def test_a_worker_that_fails_is_a_clean_error_quoting_its_stderr(monkeypatch: py
     opts = EncodeOptions(bpp=None, lmbda=1e-3, iterations=5, device="cpu")
     schedules = encoder.default_candidates(None)
     cases = {"import sys; sys.stderr.write('boom'); sys.exit(3)": ["ended without a result", "exit status 3", "boom"],
-             "import sys; sys.stdin.buffer.read(); print('not json')": ["unexpected line", "not json"],
+             # Nonsense from a worker that goes on running: the error comes at once, not when it ends.
+             "import sys, time; sys.stdin.buffer.read(); print('not json', flush=True); time.sleep(120)":
+                 ["unexpected line", "not json"],
              "import os, signal; os.kill(os.getpid(), signal.SIGKILL)": ["killed by signal 9"],
              "raise ValueError('deep inside')": ["exit status 1", "ValueError: deep inside"]}
     for script, words in cases.items():
         monkeypatch.setattr(side_by_side, "worker_command", lambda script=script: [sys.executable, "-c", script])
+        began = time.monotonic()
         with pytest.raises(InrcodecError) as error:
             side_by_side.encode_side_by_side(_image(), opts, schedules, 1)
+        assert time.monotonic() - began < 60
         assert all(word in str(error.value) for word in words), str(error.value)
         assert "Traceback" not in str(error.value)
 

@@ -42,6 +42,7 @@ if TYPE_CHECKING:  # the encoder imports this module
     from .encoder import EncodeOptions, EncodeResult
     from .fit import ProgressFn, Schedule
 
+FAILED_WORKER_GRACE_S = 5.0  # how long a failed worker may take to exit on its own (its status is the reason)
 STDERR_TAIL = 500  # characters of a failed worker's last stderr line quoted in its error
 
 
@@ -111,7 +112,16 @@ class _Worker:
             events.put((self.number, None))
 
     def failure(self, why: str) -> CandidateError:
-        self.process.wait()
+        """The error to raise for this worker, once it has ended (killed if it still runs after a moment).
+
+        A worker that wrote nonsense may still be fitting: waiting for it
+        would hold the error back for the rest of its fit.
+        """
+        try:
+            self.process.wait(timeout=FAILED_WORKER_GRACE_S)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
         self.stderr.seek(0)
         # Its last line only: a traceback is for developers, and the reason
         # (an exception's message) ends it.
