@@ -1162,13 +1162,31 @@ def test_max_under_a_time_limit_starts_a_candidate_only_while_the_first_ones_tim
     monkeypatch.setattr(encoder, "time", SimpleNamespace(monotonic=lambda: next(clock)))
     calls = _fake_candidates(monkeypatch, [(0.5, 30.0)] * 3, seconds=25.0)
     encode_array(_test_image(8, 8), EncodeOptions(bpp=0.5, effort="max", time_limit=60.0))
-    # Start at 0; the first candidate begins at 10 (50 s left), the second at 20 (40 s left,
-    # more than the first's 25 s), the third would begin at 30 with 30 s left: still enough.
-    assert [limit for _, limit in calls] == [50.0, 40.0, 30.0]
+    # Start at 0: the first candidate gets the whole limit, the second begins at 10 (50 s left,
+    # more than the first's 25 s), the third at 20 with 40 s left: still enough.
+    assert [limit for _, limit in calls] == [60.0, 50.0, 40.0]
     clock = itertools.count(0.0, 10.0)
-    calls = _fake_candidates(monkeypatch, [(0.5, 30.0)] * 3, seconds=45.0)
+    calls = _fake_candidates(monkeypatch, [(0.5, 30.0)] * 3, seconds=55.0)
     encode_array(_test_image(8, 8), EncodeOptions(bpp=0.5, effort="max", time_limit=60.0))
-    assert [limit for _, limit in calls] == [50.0]  # 40 s left after it: not another 45 s
+    assert [limit for _, limit in calls] == [60.0]  # 50 s left after it: not another 55 s
+
+
+@pytest.mark.parametrize("effort", ["default", "max"])
+def test_a_time_limit_of_exactly_the_wavefront_minimum_fits_the_wavefront_context(
+        effort: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The first fit gets the limit as given: 30 s less the microseconds spent before it began
+    # used to fall under WAVEFRONT_MIN_TIME_LIMIT and write format 1.0.
+    limits: list[float | None] = []
+
+    def once(pixels, opts, schedule, start, limit, progress):  # noqa: ANN001, ANN202
+        limits.append(limit)
+        return encoder.EncodeResult(b"x", 0.5, 30.0, 1e9, 100, 1e-3, 8, 8)  # no time left for another
+
+    monkeypatch.setattr(encoder, "_encode_once", once)
+    time_limit = encoder.WAVEFRONT_MIN_TIME_LIMIT
+    encode_array(_test_image(8, 8), EncodeOptions(bpp=0.5, effort=effort, time_limit=time_limit))  # type: ignore[arg-type]
+    assert limits == [time_limit]
+    assert encoder.architecture_for(effort, limits[0]).context_tile is not None  # type: ignore[arg-type]
 
 
 def test_max_numbers_its_encodes_in_the_progress_stats(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -575,10 +575,15 @@ def _best_of_candidates(pixels: np.ndarray, opts: EncodeOptions, groups: tuple[t
     """
     results: list[EncodeResult] = []
     for number, group in enumerate(groups, 1):
-        begun = time.monotonic()
-        left = None if limit is None else limit - (begun - start)
-        if results and left is not None and left < results[0].seconds:
-            break
+        # The first group gets the limit as given: its architecture follows
+        # it (`architecture_for`), and a limit of 30 s less the microseconds
+        # spent here would fall under WAVEFRONT_MIN_TIME_LIMIT.
+        begun, left = start, limit
+        if results:
+            begun = time.monotonic()
+            left = None if limit is None else limit - (begun - start)
+            if left is not None and left < results[0].seconds:
+                break
         numbered = _numbered_progress(progress, number, len(groups)) if len(groups) > 1 else progress
         results += _encode_group(pixels, opts, group, begun, left, numbered)
     best = max(results, key=lambda r: candidate_rank(r.psnr, r.bpp, opts.bpp, opts.lmbda))
