@@ -43,16 +43,17 @@ def _fake_result(number: int, bpp: float, psnr: float) -> EncodeResult:
     return EncodeResult(bytes([number]), bpp, psnr, 1.0, 100, 1e-3, 8, 8)
 
 
-def test_one_thread_a_time_limit_or_the_fast_effort_fit_once(monkeypatch: pytest.MonkeyPatch, torch_threads) -> None:
+def test_one_thread_a_short_time_limit_or_the_fast_effort_fit_once(monkeypatch: pytest.MonkeyPatch,
+                                                                   torch_threads) -> None:
     once: list[tuple[object, float | None]] = []
-    beside: list[tuple[tuple, int]] = []
+    beside: list[tuple[tuple, int, float | None]] = []
 
     def fake_once(pixels, opts, schedule, start, limit, progress):  # noqa: ANN001, ANN202
         once.append((schedule, limit))
         return _fake_result(1, 0.5, 30.0)
 
-    def fake_side_by_side(pixels, opts, schedules, threads, progress):  # noqa: ANN001, ANN202
-        beside.append((schedules, threads))
+    def fake_side_by_side(pixels, opts, schedules, threads, progress, start, limit):  # noqa: ANN001, ANN202
+        beside.append((schedules, threads, limit))
         return [_fake_result(1, 0.50, 30.0), _fake_result(2, 0.51, 30.4)]  # the second is better at the request
 
     monkeypatch.setattr(encoder, "_encode_once", fake_once)
@@ -61,14 +62,31 @@ def test_one_thread_a_time_limit_or_the_fast_effort_fit_once(monkeypatch: pytest
     soft, plain = encoder.default_candidates(0.5)
     torch_threads(1)
     encode_array(pixels, EncodeOptions(bpp=0.5))
-    torch_threads(2)
     encode_array(pixels, EncodeOptions(bpp=0.5, time_limit=60.0))
+    torch_threads(2)
+    # Under WAVEFRONT_MIN_TIME_LIMIT both candidates would be the same plain-noise fit on format 1.0.
+    encode_array(pixels, EncodeOptions(bpp=0.5, time_limit=encoder.WAVEFRONT_MIN_TIME_LIMIT * 0.99))
     encode_array(pixels, EncodeOptions(bpp=0.5, effort="fast"))
-    assert [schedule for schedule, _ in once] == [soft, soft, encoder.schedule_for("fast", 0.5)]
+    assert [schedule for schedule, _ in once] == [soft, soft, soft, encoder.schedule_for("fast", 0.5)]
     assert not beside
     torch_threads(4)
     result = encode_array(pixels, EncodeOptions(bpp=0.5))
-    assert beside == [((soft, plain), 2)] and result.data == bytes([2]) and result.iterations == 200
+    assert beside == [((soft, plain), 2, None)] and result.data == bytes([2]) and result.iterations == 200
+    torch_threads(2)
+    encode_array(pixels, EncodeOptions(bpp=0.5, time_limit=60.0))
+    assert beside[-1] == ((soft, plain), 1, 60.0)
+
+
+def test_timed_workers_end_within_the_limit_counted_from_the_callers_start(torch_threads) -> None:
+    opts = EncodeOptions(bpp=None, lmbda=1e-3, iterations=20000, device="cpu")
+    start = time.monotonic() - 1.0  # the caller began a second ago: the workers get what is left
+    results = side_by_side.encode_side_by_side(_image(), opts, encoder.default_candidates(None), 1,
+                                               start=start, limit=4.0)
+    # Untimed, 20000 steps would take minutes; the limit cuts them (the workers' start-up, ~1.3 s,
+    # comes out of it, and an encode may run a little past it).
+    assert time.monotonic() - start < 4.0 * 1.5 + 2.0
+    assert all(0 < r.iterations < 20000 for r in results)
+    assert all(r.seconds < 4.0 * 1.5 for r in results)
 
 
 def test_a_worker_that_fails_is_a_clean_error_quoting_its_stderr(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -594,15 +594,27 @@ def _encode_group(pixels: np.ndarray, opts: EncodeOptions, group: tuple[Schedule
                   limit: float | None, progress: ProgressFn | None) -> list[EncodeResult]:
     """A file per schedule of `group`, side by side on a CPU with a thread for each.
 
-    Under a time limit, or with fewer torch threads than schedules, only
-    the first schedule's. A GPU runs them one after the other.
+    With fewer torch threads than schedules, or where the schedules make
+    the same fit (`_fits_differ`), only the first schedule's. A GPU runs
+    them one after the other, and only the first under a time limit (each
+    would get half of it). Side by side, every worker's encode ends within
+    `limit` of `start`.
     """
     threads = torch.get_num_threads()
-    if len(group) == 1 or limit is not None or (opts.device == "cpu" and threads < len(group)):
+    if not _fits_differ(group, opts, limit) or (opts.device == "cpu" and threads < len(group)):
         return [_encode_once(pixels, opts, group[0], start, limit, progress)]
     if opts.device == "cpu":
-        return encode_side_by_side(pixels, opts, group, threads // len(group), progress)
+        return encode_side_by_side(pixels, opts, group, threads // len(group), progress, start, limit)
+    if limit is not None:  # one after the other, each fit would get half the time
+        return [_encode_once(pixels, opts, group[0], start, limit, progress)]
     return [_encode_once(pixels, opts, schedule, time.monotonic(), None, progress) for schedule in group]
+
+
+def _fits_differ(group: tuple[Schedule, ...], opts: EncodeOptions, limit: float | None) -> bool:
+    """Whether the group's schedules make different fits (on format 1.0's context, under a time limit
+    below WAVEFRONT_MIN_TIME_LIMIT, the default's both train with plain noise: `schedule_on`)."""
+    arch = architecture_for(opts.effort, limit)
+    return len({schedule_on(schedule, arch) for schedule in group}) > 1
 
 
 def _numbered_progress(progress: ProgressFn | None, number: int, count: int) -> ProgressFn | None:

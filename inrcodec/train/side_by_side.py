@@ -51,13 +51,20 @@ class CandidateError(InrcodecError, RuntimeError):
 
 
 def encode_side_by_side(pixels: np.ndarray, opts: EncodeOptions, schedules: tuple[Schedule, ...],
-                        threads: int, progress: ProgressFn | None = None) -> list[EncodeResult]:
-    """One untimed encode per schedule, all at once, each in a worker with `threads` torch threads.
+                        threads: int, progress: ProgressFn | None = None, start: float | None = None,
+                        limit: float | None = None) -> list[EncodeResult]:
+    """One encode per schedule, all at once, each in a worker with `threads` torch threads.
 
-    Progress is reported as the candidates' steps summed (the first
+    With `limit`, each encode ends within `limit` seconds of `start` (this
+    process's `time.monotonic()`; the workers' start-up, ~1.3 s, comes out of
+    it). Progress is reported as the candidates' steps summed (the first
     candidate's statistics), from this thread. The workers are killed if
     this returns early (an error, Ctrl-C, SIGTERM).
     """
+    # Monotonic clocks need not agree between processes: a worker gets the
+    # start as a wall-clock time and turns it back into its own clock.
+    now = time.monotonic()
+    started_at = time.time() - (now - (now if start is None else start))
     workers: list[_Worker] = []
     try:
         # All started before any request: a worker reads its request once it
@@ -65,7 +72,7 @@ def encode_side_by_side(pixels: np.ndarray, opts: EncodeOptions, schedules: tupl
         for number in range(len(schedules)):
             workers.append(_Worker.start(threads, number))
         for worker, schedule in zip(workers, schedules):
-            worker.send(pixels, opts, schedule, threads)
+            worker.send(pixels, opts, schedule, threads, started_at, limit)
         return _collect(workers, progress)
     finally:
         for worker in workers:
@@ -86,10 +93,11 @@ class _Worker:
                                    stderr=stderr, env=_worker_environment(threads))
         return cls(process, stderr, number)
 
-    def send(self, pixels: np.ndarray, opts: EncodeOptions, schedule: Schedule, threads: int) -> None:
+    def send(self, pixels: np.ndarray, opts: EncodeOptions, schedule: Schedule, threads: int,
+             started_at: float, limit: float | None) -> None:
         """The request: a JSON line, then the pixels' bytes."""
         request = {"options": dataclasses.asdict(opts), "schedule": dataclasses.asdict(schedule),
-                   "threads": threads, "shape": list(pixels.shape)}
+                   "threads": threads, "shape": list(pixels.shape), "started_at": started_at, "limit": limit}
         stdin = self.process.stdin
         assert stdin is not None
         try:
@@ -227,7 +235,8 @@ def _serve(stdin: IO[bytes], stdout: IO[bytes]) -> None:
             _write(stdout, {"progress": [it, total, stats]})
 
     try:
-        result = _encode_once(pixels, opts, _schedule_from(request["schedule"]), time.monotonic(), None, report)
+        start = time.monotonic() - (time.time() - float(request["started_at"]))
+        result = _encode_once(pixels, opts, _schedule_from(request["schedule"]), start, request["limit"], report)
     except Exception as exc:  # the parent raises it as one line; the traceback would only confuse a user
         _write(stdout, {"error": type(exc).__name__, "message": str(exc)[:STDERR_TAIL]})
         sys.exit(1)
