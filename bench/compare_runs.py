@@ -42,18 +42,20 @@ class Encode(NamedTuple):
     seconds: float
 
 
-def read_encodes(path: Path, effort: str, by_limit: bool = True) -> dict[tuple[str, float], Encode]:
+def read_encodes(path: Path, effort: str, by_limit: bool = True,
+                 time_limit: float | None = None) -> dict[tuple[str, float], Encode]:
     """inrcodec rows of one effort in an rd.csv, by (image, requested bpp).
 
     A quality_vs_time.csv (`bench.quality_vs_time`) reads the same way, its
     image named with the time limit ("kodim01.png 150 s"), or without it
-    unless `by_limit` (then an image under two limits is refused).
+    unless `by_limit` (then an image under two limits is refused); with
+    `time_limit`, only its rows under that limit.
     """
     encodes: dict[tuple[str, float], Encode] = {}
     with path.open() as f:
         for row in csv.DictReader(f):
             request = request_of(row, effort, by_limit)
-            if request is None:
+            if request is None or (time_limit is not None and float(row.get("time_limit_s", "nan")) != time_limit):
                 continue
             image, requested = request
             if not by_limit and (image, requested) in encodes:
@@ -143,10 +145,12 @@ def main(argv: list[str] | None = None) -> None:
                         help="also compare requests the old sweep lacks with its line between neighbouring ones")
     parser.add_argument("--across-limits", action="store_true",
                         help="quality_vs_time.csv files: pair each image whatever its time limit in each file")
+    parser.add_argument("--time-limit", type=float, default=None,
+                        help="quality_vs_time.csv files: only the rows under this limit (seconds)")
     args = parser.parse_args(argv)
     by_limit = not args.across_limits
-    old = read_encodes(args.old, args.old_effort, by_limit)
-    new = read_encodes(args.new, args.new_effort or args.old_effort, by_limit)
+    old = read_encodes(args.old, args.old_effort, by_limit, args.time_limit)
+    new = read_encodes(args.new, args.new_effort or args.old_effort, by_limit, args.time_limit)
     print(compare(old, new), end="")
     if args.interpolate:
         print("\n## Requests the old sweep lacks, against its interpolated line\n")

@@ -104,3 +104,5 @@ def test_across_limits_refuses_an_image_under_two_limits(tmp_path: Path) -> None
     assert len(cr.read_encodes(path, "max")) == 2
     with pytest.raises(SystemExit, match="twice"):
         cr.read_encodes(path, "max", by_limit=False)
+    assert set(cr.read_encodes(path, "max", time_limit=300.0)) == {("a.png 300 s", 0.5)}
+    assert not cr.read_encodes(path, "max", time_limit=60.0)
