@@ -537,14 +537,19 @@ def encode_array(pixels: np.ndarray, opts: EncodeOptions, progress: ProgressFn |
 # won 31 of 48, kodim03 lost at every rate, and a file moves by up to
 # +-0.5 dB between the two. With two or more torch threads the fits run at
 # once, half the threads each (`side_by_side`); with one thread, or under a
-# time limit, only the first fit runs. A fit gains little from a second
+# time limit below WAVEFRONT_MIN_TIME_LIMIT (where both would be format
+# 1.0's plain-noise fit), only the first fit runs. A fit gains little from a second
 # thread (~1.3x on an AMD EPYC family 26, 2026-12-04; nothing on a family 25
 # on 2026-12-05: a 1 bpp encode of kodim01 took 148.7 s alone with two
 # threads, 147.0 s with one beside another encode), so the second fit costs
 # little wall time: a whole `inrcodec encode` of kodim01 at 0.5 bpp, 70.8 ->
 # 78.9 s. Kodak kodim01-12 at 0.25-1 bpp: BD-rate vs JPEG 4:2:0 -31.6 % ->
 # -32.9 %, +0.10 dB at the request, 48 of 48 files within 5 %
-# (bench/results/kodak-default-pair-2026-12-05).
+# (bench/results/kodak-default-pair-2026-12-05). Under a time limit each
+# fit plans its steps from its own speed beside the other; against one fit
+# with two threads, kodim01-12 at 0.5 bpp, +0.04 / +0.01 / +0.09 dB at the
+# request under 30 / 60 / 120 s, 12 of 12 files within 5 % at each, in the
+# same time (bench/results/quality-vs-time-pair-2026-12-05).
 def default_candidates(bpp: float | None) -> tuple[Schedule, ...]:
     """The default effort's schedules, in order of preference: soft rounding, then plain noise."""
     schedule = schedule_for("default", bpp)
