@@ -606,12 +606,14 @@ def _encode_group(pixels: np.ndarray, opts: EncodeOptions, group: tuple[Schedule
     `limit` of `start`.
     """
     threads = torch.get_num_threads()
-    if not _fits_differ(group, opts, limit) or (opts.device == "cpu" and threads < len(group)):
+    on_cpu = opts.device == "cpu"
+    one_fit = (not _fits_differ(group, opts, limit)
+               or (on_cpu and threads < len(group))
+               or (not on_cpu and limit is not None))  # one after the other, each would get half the time
+    if one_fit:
         return [_encode_once(pixels, opts, group[0], start, limit, progress)]
-    if opts.device == "cpu":
+    if on_cpu:
         return encode_side_by_side(pixels, opts, group, threads // len(group), progress, start, limit)
-    if limit is not None:  # one after the other, each fit would get half the time
-        return [_encode_once(pixels, opts, group[0], start, limit, progress)]
     return [_encode_once(pixels, opts, schedule, time.monotonic(), None, progress) for schedule in group]
 
 

@@ -63,8 +63,7 @@ def encode_side_by_side(pixels: np.ndarray, opts: EncodeOptions, schedules: tupl
     """
     # Monotonic clocks need not agree between processes: a worker gets the
     # start as a wall-clock time and turns it back into its own clock.
-    now = time.monotonic()
-    started_at = time.time() - (now - (now if start is None else start))
+    started_at = time.time() - (0.0 if start is None else time.monotonic() - start)
     workers: list[_Worker] = []
     try:
         # All started before any request: a worker reads its request once it
