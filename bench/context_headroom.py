@@ -46,7 +46,7 @@ import torch.nn.functional as F
 
 from bench.results import append_csv_row, machine, utc_now
 from bench.run import find_images
-from inrcodec.format.context import context_features
+from inrcodec.train.context import context_features
 from inrcodec.imageio import load_image
 from inrcodec.train import encoder
 from inrcodec.train.fit import Fitter, RateTarget

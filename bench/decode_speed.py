@@ -51,8 +51,6 @@ SIZES = ("native", "2048x2048", "8192x8192")
 
 CHILD = r"""
 import hashlib, json, resource, sys, time
-import torch
-torch.set_num_threads(int(sys.argv[3]))
 import inrcodec
 data = open(sys.argv[1], "rb").read()
 size = None if sys.argv[2] == "native" else sys.argv[2]
@@ -72,7 +70,9 @@ print(json.dumps({"seconds": best, "first_seconds": first, "peak_rss_mb": rss_mb
 
 def measure(coco: Path, size: str, threads: int, repeats: int, tree: Path | None = None) -> dict[str, float]:
     """Decode in a child process (with `tree` first on its path); return its best time and peak RSS."""
-    env = env_with_tree(tree)
+    # The thread count through the environment: torch (trees before
+    # 2026-12-05's numpy decoder) and OpenBLAS (numpy) both read it at start.
+    env = {**env_with_tree(tree), "OMP_NUM_THREADS": str(threads), "OPENBLAS_NUM_THREADS": str(threads)}
     # Started in the temporary folder: `python -c` puts the working folder
     # first on sys.path, which would shadow the tree's checkout.
     out = subprocess.run([sys.executable, "-c", CHILD, str(coco), size, str(threads), str(repeats)],
@@ -192,7 +192,7 @@ def main(argv: list[str] | None = None) -> None:
                          f"| {max(seconds):.3f} | {statistics.fmean(firsts):.3f} |")
     lines += ["", f"Machine: {rows[0]['machine']}; rows dated {rows[0]['date']} to {rows[-1]['date']}; "
               f"{args.rounds} round(s), best of {args.repeats} decodes per child (1 at 8192x8192).",
-              "Peak RSS is the whole child process (Python, torch and the decoder)."]
+              "Peak RSS is the whole child process (Python, the decoder and, in trees before 2026-12-05, torch)."]
     (args.out / "decode.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

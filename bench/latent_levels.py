@@ -21,7 +21,6 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from bench.metrics import psnr
 from inrcodec.format.bitstream import CocoStream, read_coco
@@ -61,7 +60,7 @@ def phase_bits(stream: CocoStream, level: int, non_anchors: bool) -> float:
     parent = stream.latents[level + 1] if level + 1 < len(stream.latents) else None
     height, width = grid.shape
     mu, scale_index = phase_parameters(stream.arm, grid, parent, 0, height, non_anchors)
-    symbols = grid.reshape(-1).numpy()[phase_cells(0, height, width, non_anchors)]
+    symbols = grid.reshape(-1)[phase_cells(0, height, width, non_anchors)]
     return symbol_bits(symbols, mu, scale_index)
 
 
@@ -69,8 +68,8 @@ def level_figures(stream: CocoStream, original: np.ndarray) -> list[LevelFigures
     """The figures of every level of a decoded file, finest first."""
     figures = []
     for level, grid in enumerate(stream.latents):
-        values = grid.reshape(-1).numpy()
-        zeroed = replace(stream, latents=[torch.zeros_like(g) if i == level else g
+        values = grid.reshape(-1)
+        zeroed = replace(stream, latents=[np.zeros_like(g) if i == level else g
                                           for i, g in enumerate(stream.latents)])
         figures.append(LevelFigures(
             level=level, cells=values.size, nonzero=float(np.mean(values != 0)),

@@ -63,7 +63,7 @@ from bench.conv_synthesis import float_fit_figures, float_fit_summary
 from bench.fixed_lambda import fitted, float_fit, pending, picks
 from bench.results import append_csv_row, machine, utc_now
 from inrcodec.format.architecture import Architecture
-from inrcodec.format.context import context_features
+from inrcodec.train.context import context_features
 from inrcodec.train import encoder
 from inrcodec.train.model import Crop, CocoNet, Window, _split, context_bits, make_mlp
 

@@ -31,7 +31,8 @@ __all__ = [
 
 
 def __getattr__(name: str):  # noqa: ANN202
-    # The API pulls in torch; import it lazily so `import inrcodec` stays cheap.
+    # The API pulls in numpy, Pillow and the decoder (and torch when encoding);
+    # import it lazily so `import inrcodec` stays cheap.
     if name in ("decode", "decode_array", "encode", "encode_with_report", "inspect"):
         from . import api
 

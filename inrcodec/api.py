@@ -3,6 +3,10 @@
     data = inrcodec.encode("photo.png", bpp=0.5)
     image = inrcodec.decode(data, size=(2048, 2048))   # PIL.Image
     pixels = inrcodec.decode_array(data)                # uint8 [H, W, 3]
+
+Decoding needs only numpy and constriction: torch (training) is imported
+by the encoding functions alone, so a decode or an `inspect` does not pay
+its import (over a second).
 """
 
 from __future__ import annotations
@@ -11,9 +15,9 @@ import math
 import numbers
 import re
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 from PIL import Image
 
 from .errors import CocoFormatError, UsageError
@@ -21,22 +25,27 @@ from .format.bitstream import CocoStream, read_coco, read_sections
 from .format.header import header_rows
 from .format.render import check_render_size, render
 from .imageio import ImageLike, load_image
-from .train.encoder import EncodeOptions, EncodeResult, Effort, encode_array, latent_section_bits
-from .train.fit import ProgressFn
+
+if TYPE_CHECKING:
+    from .train.encoder import EncodeResult, Effort
+    from .train.fit import ProgressFn
 
 MIN_BPP, MAX_BPP = 0.02, 8.0
 RATE_MISS_NOTE = 0.05  # a file further than this from the requested rate gets a note saying why
 MAX_SIDE_PARSED = 1e12  # sizes are clipped here before round(); all are over the limit
 EFFORTS = ("fast", "default", "max")
+DEVICES = ("auto", "cpu", "cuda")
 
 
 def resolve_device(device: str) -> str:
-    """Map 'auto' to 'cuda' when a GPU is usable, else 'cpu'; validate the rest."""
+    """Map 'auto' to 'cuda' when a GPU is usable, else 'cpu'; validate the rest (training's device)."""
+    import torch
+
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if device == "cuda" and not torch.cuda.is_available():
         raise UsageError("--device cuda was asked for but no CUDA GPU is available")
-    if device not in ("cpu", "cuda"):
+    if device not in DEVICES:
         raise UsageError(f"unknown device {device!r} (use auto, cpu or cuda)")
     return device
 
@@ -56,6 +65,8 @@ def encode_with_report(image: ImageLike, *, bpp: float | None = 0.5, lmbda: floa
         raise UsageError(f"unknown effort {effort!r} (use fast, default or max)")
     if time_limit is not None and not time_limit > 0:
         raise UsageError("time limit must be positive")
+    from .train.encoder import EncodeOptions, encode_array
+
     pixels, notes = load_image(image)
     opts = EncodeOptions(bpp=bpp, lmbda=lmbda, effort=effort, device=resolve_device(device),
                          seed=seed, time_limit=time_limit, iterations=iterations)
@@ -67,6 +78,8 @@ def encode_with_report(image: ImageLike, *, bpp: float | None = 0.5, lmbda: floa
 
 def _rate_miss_notes(result: EncodeResult, bpp: float) -> list[str]:
     """A note when the file missed the requested rate by more than RATE_MISS_NOTE, and why."""
+    from .train.encoder import latent_section_bits
+
     miss = result.bpp / bpp - 1
     if abs(miss) <= RATE_MISS_NOTE:
         return []
@@ -143,6 +156,10 @@ def decode_array(data: bytes, size: str | tuple[int, int] | None = None, scale: 
     """Decode `.coco` bytes to uint8 RGB [H, W, 3] at any size.
 
     Args:
+        device: accepted for compatibility ("auto", "cpu" or "cuda"); decoding
+            runs on the CPU in numpy whatever it says. Its arithmetic is
+            exact integers, so a GPU would give the same pixels, and no
+            Kodak-sized decode is long enough to pay for torch's import.
         max_pixels: refuse files whose encoded image has more pixels than this
             (checked from the header, before any entropy decoding). Decoding
             time grows with the encoded area whatever the file size, so a
@@ -156,13 +173,15 @@ def decode_array(data: bytes, size: str | tuple[int, int] | None = None, scale: 
     """
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise TypeError("decode expects the bytes of a .coco file")
+    if device not in DEVICES:
+        raise UsageError(f"unknown device {device!r} (use auto, cpu or cuda)")
     _, header, _, _ = read_sections(bytes(data))  # cheap checks first
     if max_pixels is not None and header.width * header.height > max_pixels:
         raise UsageError(f"the file holds a {header.width}x{header.height} image, "
                          f"over the limit of {max_pixels} pixels (max_pixels)")
     width, height = parse_size(size, scale, (header.width, header.height))
     stream = read_coco(bytes(data))
-    return render(stream, width, height, resolve_device(device))
+    return render(stream, width, height)
 
 
 def decode(data: bytes, size: str | tuple[int, int] | None = None, scale: float | None = None,

@@ -168,7 +168,8 @@ def encode(source: Path, output: Path | None, bpp: float | None, lmbda: float | 
               help="Output PNG (default: SOURCE with .png).")
 @click.option("--size", default=None, help="Output size WxH, Wx or xH (aspect kept when one is missing).")
 @click.option("--scale", type=float, default=None, help="Output size as a multiple of the encoded size.")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="cpu", show_default=True)
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="cpu", show_default=True,
+              help="Accepted for compatibility: decoding runs on the CPU (exact integers, same pixels anywhere).")
 @click.option("--max-pixels", type=click.IntRange(min=1), default=None,
               help="Refuse files whose encoded image has more pixels (decoding time grows with it).")
 @friendly_errors

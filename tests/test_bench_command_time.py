@@ -21,7 +21,7 @@ def test_it_times_each_command_in_fresh_processes_and_writes_the_medians(tmp_pat
         (command, run) for run in ("0", "1") for command in ("import torch", "inrcodec info", "inrcodec decode")]
     walls = {row["command"]: float(row["wall_s"]) for row in rows}
     assert walls["import torch"] > 0.2  # a fresh interpreter importing torch, not a cached call
-    assert walls["inrcodec decode"] > walls["import torch"] * 0.5
+    assert walls["inrcodec decode"] > 0.05  # an interpreter starting and importing numpy, at least
     assert all(float(row["peak_rss_mb"]) > 10 for row in rows)
     report = (out / "command_time.md").read_text()
     assert "| inrcodec decode |" in report and str(ROOT) in report

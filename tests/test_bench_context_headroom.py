@@ -11,7 +11,7 @@ from helper import synthetic_image
 from PIL import Image
 
 from bench import context_headroom as ch
-from inrcodec.format.context import context_features
+from inrcodec.train.context import context_features
 
 
 def _grid(h: int, w: int, seed: int) -> torch.Tensor:

@@ -11,9 +11,10 @@ import inrcodec
 from inrcodec import CocoFormatError
 from inrcodec.format import entropy, wavefront
 from inrcodec.format.bitstream import read_coco, read_sections
-from inrcodec.format.context import N_CONTEXT, context_features, phase_mask
+from inrcodec.format.context import N_CONTEXT, phase_mask
 from inrcodec.format.entropy import decode_latents, encode_latents, laplace_parameters, phase_parameters
 from inrcodec.format.fixedpoint import IntLinear
+from inrcodec.train.context import context_features
 
 
 def _random_arm(rng: np.random.Generator, hidden: list[int]) -> list[IntLinear]:
@@ -22,9 +23,8 @@ def _random_arm(rng: np.random.Generator, hidden: list[int]) -> list[IntLinear]:
                       int(rng.integers(0, 14))) for a, b in zip(widths, widths[1:])]
 
 
-def _sparse_latents(rng: np.random.Generator, shape: tuple[int, int], density: float) -> torch.Tensor:
-    values = rng.integers(-256, 256, shape) * (rng.random(shape) < density)
-    return torch.from_numpy(values.astype(np.float64))
+def _sparse_latents(rng: np.random.Generator, shape: tuple[int, int], density: float) -> np.ndarray:
+    return (rng.integers(-256, 256, shape) * (rng.random(shape) < density)).astype(np.float64)
 
 
 @pytest.mark.parametrize(("height", "width"), [(1, 1), (1, 6), (2, 3), (7, 5), (16, 9), (33, 4)])
@@ -34,8 +34,10 @@ def test_phase_parameters_equal_the_context_features_definition(height: int, wid
                                                                 density: float) -> None:
     """The per-parent evaluation gives exactly the 14-feature rows' mean and scale, for any band.
 
-    Mostly-zero latents (density 0.1) take the path that runs the network
-    only on cells with a non-zero feature; dense ones the path that runs it on all.
+    The rows come from training's (torch) `context_features`, so this also
+    holds the decoder's features to training's. Mostly-zero latents (density
+    0.1) take the path that runs the network only on cells with a non-zero
+    feature; dense ones the path that runs it on all.
     """
     rng = np.random.default_rng(height * 100 + width + len(hidden))
     arm = _random_arm(rng, hidden)
@@ -43,7 +45,8 @@ def test_phase_parameters_equal_the_context_features_definition(height: int, wid
     parent = _sparse_latents(rng, (-(-height // 2), -(-width // 2)), density)
     odd_cells = phase_mask(0, height, width, non_anchors=True)
     for p in (parent, None):
-        whole = context_features(grid, p).reshape(height, width, N_CONTEXT)
+        p_tensor = None if p is None else torch.from_numpy(p)
+        whole = context_features(torch.from_numpy(grid), p_tensor).numpy().reshape(height, width, N_CONTEXT)
         for r0 in range(height):
             for r1 in range(r0 + 1, height + 1):
                 for odd in (False, True):
@@ -76,7 +79,7 @@ def test_reencoding_decoded_latents_gives_the_same_stream(name: str, chunk: int,
     data = (DATA / name).read_bytes()
     stream = read_coco(data)
     _, _, payloads, _ = read_sections(data)
-    latents = [g.numpy().astype(np.int64) for g in stream.latents]
+    latents = [np.asarray(g).astype(np.int64) for g in stream.latents]
     tile = stream.header.arch.context_tile
     assert stream.version[0] == stream.header.arch.format_major and (tile is not None) == (stream.version[0] >= 2)
     reencoded = wavefront.encode_latents(latents, stream.arm, tile) if tile else encode_latents(latents, stream.arm)
@@ -92,7 +95,7 @@ def test_latent_decoding_memory_is_banded(sample: bytes, monkeypatch: pytest.Mon
     seen: list[tuple[int, int, int]] = []  # (band rows, level width, cells given parameters)
     real = entropy.phase_parameters
 
-    def spy(arm: list, grid: torch.Tensor, parent: torch.Tensor | None, r0: int, r1: int,
+    def spy(arm: list, grid: np.ndarray, parent: np.ndarray | None, r0: int, r1: int,
             odd: bool) -> tuple[np.ndarray, np.ndarray]:
         out = real(arm, grid, parent, r0, r1, odd)
         seen.append((r1 - r0, grid.shape[1], out[0].size))

@@ -11,7 +11,7 @@ from helper import head_of, synthetic_image, tiny_encode_as, with_head
 import inrcodec
 from inrcodec import CocoFormatError
 from inrcodec.format.bitstream import read_coco
-from inrcodec.format.context import wavefront_context_features
+from inrcodec.train.context import wavefront_context_features
 from inrcodec.format.header import header_rows
 from inrcodec.train import encoder
 from inrcodec.train.encoder import psnr_uint8

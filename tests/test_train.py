@@ -15,7 +15,7 @@ import torch
 
 from inrcodec.format.architecture import Architecture
 from inrcodec.format.bitstream import read_coco, read_sections, write_coco
-from inrcodec.format.context import context_features
+from inrcodec.train.context import context_features
 from inrcodec.format.render import render
 from inrcodec.train import encoder, fit
 from inrcodec.train.encoder import EncodeOptions, _quantize_and_write, _shrink_to, encode_array, latent_section_bits

@@ -8,7 +8,8 @@ import torch
 
 from inrcodec import CocoFormatError
 from inrcodec.format import entropy, wavefront
-from inrcodec.format.context import N_WAVEFRONT_CONTEXT, WAVEFRONT_NEIGHBOURS, grid_sizes, wavefront_context_features
+from inrcodec.format.context import N_WAVEFRONT_CONTEXT, WAVEFRONT_NEIGHBOURS, grid_sizes
+from inrcodec.train.context import wavefront_context_features
 from inrcodec.format.fixedpoint import LATENT_MAX, LATENT_MIN, IntLinear, run_int_mlp_columns
 
 SHAPES = [(1, 1), (1, 6), (2, 3), (7, 5), (16, 9), (33, 4), (9, 40)]
@@ -128,7 +129,7 @@ def test_latents_round_trip(height: int, width: int, tile: tuple[int, int], dens
     latents = _latents(rng, height, width, 4, density)
     data = wavefront.encode_latents(latents, arm, tile)
     decoded = wavefront.decode_latents(data, height, width, 4, arm, tile)
-    assert all(np.array_equal(d.numpy(), g) for d, g in zip(decoded, latents))
+    assert all(np.array_equal(d, g) for d, g in zip(decoded, latents))
 
 
 def test_chunked_fronts_code_the_same_bytes(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -139,7 +140,7 @@ def test_chunked_fronts_code_the_same_bytes(monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setattr(wavefront, "CHUNK_CELLS", 7)
     assert wavefront.encode_latents(latents, arm, (16, 8)) == whole
     decoded = wavefront.decode_latents(whole, 40, 56, 3, arm, (16, 8))
-    assert all(np.array_equal(d.numpy(), g) for d, g in zip(decoded, latents))
+    assert all(np.array_equal(d, g) for d, g in zip(decoded, latents))
 
 
 def test_a_truncated_or_wrong_stream_is_a_format_error() -> None:
@@ -167,7 +168,7 @@ def test_the_coders_context_model_is_the_shared_integer_code(density: float, hid
     grid, parent = _latents(rng, 37, 41, 2, density)
     model = wavefront._FrontModel(arm)
     for _, feats in _steps(37, 41, (4, 4), parent, grid):
-        theirs = entropy._laplace_from_outputs(run_int_mlp_columns(torch.from_numpy(feats * 4096), arm))
+        theirs = entropy._laplace_from_outputs(run_int_mlp_columns(feats * 4096, arm))
         mine = wavefront._laplace_parameters(model.codes(feats))
         assert np.array_equal(mine[0], theirs[0]) and np.array_equal(mine[1], theirs[1])
 
@@ -181,26 +182,11 @@ def test_the_folded_output_rounding_clamps_where_the_reference_does(weight_exp: 
     arm = [IntLinear(weight, np.array([-5 << weight_exp, 3 << weight_exp]), weight_exp, weight_exp)]
     feats = np.zeros((N_WAVEFRONT_CONTEXT, LATENT_MAX - LATENT_MIN + 1))
     feats[0] = np.arange(LATENT_MIN, LATENT_MAX + 1)
-    theirs = entropy._laplace_from_outputs(run_int_mlp_columns(torch.from_numpy(feats * 4096), arm))
+    theirs = entropy._laplace_from_outputs(run_int_mlp_columns(feats * 4096, arm))
     mu, index = wavefront._laplace_parameters(wavefront._FrontModel(arm).codes(feats))
     assert np.array_equal(mu, theirs[0]) and np.array_equal(index, theirs[1])
     assert mu.min() == LATENT_MIN and mu.max() == LATENT_MAX
     assert index.min() == 0 and index.max() == entropy.LATENT_SCALES.size - 1
-
-
-@pytest.mark.parametrize("density", [0.1, 1.0])
-def test_the_numpy_and_torch_runs_of_the_context_model_agree(monkeypatch: pytest.MonkeyPatch,
-                                                            density: float) -> None:
-    """Small fronts run the network in numpy, others in torch: the same codes either way."""
-    rng = np.random.default_rng(9)
-    model = wavefront._FrontModel(_random_arm(rng, [16, 16]))
-    grid, parent = _latents(rng, 37, 41, 2, density)
-    feats = np.concatenate([f for _, f in _steps(37, 41, (8, 8), parent, grid)], axis=1)
-    monkeypatch.setattr(wavefront, "NUMPY_MAX_CELLS", 0)
-    in_torch = model._run(feats)
-    monkeypatch.setattr(wavefront, "NUMPY_MAX_CELLS", feats.shape[1] + 1)
-    in_numpy = model._run(feats)
-    assert np.array_equal(in_torch, in_numpy) and np.any(in_torch != in_torch[:, :1])
 
 
 @pytest.mark.parametrize("tile", [(2, 2), (3, 5), (32, 32), (8, 3)])

@@ -27,7 +27,7 @@ class Architecture:
         context_tile: None for format 1.0's checkerboard context (14
             features); otherwise format 2.0's wavefront context (21
             features) in tiles of (width, height) cells
-            (`context.wavefront_context_features`).
+            (`train.context.wavefront_context_features`).
         learned_upsampling: format 3.0: the coarse levels reach full
             resolution through 2x steps of learned filters
             (`upsampling`), on format 2.0's wavefront context.

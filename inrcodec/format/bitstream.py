@@ -9,9 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-import torch
 
 from ..errors import CocoFormatError
+from .blas import one_blas_thread
 from .container import SECTION_OVERHEAD, PREFIX_SIZE, Section, pack_sections, unpack_sections
 from . import wavefront
 from .entropy import decode_latents, decode_weights, encode_latents, encode_weights
@@ -37,7 +37,7 @@ class CocoStream:
     header: Header
     synthesis: list[IntLinear]
     arm: list[IntLinear]
-    latents: list[torch.Tensor]
+    latents: list[np.ndarray]
     version: tuple[int, int] = (1, 0)
     section_sizes: dict[str, int] = field(default_factory=dict)
 
@@ -50,6 +50,7 @@ def _scale_indices(header: Header) -> list[int]:
     return [k for c in header.layers for k in (c.weight_scale_k, c.bias_scale_k)]
 
 
+@one_blas_thread
 def write_coco(header: Header, synthesis: list[IntLinear], arm: list[IntLinear],
                latents: list[np.ndarray]) -> bytes:
     """Entropy-code a quantized CocoNet into a complete `.coco` file."""
@@ -94,6 +95,7 @@ def _int_layers(header: Header, tensors: list[np.ndarray]) -> list[IntLinear]:
     return layers
 
 
+@one_blas_thread
 def read_coco(data: bytes) -> CocoStream:
     """Parse, check and entropy-decode a `.coco` file.
 

@@ -13,12 +13,10 @@ CDF entry by one unit; tabulating the CDFs ourselves would close that gap.
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import constriction
 import numpy as np
-import torch
-import torch.nn.functional as F
 
 from ..errors import CocoFormatError
 from .context import grid_sizes, phase_mask
@@ -56,7 +54,7 @@ def bytes_to_words(data: bytes) -> np.ndarray:
 CHUNK_CELLS = 1 << 16  # latent cells per context-model batch: bounds decoder memory
 
 
-def laplace_parameters(arm: list[IntLinear], feats: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+def laplace_parameters(arm: list[IntLinear], feats: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Exact Laplace mean and scale index from context features.
 
     The definition (formats/coco.md, step 5 of decoding), one 14-wide row per
@@ -73,9 +71,9 @@ def laplace_parameters(arm: list[IntLinear], feats: torch.Tensor) -> tuple[np.nd
     return _laplace_from_outputs(run_int_mlp_columns((feats * ACT_ONE).T, arm))
 
 
-def _laplace_from_outputs(out: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+def _laplace_from_outputs(out: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Mean and scale index from the context model's two Q12 outputs per cell, [2, N] (formats/coco.md, LATS)."""
-    mu, k = laplace_indices(out.numpy())
+    mu, k = laplace_indices(out)
     return mu, k - SCALE_K_MIN
 
 
@@ -85,19 +83,20 @@ LATENT_SCALES = scale_from_index(np.arange(SCALE_K_MIN, LATENT_SCALE_K_MAX + 1))
 LATENT_SCALES.flags.writeable = False
 
 
-def phase_parameters(arm: list[IntLinear], grid: torch.Tensor, parent: torch.Tensor | None,
+def phase_parameters(arm: list[IntLinear], grid: np.ndarray, parent: np.ndarray | None,
                      r0: int, r1: int, non_anchors: bool) -> tuple[np.ndarray, np.ndarray]:
     """Laplace mean and scale index of one phase's cells in rows r0..r1-1 of a level, raster order.
 
-    Exactly `laplace_parameters` of those cells' `context_features`, computed
-    around parent cells: the first layer's parent part (9 of its 14 inputs)
-    is one product per parent cell instead of one per cell; the two anchors
-    under a parent have the same features (their same-level part is zero),
-    so the rest of the network runs once per parent for both; only
-    non-anchors add their four neighbours and flag. Every accumulator is an
-    exact integer in float64 (see `fixedpoint`), so adding its parts
-    separately gives the same bits: about half the multiply-adds of one
-    14-wide row per cell, and no 14-wide feature rows at all.
+    Exactly `laplace_parameters` of those cells' context features
+    (`train.context.context_features`), computed around parent cells: the
+    first layer's parent part (9 of its 14 inputs) is one product per parent
+    cell instead of one per cell; the two anchors under a parent have the
+    same features (their same-level part is zero), so the rest of the
+    network runs once per parent for both; only non-anchors add their four
+    neighbours and flag. Every accumulator is an exact integer in float64
+    (see `fixedpoint`), so adding its parts separately gives the same bits:
+    about half the multiply-adds of one 14-wide row per cell, and no 14-wide
+    feature rows at all.
 
     Cells whose features are all zero ("quiet": a zero parent neighbourhood
     and, for non-anchors, four zero neighbours) all get the network's output
@@ -105,54 +104,113 @@ def phase_parameters(arm: list[IntLinear], grid: torch.Tensor, parent: torch.Ten
     Most latents are zero, so at the finest level about half the cells of a
     busy image are quiet, and most of a smooth one's.
 
-    `grid` need only hold this level's anchors (non-anchors read only them);
-    `parent` is the whole next coarser level, None for the coarsest.
+    `grid` (float64 [height, width]) need only hold this level's anchors
+    (non-anchors read only them); `parent` is the whole next coarser level,
+    None for the coarsest.
     """
-    height, width = grid.shape
-    first, rest = arm[0], arm[1:]
-    weight = torch.as_tensor(first.weight, dtype=torch.float64)  # [hidden, 14]
-    cells = phase_cells(r0, r1, width, non_anchors)
-    rows, cols = np.divmod(cells, width)  # rows relative to r0
+    width = grid.shape[1]
+    first = arm[0]
+    # The first layer's weight times ACT_ONE (exact: a power of two), so the
+    # integer latents and flags go into the products as they are, Q12
+    # without a scaled copy: [14, hidden], one column per hidden unit.
+    weight = np.asarray(first.weight, dtype=np.float64).T * ACT_ONE
     pr0, pr1, pw = r0 >> 1, ((r1 - 1) >> 1) + 1, -(-width // 2)
-    n_parents = (pr1 - pr0) * pw
-    parent_of = (((rows + r0) >> 1) - pr0) * pw + (cols >> 1)
+    parent_of = _phase_parents(r0 & 1, r1 - r0, width, non_anchors)
     bias = aligned_bias(first)
     if non_anchors:
-        bias = bias + weight[:, 13] * ACT_ONE  # the phase flag is 1 for every non-anchor
+        bias = bias + weight[13]  # the phase flag is 1 for every non-anchor
     # The 3x3 parent neighbourhood of every parent cell under the band: [9, parents].
     hood = None if parent is None else _parent_neighbourhoods(parent, pr0, pr1, pw)
-    busy_parents = torch.zeros(n_parents, dtype=torch.bool) if hood is None else hood.ne(0).any(0)
-    if not non_anchors:
-        # Anchors: the network once per busy parent, then each parent's
-        # mean and scale to both of its anchors.
-        busy = _busy_indices(busy_parents)
-        accumulator = None
-        if hood is not None and (busy is None or busy.numel()):
-            picked = hood if busy is None else hood.index_select(1, busy)
-            accumulator = torch.addmm(bias[None, :], (picked * ACT_ONE).T, weight[:, :9].T)
-        mu, scale_index = _network_outputs(n_parents, busy, accumulator, bias, first, rest)
-        return mu[parent_of], scale_index[parent_of]
-    # Non-anchors: rows r0 - 1 .. r1 of the level, zero-padded all round;
-    # the four neighbours of every cell by one gather of [4, cells] flat indices.
-    top = max(0, r0 - 1)
-    padded = F.pad(grid[top : r1 + 1], (1, 1, int(r0 == 0), int(r1 >= height)))
+    if non_anchors:
+        return _non_anchor_parameters(arm, weight, grid, hood, bias, r0, r1, parent_of)
+    return _anchor_parameters(arm, weight, hood, bias, (pr1 - pr0) * pw, parent_of)
+
+
+def _anchor_parameters(arm: list[IntLinear], weight: np.ndarray, hood: np.ndarray | None, bias: np.ndarray,
+                       n_parents: int, parent_of: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """`phase_parameters` of anchors: the network once per busy parent, its mean and scale to both its anchors.
+
+    An anchor's features are its parent's neighbourhood alone, so both
+    anchors under a parent share one evaluation. `weight` and `bias` as in
+    `phase_parameters`.
+    """
+    busy_parents = np.zeros(n_parents, dtype=bool) if hood is None else (hood != 0).any(0)
+    busy = _busy_indices(busy_parents)
+
+    def first_layer(a: int, b: int) -> np.ndarray:
+        picked = hood[:, a:b] if busy is None else hood[:, busy[a:b]]
+        accumulator = picked.T @ weight[:9]
+        accumulator += bias
+        return accumulator
+
+    # Without a parent level every parent is quiet: the network never runs on `hood`.
+    n_run = n_parents if busy is None else busy.size
+    mu, scale_index = _network_outputs(n_parents, busy, n_run, first_layer, bias, arm)
+    return mu[parent_of], scale_index[parent_of]
+
+
+def _non_anchor_parameters(arm: list[IntLinear], weight: np.ndarray, grid: np.ndarray, hood: np.ndarray | None,
+                           bias: np.ndarray, r0: int, r1: int, parent_of: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """`phase_parameters` of non-anchors: each parent's first-layer part, gathered, plus the cell's neighbours' part.
+
+    `weight` and `bias` as in `phase_parameters` (the bias holds the phase
+    flag's part); `parent_of` is each cell's parent's index among the
+    band's parents.
+    """
+    n_cells = parent_of.size
+    neighbours = _same_level_neighbours(grid, r0, r1)
+    busy_cells = (neighbours != 0).any(0)
+    if hood is not None:
+        busy_cells |= (hood != 0).any(0)[parent_of]
+    busy = _busy_indices(busy_cells)
+    if busy is not None:
+        parent_of, neighbours = parent_of[busy], np.take(neighbours, busy, axis=1)
+    # Rows [parents, hidden], because the cells then pick their parent's
+    # part by one gather of whole rows, not one value per hidden unit.
+    # Without a parent level, every cell's part is the bias.
+    if hood is None:
+        parent_rows, parent_of = bias[None, :], np.zeros_like(parent_of)
+    else:
+        parent_rows = hood.T @ weight[:9]
+        parent_rows += bias
+
+    def first_layer(a: int, b: int) -> np.ndarray:
+        accumulator = np.take(parent_rows, parent_of[a:b], axis=0)
+        accumulator += neighbours[:, a:b].T @ weight[9:13]
+        return accumulator
+
+    return _network_outputs(n_cells, busy, parent_of.size, first_layer, bias, arm)
+
+
+def _same_level_neighbours(grid: np.ndarray, r0: int, r1: int) -> np.ndarray:
+    """The N, S, W, E neighbours (zero beyond the level) of the non-anchors of rows r0..r1-1: [4, cells].
+
+    Rows r0 - 1 .. r1 of the level, zero-padded all round; then one gather
+    of [4, cells] flat indices.
+    """
+    height, width = grid.shape
+    top, bottom = max(0, r0 - 1), min(height, r1 + 1)
+    padded = np.zeros((r1 - r0 + 2, width + 2))
+    padded[top - r0 + 1 : bottom - r0 + 1, 1:-1] = grid[top:bottom]
+    return np.take(padded.reshape(-1), _neighbour_offsets(r0 & 1, r1 - r0, width))
+
+
+# At most 1 MiB an entry (a band's [4, cells] of CHUNK_CELLS / 2 cells); a
+# level's bands share at most two band shapes, so a few entries suffice.
+@functools.lru_cache(maxsize=16)
+def _neighbour_offsets(r0_parity: int, n_rows: int, width: int) -> np.ndarray:
+    """Flat indices into `_same_level_neighbours`' padded band of each non-anchor's N, S, W, E: [4, cells].
+
+    Like `phase_cells`, shared by the bands of one level (cached): built on
+    every band, these index arrays and their temporaries were most of the
+    step's time and fresh memory.
+    """
+    rows, cols = np.divmod(phase_cells(r0_parity, r0_parity + n_rows, width, True), width)
     stride = width + 2
-    centre = torch.from_numpy((rows + 1) * stride + cols + 1)
-    around = torch.tensor([[-stride], [stride], [-1], [1]])
-    neighbours = padded.reshape(-1).index_select(0, (centre[None] + around).reshape(-1)).view(4, -1)
-    parent_of_t = torch.from_numpy(parent_of)
-    busy = _busy_indices(busy_parents.index_select(0, parent_of_t) | neighbours.ne(0).any(0))
-    accumulator = None
-    if busy is None or busy.numel():
-        # Rows, because the cells then pick their parent's row by one gather
-        # of whole rows, ~10x faster than picking columns out of [hidden, parents].
-        parent_rows = bias[None, :].expand(n_parents, -1)
-        if hood is not None:
-            parent_rows = torch.addmm(parent_rows, (hood * ACT_ONE).T, weight[:, :9].T)
-        if busy is not None:
-            parent_of_t, neighbours = parent_of_t.index_select(0, busy), neighbours.index_select(1, busy)
-        accumulator = parent_rows.index_select(0, parent_of_t).addmm_((neighbours * ACT_ONE).T, weight[:, 9:13].T)
-    return _network_outputs(cells.size, busy, accumulator, bias, first, rest)
+    centre = (rows + 1) * stride + cols + 1
+    offsets = centre[None] + np.array([[-stride], [stride], [-1], [1]])
+    offsets.flags.writeable = False
+    return offsets
 
 
 # Quiet cells are skipped only where they are at least this share of a band:
@@ -160,48 +218,63 @@ def phase_parameters(arm: list[IntLinear], grid: torch.Tensor, parent: torch.Ten
 MIN_QUIET_SHARE = 0.25
 
 
-def _busy_indices(busy: torch.Tensor) -> torch.Tensor | None:
+def _busy_indices(busy: np.ndarray) -> np.ndarray | None:
     """Indices of the True cells of `busy`; None to run the network on every cell (too few quiet ones)."""
-    if int(busy.sum()) > (1 - MIN_QUIET_SHARE) * busy.numel():
+    if np.count_nonzero(busy) > (1 - MIN_QUIET_SHARE) * busy.size:
         return None
-    return busy.nonzero()[:, 0]
+    return np.flatnonzero(busy)
 
 
-def _parent_neighbourhoods(parent: torch.Tensor, pr0: int, pr1: int, pw: int) -> torch.Tensor:
+def _parent_neighbourhoods(parent: np.ndarray, pr0: int, pr1: int, pw: int) -> np.ndarray:
     """The 3x3 neighbourhoods (row major, zero beyond the level) of parent rows pr0..pr1-1: [9, parents]."""
-    block = torch.zeros(pr1 - pr0 + 2, pw + 2, dtype=torch.float64)
+    block = np.zeros((pr1 - pr0 + 2, pw + 2))
     lo, hi = max(0, pr0 - 1), min(parent.shape[0], pr1 + 1)
     block[lo - pr0 + 1 : hi - pr0 + 1, 1:-1] = parent[lo:hi]
-    return F.unfold(block[None, None], 3)[0]
+    windows = np.lib.stride_tricks.sliding_window_view(block, (3, 3))  # [rows, pw, 3, 3]
+    return windows.transpose(2, 3, 0, 1).reshape(9, -1)
 
 
-def _network_outputs(n: int, busy: torch.Tensor | None, accumulator: torch.Tensor | None,
-                     quiet_accumulator: torch.Tensor, first: IntLinear,
-                     rest: list[IntLinear]) -> tuple[np.ndarray, np.ndarray]:
+# Cells per pass through the network: its arrays for a block ([block,
+# hidden] float64 accumulators, 512 KiB at 16 hidden units) stay in cache
+# from the first layer to the Laplace parameters, and fresh allocations
+# stay small. A whole band at once (~32k cells a phase) made decoding a
+# 768x512 image's latents ~25 % slower, mostly page faults on its
+# multi-MiB temporaries; 2**11 and 2**13 were a few % slower than 2**12
+# (ad hoc, 2026-12-05, one BLAS thread).
+NETWORK_BLOCK = 1 << 12
+
+
+def _network_outputs(n: int, busy: np.ndarray | None, n_run: int, first_layer: Callable[[int, int], np.ndarray],
+                     quiet_accumulator: np.ndarray, arm: list[IntLinear]) -> tuple[np.ndarray, np.ndarray]:
     """Mean and scale index of n cells from their first-layer accumulators.
 
-    `accumulator` holds the rows of the `busy` cells (of every cell if
-    `busy` is None); every other cell is quiet, its accumulator the first
-    layer's `quiet_accumulator` (bias, and flag for non-anchors).
+    The network runs on the `busy` cells (on every cell if `busy` is None),
+    n_run of them, NETWORK_BLOCK at a time: `first_layer(a, b)` gives the
+    accumulator rows [b - a, hidden] of the a-th to (b-1)-th of them, bias
+    included. Every other cell is quiet, its accumulator the first layer's
+    `quiet_accumulator` (bias, and flag for non-anchors).
     """
+    first, rest = arm[0], arm[1:]
+    mu, scale_index = np.empty(n_run), np.empty(n_run, dtype=np.int64)
+    for a in range(0, n_run, NETWORK_BLOCK):
+        b = min(n_run, a + NETWORK_BLOCK)
+        mu[a:b], scale_index[a:b] = _laplace_from_outputs(_finish_arm(first_layer(a, b).T, first, rest))
     if busy is None:
-        return _laplace_from_outputs(_finish_arm(accumulator.T, first, rest))
-    quiet_mu, quiet_index = _laplace_from_outputs(_finish_arm(quiet_accumulator[:, None].clone(), first, rest))
-    mu, scale_index = np.full(n, quiet_mu[0]), np.full(n, quiet_index[0])
-    if accumulator is not None:
-        index = busy.numpy()
-        mu[index], scale_index[index] = _laplace_from_outputs(_finish_arm(accumulator.T, first, rest))
-    return mu, scale_index
+        return mu, scale_index
+    quiet_mu, quiet_index = _laplace_from_outputs(_finish_arm(quiet_accumulator[:, None].copy(), first, rest))
+    all_mu, all_index = np.full(n, quiet_mu[0]), np.full(n, quiet_index[0])
+    all_mu[busy], all_index[busy] = mu, scale_index
+    return all_mu, all_index
 
 
-def _finish_arm(accumulator: torch.Tensor, first: IntLinear, rest: list[IntLinear]) -> torch.Tensor:
-    """The context model's Q12 outputs [2, N] from its first layer's accumulators as columns [hidden, N]."""
+def _finish_arm(accumulator: np.ndarray, first: IntLinear, rest: list[IntLinear]) -> np.ndarray:
+    """The context model's Q12 outputs [2, N] from its first layer's accumulators as columns [hidden, N], in place."""
     return run_int_mlp_columns(finish_int_layer(accumulator, first, not rest), rest)
 
 
 @functools.lru_cache(maxsize=64)
 def _phase_offsets(r0_parity: int, n_rows: int, width: int, non_anchors: bool) -> np.ndarray:
-    offsets = np.flatnonzero(phase_mask(r0_parity, r0_parity + n_rows, width, non_anchors).numpy())
+    offsets = np.flatnonzero(phase_mask(r0_parity, r0_parity + n_rows, width, non_anchors))
     offsets.flags.writeable = False  # shared by every band of this shape
     return offsets
 
@@ -213,6 +286,20 @@ def phase_cells(r0: int, r1: int, width: int, non_anchors: bool) -> np.ndarray:
     so bands of one level share it (cached).
     """
     return _phase_offsets(r0 & 1, r1 - r0, width, non_anchors)
+
+
+@functools.lru_cache(maxsize=64)
+def _phase_parents(r0_parity: int, n_rows: int, width: int, non_anchors: bool) -> np.ndarray:
+    """Each of `phase_cells`' cells' parent, as a flat index among the parent cells under the band (int64).
+
+    Cached like `phase_cells`: computed on every band, it and its
+    temporaries (fresh memory, so page faults) were a measurable share of
+    a band's time.
+    """
+    rows, cols = np.divmod(_phase_offsets(r0_parity, n_rows, width, non_anchors), width)
+    parents = ((rows + r0_parity) >> 1) * -(-width // 2) + (cols >> 1)
+    parents.flags.writeable = False
+    return parents
 
 
 def _coding_steps(sizes: list[tuple[int, int]]) -> Iterator[tuple[int, int, int, bool, np.ndarray]]:
@@ -234,11 +321,11 @@ def _coding_steps(sizes: list[tuple[int, int]]) -> Iterator[tuple[int, int, int,
 
 def encode_latents(latents: list[np.ndarray], arm: list[IntLinear]) -> bytes:
     """Range-code integer latent grids (finest first in the list) into bytes."""
-    grids = [torch.as_tensor(g, dtype=torch.float64) for g in latents]
+    grids = [np.asarray(g, dtype=np.float64) for g in latents]
     encoder = constriction.stream.queue.RangeEncoder()
     for level, r0, r1, odd, cells in _coding_steps([tuple(g.shape) for g in grids]):
         parent = grids[level + 1] if level + 1 < len(grids) else None
-        symbols = grids[level][r0:r1].reshape(-1).numpy()[cells].astype(np.int32)
+        symbols = grids[level][r0:r1].reshape(-1)[cells].astype(np.int32)
         if symbols.size:
             mu, scale_index = phase_parameters(arm, grids[level], parent, r0, r1, odd)
             encoder.encode(symbols, _LATENT_MODEL, mu, LATENT_SCALES[scale_index])
@@ -304,8 +391,8 @@ def _slice_bits(s: np.ndarray, mu: np.ndarray, scale: np.ndarray) -> np.ndarray:
 
 
 def decode_latents(data: bytes, height: int, width: int, n_levels: int,
-                   arm: list[IntLinear]) -> list[torch.Tensor]:
-    """Inverse of `encode_latents`: float64 integer grids, finest first.
+                   arm: list[IntLinear]) -> list[np.ndarray]:
+    """Inverse of `encode_latents`: float64 integer grids [h, w], finest first.
 
     Memory: the grids themselves plus one band of CHUNK_CELLS cells at a time.
 
@@ -316,7 +403,7 @@ def decode_latents(data: bytes, height: int, width: int, n_levels: int,
     tens of millions of cells.
     """
     sizes = grid_sizes(height, width, n_levels)
-    grids = [torch.zeros(h, w, dtype=torch.float64) for h, w in sizes]
+    grids = [np.zeros((h, w)) for h, w in sizes]
     words = bytes_to_words(data)
     budget_bits = 32.0 * words.size + INFORMATION_SLACK_BITS
     spent_bits = 0.0
@@ -329,7 +416,7 @@ def decode_latents(data: bytes, height: int, width: int, n_levels: int,
         symbols = _decode_symbols(decoder, _LATENT_MODEL, mu, LATENT_SCALES[scale_index], "latent")
         spent_bits += symbol_bits(symbols, mu, scale_index)
         refuse_over_budget(spent_bits, budget_bits, words.size, level)
-        grids[level][r0:r1].view(-1)[torch.tensor(cells)] = torch.from_numpy(symbols.astype(np.float64))
+        np.put(grids[level], r0 * sizes[level][1] + cells, symbols)  # flat indices into the whole level
     _check_consumed(decoder, "latent")
     return grids
 

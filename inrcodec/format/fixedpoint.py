@@ -1,7 +1,7 @@
 """Exact integer arithmetic shared by the encoder's final pass and the decoder.
 
 Every number the decoder computes is an integer. We keep those integers in
-float64 tensors: as long as every product and every partial sum stays below
+float64 arrays: as long as every product and every partial sum stays below
 2**53 in magnitude, a float64 matrix product of integers is *exact* whatever
 the summation order, blocking, FMA use or thread count, so BLAS on any CPU and
 cuBLAS on any GPU give bit-identical results. The limits below (activation and
@@ -19,7 +19,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 
 ACT_FRAC_BITS = 12
 ACT_ONE = 1 << ACT_FRAC_BITS
@@ -81,21 +80,21 @@ class IntLinear:
     bias_exp: int
 
 
-def run_int_mlp(x: torch.Tensor, layers: list[IntLinear]) -> torch.Tensor:
+def run_int_mlp(x: np.ndarray, layers: list[IntLinear]) -> np.ndarray:
     """Evaluate an integer MLP exactly: ReLU between layers, none after the last.
 
     Args:
-        x: float64 tensor [N, in] of Q12 integers.
+        x: float64 array [N, in] of Q12 integers.
         layers: the layers in order.
 
     Returns:
-        float64 tensor [N, out] of Q12 integers (a transposed view of
+        float64 array [N, out] of Q12 integers (a transposed view of
         `run_int_mlp_columns`' result).
     """
-    return run_int_mlp_columns(x.T, layers).T
+    return run_int_mlp_columns(np.ascontiguousarray(x.T), layers).T
 
 
-def run_int_mlp_columns(columns: torch.Tensor, layers: list[IntLinear]) -> torch.Tensor:
+def run_int_mlp_columns(columns: np.ndarray, layers: list[IntLinear]) -> np.ndarray:
     """`run_int_mlp` on column vectors: [in, N] -> [out, N], one column per input.
 
     The decoder's own layout: BLAS runs these tall, skinny products faster
@@ -103,26 +102,30 @@ def run_int_mlp_columns(columns: torch.Tensor, layers: list[IntLinear]) -> torch
     the order of summation, so the layout cannot change a result, nor can
     running the columns in chunks of CACHE_COLUMNS.
     """
-    return run_int_mlp_prepared(columns, layers, int_mlp_tensors(layers, columns.device))
+    return run_int_mlp_prepared(columns, int_mlp_arrays(layers))
 
 
-def int_mlp_tensors(layers: list[IntLinear],
-                    device: torch.device | str = "cpu") -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """Each layer's float64 weight and aligned bias column scaled by 2**-weight_exp (see `_int_mlp`).
+def int_mlp_arrays(layers: list[IntLinear]) -> list[tuple[np.ndarray, np.ndarray, float]]:
+    """Each layer's float64 weight scaled by 2**-weight_exp, its aligned bias column so scaled, and its low clamp.
 
-    `run_int_mlp_columns` builds them on every call; callers that run one
-    network on many small batches build them once (`run_int_mlp_prepared`).
+    Scaling by a power of two is exact, so every partial sum of the scaled
+    product is a multiple of 2**-weight_exp below 2**44 in magnitude,
+    whichever order BLAS sums in: flooring it is flooring the accumulator
+    divided by 2**weight_exp. `run_int_mlp_columns` builds them on every
+    call; callers that run one network on many small batches build them
+    once (`run_int_mlp_prepared`).
     """
-    return [(torch.as_tensor(layer.weight, dtype=torch.float64, device=device),
-             aligned_bias(layer, device)[:, None] * 2.0 ** -layer.weight_exp) for layer in layers]
+    return [(np.asarray(layer.weight, dtype=np.float64) * 2.0 ** -layer.weight_exp,
+             aligned_bias(layer)[:, None] * 2.0 ** -layer.weight_exp,
+             -ACT_LIMIT if i == len(layers) - 1 else 0) for i, layer in enumerate(layers)]
 
 
-def run_int_mlp_prepared(columns: torch.Tensor, layers: list[IntLinear],
-                         tensors: list[tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
-    """`run_int_mlp_columns` with the layers' tensors from `int_mlp_tensors`."""
+def run_int_mlp_prepared(columns: np.ndarray, arrays: list[tuple[np.ndarray, np.ndarray, float]]) -> np.ndarray:
+    """`run_int_mlp_columns` with the layers' arrays from `int_mlp_arrays`."""
     if columns.shape[1] > CACHE_COLUMNS:
-        return torch.cat([_int_mlp(part, layers, tensors) for part in columns.split(CACHE_COLUMNS, dim=1)], dim=1)
-    return _int_mlp(columns, layers, tensors)
+        return np.concatenate([_int_mlp(columns[:, a : a + CACHE_COLUMNS], arrays)
+                               for a in range(0, columns.shape[1], CACHE_COLUMNS)], axis=1)
+    return _int_mlp(columns, arrays)
 
 
 # Columns per pass through the layers: a [16, 2**14] float64 activation is 2
@@ -132,44 +135,33 @@ def run_int_mlp_prepared(columns: torch.Tensor, layers: list[IntLinear],
 CACHE_COLUMNS = 1 << 14
 
 
-def _int_mlp(columns: torch.Tensor, layers: list[IntLinear],
-             tensors: list[tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
-    """The layers on one chunk of columns.
-
-    `tensors`: each layer's float64 weight and its aligned bias column
-    already scaled by 2**-weight_exp: addmm then applies the layer's
-    2**-weight_exp to the product itself (alpha), which saves
-    `finish_int_layer`'s separate pass over the accumulator. Still exact:
-    scaling by a power of two is exact, so every partial sum is a multiple
-    of 2**-weight_exp below 2**44 in magnitude, whichever order BLAS sums in.
-    """
-    for i, (layer, (weight, bias)) in enumerate(zip(layers, tensors)):
-        scaled = torch.addmm(bias, weight, columns, alpha=2.0 ** -layer.weight_exp)
-        columns = _floor_and_clamp(scaled, last=i == len(layers) - 1)
+def _int_mlp(columns: np.ndarray, arrays: list[tuple[np.ndarray, np.ndarray, float]]) -> np.ndarray:
+    """The layers on one chunk of columns: product, bias, floor and clamp, in place after the product."""
+    for weight, bias, low in arrays:
+        columns = weight @ columns
+        columns += bias
+        np.floor(columns, out=columns)
+        np.clip(columns, low, ACT_LIMIT, out=columns)
     return columns
 
 
-def aligned_bias(layer: IntLinear, device: torch.device | str = "cpu") -> torch.Tensor:
-    """The layer's bias on the scale of its accumulator (Q12 activations times integer weights)."""
+def aligned_bias(layer: IntLinear) -> np.ndarray:
+    """The layer's bias on the scale of its accumulator (Q12 activations times integer weights), float64."""
     shift = ACT_FRAC_BITS + layer.weight_exp - layer.bias_exp
-    return torch.as_tensor(layer.bias * (1 << shift), dtype=torch.float64, device=device)
+    return np.asarray(layer.bias * (1 << shift), dtype=np.float64)
 
 
-def finish_int_layer(accumulator: torch.Tensor, layer: IntLinear, last: bool) -> torch.Tensor:
+def finish_int_layer(accumulator: np.ndarray, layer: IntLinear, last: bool) -> np.ndarray:
     """Q12 outputs of `layer` from its accumulator (bias included), in place.
 
     The accumulator is an exact integer (see the module docstring) however it
     was summed, so callers may add its parts separately (`entropy` adds a
-    parent cell's part once for the cells that share it).
+    parent cell's part once for the cells that share it). Division by a
+    power of two and floor are exact in float64.
     """
-    # Division by a power of two and floor are exact in float64. In-place
-    # ops: the layers are memory-bound, each pass over [N, width] counts.
-    return _floor_and_clamp(accumulator.mul_(2.0 ** -layer.weight_exp), last)
-
-
-def _floor_and_clamp(scaled: torch.Tensor, last: bool) -> torch.Tensor:
-    """Q12 outputs from an accumulator already scaled by 2**-weight_exp, in place: ReLU unless `last`."""
-    return scaled.floor_().clamp_(-ACT_LIMIT if last else 0, ACT_LIMIT)
+    accumulator *= 2.0 ** -layer.weight_exp
+    np.floor(accumulator, out=accumulator)
+    return np.clip(accumulator, -ACT_LIMIT if last else 0, ACT_LIMIT, out=accumulator)
 
 
 def bicubic_taps(n_out: int, n_in: int) -> tuple[np.ndarray, np.ndarray]:

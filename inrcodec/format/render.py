@@ -8,8 +8,8 @@ level to the encoded size through its learned 2x steps
 output's pixel centres (`sampling.resample_q12`; nothing to do at the
 encoded size). Output rows are produced in
 bands of about `TILE_PIXELS` pixels so memory does not grow with the output.
-All arithmetic is exact integer arithmetic (see `fixedpoint`), hence the same
-pixels on any machine, thread count or device.
+All arithmetic is exact integer arithmetic in numpy float64 arrays (see
+`fixedpoint`), hence the same pixels on any machine or thread count.
 """
 
 from __future__ import annotations
@@ -17,9 +17,9 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
-import torch
 
 from ..errors import UsageError
+from .blas import one_blas_thread
 from .bitstream import CocoStream
 from .context import grid_sizes
 from .fixedpoint import ACT_FRAC_BITS, ACT_LIMIT, run_int_mlp_columns
@@ -39,20 +39,28 @@ def check_render_size(width: int, height: int) -> None:
         raise UsageError(f"output size {width}x{height} has {width * height} pixels, over the limit of {MAX_RENDER_PIXELS}")
 
 
-def q12_to_uint8_(rgb_q12: torch.Tensor) -> torch.Tensor:
-    """Map Q12 colour in [0, 1] to 0..255 with round-half-up, exactly, in place (overwrites its input)."""
+def q12_to_uint8_(rgb_q12: np.ndarray) -> np.ndarray:
+    """Map Q12 colour in [0, 1] to 0..255 with round-half-up, exactly, in place (overwrites its float64 input).
+
+    The result is still float64 (whole numbers 0..255): assigning it to a
+    uint8 array converts it.
+    """
     half = 1 << (ACT_FRAC_BITS - 1)
-    return rgb_q12.mul_(255).add_(half).div_(1 << ACT_FRAC_BITS).floor_().clamp_(0, 255)
+    rgb_q12 *= 255
+    rgb_q12 += half
+    rgb_q12 /= 1 << ACT_FRAC_BITS  # a power of two: exact
+    np.floor(rgb_q12, out=rgb_q12)
+    return np.clip(rgb_q12, 0, 255, out=rgb_q12)
 
 
-def render(stream: CocoStream, width: int | None = None, height: int | None = None,
-           device: str = "cpu", on_rows: Callable[[int], None] | None = None) -> np.ndarray:
-    """Render the decoded image.
+@one_blas_thread
+def render(stream: CocoStream, width: int | None = None, height: int | None = None, *,
+           on_rows: Callable[[int], None] | None = None) -> np.ndarray:
+    """Render the decoded image, on the CPU.
 
     Args:
         stream: a decoded `.coco` file.
         width, height: output size; None for the encoded size.
-        device: torch device for the arithmetic (results are identical).
         on_rows: called with the number of rows finished after each band.
 
     Returns:
@@ -63,42 +71,42 @@ def render(stream: CocoStream, width: int | None = None, height: int | None = No
     height = height or header.height
     check_render_size(width, height)
     sizes = grid_sizes(header.height, header.width, header.arch.n_levels)
-    grids = [g.to(device) for g in stream.latents]
-    features = (_upsampled_features(grids, header.up_taps, sizes, height, width, device)
-                if header.arch.learned_upsampling else _sampled_features(grids, sizes, height, width, device))
+    grids = [np.asarray(g, dtype=np.float64) for g in stream.latents]
+    features = (_upsampled_features(grids, header.up_taps, sizes, height, width)
+                if header.arch.learned_upsampling else _sampled_features(grids, sizes, height, width))
     out = np.empty((height, width, 3), dtype=np.uint8)
     band = max(1, TILE_PIXELS // width)
     if header.arch.learned_upsampling:  # the stored-size plane rows a band reads: about TILE_PIXELS pixels too
         band = max(1, min(band, TILE_PIXELS * height // (header.height * header.width)))
     for r0 in range(0, height, band):
         r1 = min(height, r0 + band)
-        x = features(r0, r1).reshape(len(grids), -1).clamp_(-ACT_LIMIT, ACT_LIMIT)  # [levels, N]
+        x = features(r0, r1).reshape(len(grids), -1)  # [levels, N]
+        np.clip(x, -ACT_LIMIT, ACT_LIMIT, out=x)
         rgb = q12_to_uint8_(run_int_mlp_columns(x, stream.synthesis))  # [3, N]
-        out[r0:r1] = rgb.T.reshape(r1 - r0, width, 3).to("cpu", torch.uint8).numpy()
+        out[r0:r1] = rgb.T.reshape(r1 - r0, width, 3)  # whole numbers 0..255: the cast is exact
         if on_rows:
             on_rows(r1 - r0)
     return out
 
 
-Features = Callable[[int, int], torch.Tensor]  # output rows r0..r1-1 -> Q12 [levels, r1 - r0, width]
+Features = Callable[[int, int], np.ndarray]  # output rows r0..r1-1 -> Q12 float64 [levels, r1 - r0, width]
 
 
-def _sampled_features(grids: list[torch.Tensor], sizes: list[tuple[int, int]], height: int, width: int,
-                      device: str) -> Features:
+def _sampled_features(grids: list[np.ndarray], sizes: list[tuple[int, int]], height: int, width: int) -> Features:
     """Formats 1.0 and 2.0: each level sampled bicubically at the output's pixel centres."""
-    taps = pixel_taps(height, width, sizes, device)
-    return lambda r0, r1: torch.stack([sample_exact(g, rows, cols, r0, r1) for g, (rows, cols) in zip(grids, taps)])
+    taps = pixel_taps(height, width, sizes)
+    return lambda r0, r1: np.stack([sample_exact(g, rows, cols, r0, r1) for g, (rows, cols) in zip(grids, taps)])
 
 
-def _upsampled_features(grids: list[torch.Tensor], up_taps: tuple[tuple[int, ...], ...],
-                        sizes: list[tuple[int, int]], height: int, width: int, device: str) -> Features:
+def _upsampled_features(grids: list[np.ndarray], up_taps: tuple[tuple[int, ...], ...],
+                        sizes: list[tuple[int, int]], height: int, width: int) -> Features:
     """Format 3.0: the levels' full-resolution planes, resampled bicubically unless the output is the encoded size."""
     planes = LevelPlanes(grids, up_taps, sizes)
     if (height, width) == sizes[0]:
         return planes.rows
-    rows, cols = AxisTaps(height, sizes[0][0], device), AxisTaps(width, sizes[0][1], device)
+    rows, cols = AxisTaps(height, sizes[0][0]), AxisTaps(width, sizes[0][1])
 
-    def features(r0: int, r1: int) -> torch.Tensor:
+    def features(r0: int, r1: int) -> np.ndarray:
         index, _ = rows.slice(r0, r1)
         lo, hi = int(index.min()), int(index.max()) + 1
         return resample_q12(planes.rows(lo, hi), lo, rows, cols, r0, r1)

@@ -2,7 +2,7 @@
 
 Format 1.0 codes a level in two checkerboard phases, so half of its cells
 (the anchors) see nothing of their own level. Format 2.0's context
-(`context.wavefront_context_features`) gives every cell the twelve cells
+(`train.context.wavefront_context_features`) gives every cell the twelve cells
 within two rows above and two columns either side that precede it in
 raster order (as Cool-chic's auto-regressive model), cut at the edges of
 tiles of `tile` = (width, height) cells. Fitting with it instead of the
@@ -19,7 +19,6 @@ operations and one range-coder call.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import itertools
 from collections.abc import Iterator
@@ -28,7 +27,6 @@ from typing import NamedTuple
 
 import constriction
 import numpy as np
-import torch
 
 from .context import N_WAVEFRONT_CONTEXT, WAVEFRONT_NEIGHBOURS, grid_sizes
 from .entropy import (
@@ -138,10 +136,10 @@ def _tile_fronts(tile: tuple[int, int], extent: tuple[int, int]) -> _TileFronts:
     return fronts
 
 
-def _front_model_layers(arm: list[IntLinear]) -> list[tuple[torch.Tensor, torch.Tensor, object, object]]:
+def _front_model_layers(arm: list[IntLinear]) -> list[tuple[np.ndarray, np.ndarray, object, object]]:
     """The context model's layers as (weight, bias column, low, high) for `_FrontModel._run`.
 
-    Each layer's `fixedpoint` arithmetic folded into its tensors, all by
+    Each layer's `fixedpoint` arithmetic folded into its arrays, all by
     powers of two, hence still exact (every partial sum a multiple of a
     power of two well within float64's 53 bits): the first layer's weight
     takes the Q12 scaling of the features (ACT_ONE), every layer its
@@ -159,28 +157,21 @@ def _front_model_layers(arm: list[IntLinear]) -> list[tuple[torch.Tensor, torch.
     scale_step = ACT_ONE // SCALE_STEPS_PER_OCTAVE
     layers = []
     for i, layer in enumerate(arm):
-        weight = torch.as_tensor(layer.weight, dtype=torch.float64) * 2.0 ** -layer.weight_exp
+        weight = np.asarray(layer.weight, dtype=np.float64) * 2.0 ** -layer.weight_exp
         bias = aligned_bias(layer)[:, None] * 2.0 ** -layer.weight_exp
         if i == 0:
             weight = weight * ACT_ONE
         if i < len(arm) - 1:
             layers.append((weight, bias, 0, ACT_LIMIT))
             continue
-        steps = torch.tensor([[mu_step], [scale_step]], dtype=torch.float64)
-        offset = torch.tensor([[0.5], [0.5 - SCALE_K_MIN]], dtype=torch.float64)
-        low = torch.tensor([[LATENT_MIN << MU_FRAC_BITS], [0]], dtype=torch.float64)
-        high = torch.tensor([[LATENT_MAX << MU_FRAC_BITS], [LATENT_SCALE_K_MAX - SCALE_K_MIN]], dtype=torch.float64)
+        steps = np.array([[mu_step], [scale_step]], dtype=np.float64)
+        offset = np.array([[0.5], [0.5 - SCALE_K_MIN]])
+        low = np.array([[LATENT_MIN << MU_FRAC_BITS], [0]], dtype=np.float64)
+        high = np.array([[LATENT_MAX << MU_FRAC_BITS], [LATENT_SCALE_K_MAX - SCALE_K_MIN]], dtype=np.float64)
         layers.append((weight / steps, bias / steps + offset, low, high))
     return layers
 
 
-# Fronts of fewer cells run the network in numpy, whose calls cost less
-# than torch's: at the coarse levels' fronts (a few to a few hundred cells)
-# the calls are most of the time. kodim01's latents ~153 -> ~143 ms on an
-# AMD EPYC family 25 (ad hoc, 2026-12-05; 128 and 1024 cells about the
-# same). Far too small for numpy's BLAS to start threads; the same exact
-# integers either way.
-NUMPY_MAX_CELLS = 512
 # Fronts of fewer cells run the network on all of them: there its fixed
 # cost per call (~17 us) is most of its time, and finding the quiet cells
 # costs ~4 us.
@@ -190,16 +181,11 @@ QUIET_CHECK_MIN_CELLS = 256
 class _FrontModel:
     """The context model, prepared once per stream, giving each front's exact Laplace codes.
 
-    The network runs in torch on one thread (`_one_thread`): numpy's BLAS
-    keeps its own thread pool, and on a busy machine a product of a few
-    thousand columns there took ~5 ms instead of ~0.1 ms (ad hoc,
-    2026-12-03); only small fronts run in numpy (NUMPY_MAX_CELLS). The
-    arithmetic is `fixedpoint`'s, exact integers in float64.
+    The arithmetic is `fixedpoint`'s, exact integers in float64.
     """
 
     def __init__(self, arm: list[IntLinear]) -> None:
         self.layers = _front_model_layers(arm)
-        self.numpy_layers = [tuple(np.asarray(part) for part in layer) for layer in self.layers]
         self.quiet = self._run(np.zeros((N_WAVEFRONT_CONTEXT, 1)))  # at zero features
 
     def codes(self, feats: np.ndarray) -> np.ndarray:
@@ -223,19 +209,14 @@ class _FrontModel:
         return codes
 
     def _run(self, feats: np.ndarray) -> np.ndarray:
-        if feats.shape[1] < NUMPY_MAX_CELLS:
-            x = feats
-            for weight, bias, low, high in self.numpy_layers:
-                x = weight @ x
-                x += bias
-                np.floor(x, out=x)
-                np.maximum(x, low, out=x)
-                np.minimum(x, high, out=x)
-            return x
-        x = torch.from_numpy(feats)
+        x = feats
         for weight, bias, low, high in self.layers:
-            x = torch.addmm(bias, weight, x).floor_().clamp_(low, high)
-        return x.numpy()
+            x = weight @ x
+            x += bias
+            np.floor(x, out=x)
+            np.maximum(x, low, out=x)
+            np.minimum(x, high, out=x)
+        return x
 
 
 def _laplace_parameters(codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -378,31 +359,8 @@ class _Level:
         return _laplace_parameters(self.in_coding_order(step, model.codes(self.features(step))))
 
 
-@contextlib.contextmanager
-def _one_thread() -> Iterator[None]:
-    """Torch on one intra-op thread for the duration.
-
-    A front is at most a few thousand cells: too small for threads to pay,
-    and hundreds of fronts each hand work to the pool and wait for it. On a
-    busy 2-core machine that made decoding kodim01 ~4x slower with two
-    threads than with one (ad hoc, 2026-12-03). The results do not depend
-    on the thread count (exact integer arithmetic), only the time does.
-    """
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
-
-
 def encode_latents(latents: list[np.ndarray], arm: list[IntLinear], tile: tuple[int, int]) -> bytes:
     """Range-code integer latent grids (finest first in the list) into bytes, front by front."""
-    with _one_thread():
-        return _encode_latents(latents, arm, tile)
-
-
-def _encode_latents(latents: list[np.ndarray], arm: list[IntLinear], tile: tuple[int, int]) -> bytes:
     model = _FrontModel(arm)
     encoder = constriction.stream.queue.RangeEncoder()
     parent: np.ndarray | None = None
@@ -418,18 +376,12 @@ def _encode_latents(latents: list[np.ndarray], arm: list[IntLinear], tile: tuple
 
 
 def decode_latents(data: bytes, height: int, width: int, n_levels: int, arm: list[IntLinear],
-                   tile: tuple[int, int]) -> list[torch.Tensor]:
+                   tile: tuple[int, int]) -> list[np.ndarray]:
     """Inverse of `encode_latents`: float64 integer grids, finest first.
 
     Refuses a stream as soon as its symbols so far carry more information
     than the payload can hold, as `entropy.decode_latents` does.
     """
-    with _one_thread():
-        return _decode_latents(data, height, width, n_levels, arm, tile)
-
-
-def _decode_latents(data: bytes, height: int, width: int, n_levels: int, arm: list[IntLinear],
-                    tile: tuple[int, int]) -> list[torch.Tensor]:
     shapes = grid_sizes(height, width, n_levels)
     words = bytes_to_words(data)
     budget_bits = 32.0 * words.size + INFORMATION_SLACK_BITS
@@ -456,7 +408,7 @@ def _decode_latents(data: bytes, height: int, width: int, n_levels: int, arm: li
         grids[level] = parent = state.grid()
     _check_information(unchecked, spent_bits, budget_bits, words.size, 0)
     _check_consumed(decoder, "latent")
-    return [torch.from_numpy(g) for g in grids]
+    return grids
 
 
 def _check_information(unchecked: list[tuple[np.ndarray, np.ndarray, np.ndarray]], spent_bits: float,

@@ -643,7 +643,7 @@ def _dense(taps: AxisTaps, n_in: int, device: torch.device) -> torch.Tensor:
     """Taps of one axis as a dense [n_out, n_in] float32 matrix."""
     n_out = taps.index.shape[0]
     dense = torch.zeros(n_out, n_in, dtype=torch.float64)
-    dense.scatter_add_(1, taps.index.cpu(), taps.weight_q12.cpu() / ACT_ONE)
+    dense.scatter_add_(1, torch.from_numpy(taps.index), torch.from_numpy(taps.weight_q12) / ACT_ONE)
     return dense.to(device=device, dtype=torch.float32)
 
 

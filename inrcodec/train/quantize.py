@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..format.context import level_context
+from .context import level_context
 from ..format.fixedpoint import ACT_FRAC_BITS, WEIGHT_LIMIT, IntLinear, nearest_scale_index, scale_from_index
 from ..format.header import Header, LayerCoding
 from ..format.upsampling import UP_TAP_MAX, UP_TAP_MIN

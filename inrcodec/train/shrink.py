@@ -88,7 +88,7 @@ def _costs(model: CocoNet, image: torch.Tensor, bands: list[Window]) -> list[tor
             added = h / 2 * ((q + step - x) ** 2 - (q - x) ** 2)
             movable = (step != 0) & (bits > 0)
             if not model.arch.context_tile:
-                movable &= ~phase_mask(0, q.shape[0], q.shape[1], non_anchors=False).to(q.device)
+                movable &= ~torch.from_numpy(phase_mask(0, q.shape[0], q.shape[1], non_anchors=False)).to(q.device)
             costs.append(torch.where(movable, added / bits.clamp_min(1e-9), torch.inf))
     return costs
 
