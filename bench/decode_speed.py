@@ -51,6 +51,7 @@ SIZES = ("native", "2048x2048", "8192x8192")
 
 CHILD = r"""
 import hashlib, json, resource, sys, time
+import inrcodec.api  # the API's imports (torch's, in trees before 2026-12-05) before the first decode's timer
 import inrcodec
 data = open(sys.argv[1], "rb").read()
 size = None if sys.argv[2] == "native" else sys.argv[2]
