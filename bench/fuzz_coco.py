@@ -20,7 +20,7 @@ decoder. Files whose header states more than RENDER_PIXELS pixels have all
 their latents decoded but are rendered at a reduced size.
 
 Per case: wall time (the slowest are listed) and peak RSS above the baseline,
-sampled every few milliseconds (torch's allocations are invisible to
+sampled every few milliseconds (native allocations are invisible to
 tracemalloc). An address-space limit turns a runaway allocation into a
 MemoryError, reported as a failure, instead of an OOM kill.
 """
@@ -303,16 +303,12 @@ def machine() -> dict[str, object]:
     cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                 if line.startswith("model name")), platform.processor())
     return {"cpu": cpu, "cores": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
-            "torch": version("torch"), "numpy": version("numpy"), "constriction": version("constriction"),
-            "inrcodec": version("inrcodec"), "torch_threads": 1}
+            "numpy": version("numpy"), "constriction": version("constriction"), "inrcodec": version("inrcodec")}
 
 
 def fuzz(n: int, seed: int, log: Callable[[str], None] = print) -> dict[str, object]:
-    import torch
-
     import inrcodec
 
-    torch.set_num_threads(1)
     samples = {p.name: p.read_bytes() for p in sorted(SAMPLES.glob("*.coco"))}
     originals = {name: inrcodec.decode_array(data) for name, data in samples.items()}
     rss = PeakRss()
@@ -366,7 +362,7 @@ def write_readme(summary: dict, path: Path) -> None:
 - random cases: {json.dumps(summary['by_kind']['random'])}
 - failures: {len(summary['failures'])}
 - peak RSS growth in one case: {summary['peak_rss_growth_mib']} MiB (case {summary['peak_rss_case']['index']}, {summary['peak_rss_case']['case']}); process max RSS {summary['max_rss_mib']} MiB
-- machine: {m['cpu']}, {m['cores']} cores, {m['platform']}, torch {m['torch']} (1 thread), constriction {m['constriction']}, inrcodec {m['inrcodec']}
+- machine: {m['cpu']}, {m['cores']} cores, {m['platform']}, numpy {m['numpy']}, constriction {m['constriction']}, inrcodec {m['inrcodec']}
 
 ## Slowest cases
 

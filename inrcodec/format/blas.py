@@ -25,8 +25,8 @@ R = TypeVar("R")
 
 @functools.cache
 def _controller() -> ThreadpoolController:
-    # Finds the BLAS libraries loaded by then (numpy's, and torch's where
-    # torch is loaded); built once, ~1 ms.
+    # Finds the BLAS libraries loaded by then (numpy's OpenBLAS; torch
+    # links its MKL statically, out of reach and untouched); built once, ~1 ms.
     return ThreadpoolController()
 
 

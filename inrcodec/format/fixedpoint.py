@@ -219,8 +219,6 @@ def scale_index_from_log2(log2_scale_q12: np.ndarray) -> np.ndarray:
 def laplace_indices(outputs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(mu, scale index k) from a context model's [2, N] Q12 outputs.
 
-    `quantize_mu` of row 0 and `scale_index_from_log2` of row 1, in numpy:
-    on the hundreds of small fronts of a format 2.0 stream a dozen tensor
-    operations per front cost more than the arithmetic.
+    `quantize_mu` of row 0 and `scale_index_from_log2` of row 1.
     """
     return quantize_mu(outputs[0]), scale_index_from_log2(outputs[1])
