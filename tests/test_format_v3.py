@@ -196,3 +196,20 @@ def test_networks_files_hold_the_mlps_and_leave_the_taps_at_bicubic() -> None:
     assert torch.equal(fresh.synthesis.up_taps, torch.tensor(BICUBIC_2X).repeat(ARCH.n_levels - 1, 1))
     with pytest.raises(ValueError, match="unexpected"):
         pretrained.load_network_state(fresh, {**state, "synthesis.extra": [1.0]})
+
+
+@pytest.mark.parametrize("name", ["v3-gradient-48x32.coco", "v2-gradient-48x32.coco", "gradient-64x48.coco"])
+@pytest.mark.parametrize("size", [(48, 32), (97, 61), (300, 7)])
+def test_render_bands_in_threads_give_the_same_pixels(name: str, size: tuple[int, int],
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """Bands rendered in several threads (small ones, so there are many) give one thread's pixels, rows in order."""
+    from helper import DATA
+
+    stream = read_coco((DATA / name).read_bytes())
+    alone = render(stream, *size)
+    monkeypatch.setattr(render_module, "TILE_PIXELS", 64)
+    for workers in (1, 3):
+        monkeypatch.setattr(render_module, "render_workers", lambda workers=workers: workers)
+        rows: list[int] = []
+        assert np.array_equal(render(stream, *size, on_rows=rows.append), alone)
+        assert sum(rows) == size[1] and len(rows) > 3

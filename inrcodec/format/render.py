@@ -93,10 +93,18 @@ def render(stream: CocoStream, width: int | None = None, height: int | None = No
         out[r0:r1] = rgb.T.reshape(r1 - r0, width, 3)  # whole numbers 0..255: the cast is exact
         return r1 - r0
 
-    with ThreadPoolExecutor(workers) as pool:
-        for rows in pool.map(render_band, range(0, height, band)):
+    if workers == 1:
+        finished = map(render_band, range(0, height, band))
+    else:
+        pool = ThreadPoolExecutor(workers)
+        finished = pool.map(render_band, range(0, height, band))
+    try:
+        for rows in finished:
             if on_rows:
                 on_rows(rows)
+    finally:
+        if workers > 1:
+            pool.shutdown(cancel_futures=True)
     return out
 
 
