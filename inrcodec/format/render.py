@@ -81,7 +81,7 @@ def render(stream: CocoStream, width: int | None = None, height: int | None = No
                 if header.arch.learned_upsampling else _sampled_features(grids, sizes, height, width))
     out = np.empty((height, width, 3), dtype=np.uint8)
     workers = render_workers()
-    band = max(1, min(TILE_PIXELS // width, -(-height // (BANDS_PER_WORKER * workers))))
+    band = max(1, min(TILE_PIXELS // width, -(-height // workers)))  # a band for every worker at least
     if header.arch.learned_upsampling:  # the stored-size plane rows a band reads: about TILE_PIXELS pixels too
         band = max(1, min(band, TILE_PIXELS * height // (header.height * header.width)))
 
@@ -111,16 +111,15 @@ def render(stream: CocoStream, width: int | None = None, height: int | None = No
 # Bands render in this many threads at most, one per core (numpy releases
 # the GIL in its array operations; each thread's BLAS runs on one thread,
 # `blas`): kodim01 at 2048x2048 renders in ~310 ms with two instead of ~530
-# ms with one, at native size ~35 instead of ~46 ms (ad hoc, AMD EPYC
-# family 25, 2 cores; torch's two threads took ~330 and ~22 ms). Bands
-# write disjoint rows of the output, so the pixels cannot depend on the
-# order the threads finish in. Each thread holds
-# one band's features (~TILE_PIXELS pixels x levels in float64, ~15 MiB,
-# with temporaries a few times that), so memory stays bounded.
+# ms with one, at native size (one band per thread, halves: each band
+# recomputes the upsampling's rows around it, so more bands cost more)
+# ~31-37 instead of ~46 ms (ad hoc, AMD EPYC family 25, 2 cores; torch's
+# two threads took ~330 and ~22 ms). Bands write disjoint rows of the
+# output, so the pixels cannot depend on the order the threads finish in.
+# Each thread holds one band's features (~TILE_PIXELS pixels x levels in
+# float64, ~15 MiB, with temporaries a few times that), so memory stays
+# bounded.
 MAX_RENDER_WORKERS = 4
-# At least this many bands per thread, where the output has the rows for
-# them: an image of two bands would leave one thread idle for half the time.
-BANDS_PER_WORKER = 2
 
 
 def render_workers() -> int:
