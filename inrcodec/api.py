@@ -41,13 +41,18 @@ def resolve_device(device: str) -> str:
     """Map 'auto' to 'cuda' when a GPU is usable, else 'cpu'; validate the rest (training's device)."""
     import torch
 
+    check_device(device)
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if device == "cuda" and not torch.cuda.is_available():
         raise UsageError("--device cuda was asked for but no CUDA GPU is available")
+    return device
+
+
+def check_device(device: str) -> None:
+    """Refuse a device name other than DEVICES'."""
     if device not in DEVICES:
         raise UsageError(f"unknown device {device!r} (use auto, cpu or cuda)")
-    return device
 
 
 def encode_with_report(image: ImageLike, *, bpp: float | None = 0.5, lmbda: float | None = None,
@@ -173,8 +178,7 @@ def decode_array(data: bytes, size: str | tuple[int, int] | None = None, scale: 
     """
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise TypeError("decode expects the bytes of a .coco file")
-    if device not in DEVICES:
-        raise UsageError(f"unknown device {device!r} (use auto, cpu or cuda)")
+    check_device(device)
     _, header, _, _ = read_sections(bytes(data))  # cheap checks first
     if max_pixels is not None and header.width * header.height > max_pixels:
         raise UsageError(f"the file holds a {header.width}x{header.height} image, "

@@ -140,8 +140,7 @@ def _int_mlp(columns: np.ndarray, arrays: list[tuple[np.ndarray, np.ndarray, flo
     for weight, bias, low in arrays:
         columns = weight @ columns
         columns += bias
-        np.floor(columns, out=columns)
-        np.clip(columns, low, ACT_LIMIT, out=columns)
+        _floor_and_clamp(columns, low)
     return columns
 
 
@@ -160,8 +159,13 @@ def finish_int_layer(accumulator: np.ndarray, layer: IntLinear, last: bool) -> n
     power of two and floor are exact in float64.
     """
     accumulator *= 2.0 ** -layer.weight_exp
-    np.floor(accumulator, out=accumulator)
-    return np.clip(accumulator, -ACT_LIMIT if last else 0, ACT_LIMIT, out=accumulator)
+    return _floor_and_clamp(accumulator, -ACT_LIMIT if last else 0)
+
+
+def _floor_and_clamp(scaled: np.ndarray, low: float) -> np.ndarray:
+    """Q12 outputs from an accumulator already scaled by 2**-weight_exp, in place: low 0 is the ReLU."""
+    np.floor(scaled, out=scaled)
+    return np.clip(scaled, low, ACT_LIMIT, out=scaled)
 
 
 def bicubic_taps(n_out: int, n_in: int) -> tuple[np.ndarray, np.ndarray]:

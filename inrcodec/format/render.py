@@ -76,7 +76,7 @@ def render(stream: CocoStream, width: int | None = None, height: int | None = No
     height = height or header.height
     check_render_size(width, height)
     sizes = grid_sizes(header.height, header.width, header.arch.n_levels)
-    grids = [np.asarray(g, dtype=np.float64) for g in stream.latents]
+    grids = stream.latents
     features = (_upsampled_features(grids, header.up_taps, sizes, height, width)
                 if header.arch.learned_upsampling else _sampled_features(grids, sizes, height, width))
     out = np.empty((height, width, 3), dtype=np.uint8)
@@ -93,17 +93,13 @@ def render(stream: CocoStream, width: int | None = None, height: int | None = No
         out[r0:r1] = rgb.T.reshape(r1 - r0, width, 3)  # whole numbers 0..255: the cast is exact
         return r1 - r0
 
-    if workers == 1:
-        finished = map(render_band, range(0, height, band))
-    else:
-        pool = ThreadPoolExecutor(workers)
-        finished = pool.map(render_band, range(0, height, band))
+    pool = ThreadPoolExecutor(workers) if workers > 1 else None
     try:
-        for rows in finished:
+        for rows in (pool.map if pool else map)(render_band, range(0, height, band)):
             if on_rows:
                 on_rows(rows)
     finally:
-        if workers > 1:
+        if pool:  # bands not started yet are dropped (an interrupt, an error)
             pool.shutdown(cancel_futures=True)
     return out
 
