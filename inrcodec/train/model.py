@@ -450,6 +450,7 @@ _WAVEFRONT_DX = np.array([dx for _, dx in WAVEFRONT_NEIGHBOURS])[:, None, None]
 _HOOD_DY = np.repeat(np.arange(-1, 2), 3)[:, None, None]  # row-major 3x3
 _HOOD_DX = np.tile(np.arange(-1, 2), 3)[:, None, None]
 _CHILDREN = ((0, 0), (0, 1), (1, 0), (1, 1))  # a parent's cells, (dy, dx) from its top-left one
+_CHILD_STEP = np.arange(2)[:, None]  # dy (or dx) of a parent's children, as a column
 
 
 @dataclass(frozen=True)
@@ -482,44 +483,105 @@ class _WavefrontIndex:
     @staticmethod
     def of(grids: list[tuple[tuple[int, int], tuple[int, int]]], sizes: list[tuple[int, int]], win: Window,
            tile: tuple[int, int], device: torch.device) -> "_WavefrontIndex":
-        """Indices for crops (shape, origin in level coordinates), finest first, under `win`."""
+        """Indices for crops (shape, origin in level coordinates), finest first, under `win`.
+
+        Every index is a row part plus a column part, and whether it points
+        into its level, its tile and the crop is a row test and a column
+        test: each is worked out on the window's rows and columns alone and
+        only the last sum is a whole array (`_join`). Building the arrays
+        element by element took ~4 ms of a ~23 ms training step at crop 256
+        (2026-12-05); this ~1 ms.
+        """
         tile_w, tile_h = tile
         bases = np.cumsum([0] + [h * w for (h, w), _ in grids])
         zero = int(bases[-1])
-        hoods: list[np.ndarray] = []
-        neighbours: list[list[np.ndarray]] = [[] for _ in _CHILDREN]
-        values: list[list[np.ndarray]] = [[] for _ in _CHILDREN]
-        inside: list[list[np.ndarray]] = [[] for _ in _CHILDREN]
+        parents = [_parent_span(win.at_level(level)) for level in range(len(grids))]
+        counts = [rows.size * cols.size for rows, cols in parents]
+        n_parents = sum(counts)
+        # `_join`'s sums stay under 4 * zero + 4 or so: int32 unless the crops are huge.
+        dtype = np.int32 if zero < 1 << 28 else np.int64
+        hoods = np.empty((9, n_parents), dtype=dtype)
+        neighbours = np.empty((len(WAVEFRONT_NEIGHBOURS), len(_CHILDREN), n_parents), dtype=dtype)
+        values = np.empty((len(_CHILDREN), n_parents), dtype=dtype)
+        inside = np.empty((len(_CHILDREN), n_parents), dtype=bool)
+        start = 0
         for level, ((h, w), (gy, gx)) in enumerate(grids):
             cells = win.at_level(level)
             level_h, level_w = sizes[level]
-            prow = np.arange(cells.r0 >> 1, (cells.r1 + 1) >> 1)[:, None]  # parent cells of the window
-            pcol = np.arange(cells.c0 >> 1, (cells.c1 + 1) >> 1)[None, :]
+            prow, pcol = parents[level]
+            span = slice(start, start + counts[level])
+            start = span.stop
             if level + 1 < len(grids):
-                (ph, pw), (py0, px0) = grids[level + 1]
+                (_, pw), (py0, px0) = grids[level + 1]
                 up_h, up_w = sizes[level + 1]
-                py, px = prow[None] + _HOOD_DY, pcol[None] + _HOOD_DX
-                in_level = (py >= 0) & (py < up_h) & (px >= 0) & (px < up_w)
-                hood = np.where(in_level, bases[level + 1] + (py - py0) * pw + (px - px0), zero)
-            else:
-                hood = np.full((9, *np.broadcast_shapes(prow.shape, pcol.shape)), zero)
-            hoods.append(hood.reshape(9, -1))
-            for slot, (dy, dx) in enumerate(_CHILDREN):
-                y, x = 2 * prow + dy, 2 * pcol + dx
-                in_level = (y < level_h) & (x < level_w)  # the widening may step past the last row or column
-                values[slot].append(np.where(in_level, bases[level] + (y - gy) * w + (x - gx), zero).reshape(-1))
-                under = (y >= cells.r0) & (y < cells.r1) & (x >= cells.c0) & (x < cells.c1)
-                inside[slot].append(np.broadcast_to(under, in_level.shape).reshape(-1))
-                ny, nx = y[None] + _WAVEFRONT_DY, x[None] + _WAVEFRONT_DX
-                in_tile = ((ny // tile_h == y[None] // tile_h) & (nx // tile_w == x[None] // tile_w)
-                           & (ny >= 0) & (nx >= 0) & (nx < level_w) & in_level[None])
-                neighbours[slot].append(np.where(in_tile, bases[level] + (ny - gy) * w + (nx - gx), zero)
-                                        .reshape(len(WAVEFRONT_NEIGHBOURS), -1))
+                py, px = prow + _HOOD_DY[:, 0], pcol + _HOOD_DX[:, 0]  # [9, parent rows / columns]
+                _join(hoods[:, span], zero, bases[level + 1] + (py - py0) * pw, (py >= 0) & (py < up_h),
+                      px - px0, (px >= 0) & (px < up_w))
+            else:  # the coarsest level has no parent: its parent features are zero
+                hoods[:, span] = zero
+            # All four children of every parent at once: rows y = 2 prow + dy
+            # ([2, parent rows], dy = 0, 1), columns x likewise; the joined
+            # [.., 2, 2, rows, columns] blocks come out in `_CHILDREN` order.
+            y, x = 2 * prow + _CHILD_STEP, 2 * pcol + _CHILD_STEP
+            # The widening to even edges may step past the last row or column.
+            row_in, col_in = y < level_h, x < level_w
+            _join(values[None, :, span], zero, bases[level] + (y[None] - gy) * w, row_in[None], x[None] - gx,
+                  col_in[None])
+            under = _grid_view(inside[None, :, span], y.shape[1], x.shape[1])
+            np.logical_and(((y >= cells.r0) & (y < cells.r1))[None, :, None, :, None],
+                           ((x >= cells.c0) & (x < cells.c1))[None, None, :, None, :], out=under)
+            ny, nx = y[None] + _WAVEFRONT_DY, x[None] + _WAVEFRONT_DX  # [12, 2, rows / columns]
+            _join(neighbours[:, :, span], zero, bases[level] + (ny - gy) * w,
+                  (ny // tile_h == y // tile_h) & (ny >= 0) & row_in,
+                  nx - gx, (nx // tile_w == x // tile_w) & (nx >= 0) & (nx < level_w) & col_in)
 
-        return _WavefrontIndex(hoods=_index_tensor(hoods, device),
-                               neighbours=_index_tensor(sum(neighbours, []), device),
-                               values=_index_tensor(sum(values, []), device),
-                               inside=_index_tensor(sum(inside, []), device).float())
+        def tensor(array: np.ndarray) -> torch.Tensor:
+            return torch.from_numpy(array.reshape(-1)).to(device)
+
+        return _WavefrontIndex(hoods=tensor(hoods), neighbours=tensor(neighbours), values=tensor(values),
+                               inside=tensor(inside).float())
+
+
+def _parent_span(cells: Window) -> tuple[np.ndarray, np.ndarray]:
+    """The parent rows and columns of a level's window widened to even edges (whole 2x2 blocks)."""
+    return np.arange(cells.r0 >> 1, (cells.r1 + 1) >> 1), np.arange(cells.c0 >> 1, (cells.c1 + 1) >> 1)
+
+
+def _join(out: np.ndarray, zero: int, row_part: np.ndarray, row_ok: np.ndarray, col_part: np.ndarray,
+          col_ok: np.ndarray) -> None:
+    """Fill index blocks with row_part + col_part where both tests pass, else `zero`.
+
+    row_part / row_ok: [k, rows] or [k, 2, rows] (the latter per child row
+    dy); col_part / col_ok likewise over columns and dx. `out` is [k, rows
+    * columns], or [k, 4, rows * columns] for the children, whose block
+    (dy, dx) is child 2 dy + dx (`_CHILDREN`). A failed test turns its part
+    into `far`, more than `zero` plus any part's magnitude (every part lies
+    in the crops' flat vector, whose length is `zero`), so a failing pair
+    sums to at least `zero` and the closing minimum maps it there; passing
+    pairs sum to an index below `zero`. One add and one minimum over the
+    whole block.
+    """
+    far = 2 * zero + 2
+    rows = np.where(row_ok, row_part, far).astype(out.dtype)  # the parts in the blocks' type: no casts in the sum
+    cols = np.where(col_ok, col_part, far).astype(out.dtype)
+    if rows.ndim == 2:
+        grid = _grid_view(out, rows.shape[1], cols.shape[1])
+        np.add(rows[:, :, None], cols[:, None, :], out=grid)
+    else:
+        grid = _grid_view(out, rows.shape[2], cols.shape[2])
+        np.add(rows[:, :, None, :, None], cols[:, None, :, None, :], out=grid)
+    np.minimum(grid, zero, out=grid)
+
+
+def _grid_view(out: np.ndarray, rows: int, cols: int) -> np.ndarray:
+    """`out`'s last axis (rows * columns) as [rows, columns], and a children axis of 4 as [2, 2]; the same memory."""
+    shape = out.shape[:-1] + (rows, cols)
+    if len(shape) == 4:  # [k, 4, rows, columns]: the children's (dy, dx)
+        shape = shape[:1] + (2, 2) + shape[2:]
+    grid = out.reshape(shape)
+    if grid.size and grid.ctypes.data != out.ctypes.data:  # a copy: what is written to it would be lost
+        raise AssertionError("index block is not a view")
+    return grid
 
 
 @dataclass(frozen=True)
