@@ -490,7 +490,7 @@ class _WavefrontIndex:
         test: each is worked out on the window's rows and columns alone and
         only the last sum is a whole array (`_join`). Building the arrays
         element by element took ~4 ms of a ~23 ms training step at crop 256
-        (2026-12-05); this ~1 ms.
+        (2026-12-05); this ~1.5 ms (`bench/results/context-index-2026-12-05`).
         """
         tile_w, tile_h = tile
         bases = np.cumsum([0] + [h * w for (h, w), _ in grids])
