@@ -73,8 +73,11 @@ def test_one_thread_a_short_time_limit_or_the_fast_effort_fit_once(monkeypatch: 
     result = encode_array(pixels, EncodeOptions(bpp=0.5))
     assert beside == [((soft, plain), 2, None)] and result.data == bytes([2]) and result.iterations == 200
     torch_threads(2)
-    encode_array(pixels, EncodeOptions(bpp=0.5, time_limit=60.0))
-    assert beside[-1] == ((soft, plain), 1, 60.0)
+    encode_array(pixels, EncodeOptions(bpp=0.5, time_limit=encoder.PAIR_MIN_TIME_LIMIT))
+    assert beside[-1] == ((soft, plain), 1, encoder.PAIR_MIN_TIME_LIMIT)
+    # A shorter limit cuts both fits: one fit with every thread instead.
+    encode_array(pixels, EncodeOptions(bpp=0.5, time_limit=encoder.PAIR_MIN_TIME_LIMIT * 0.99))
+    assert len(beside) == 2 and once[-1] == (soft, encoder.PAIR_MIN_TIME_LIMIT * 0.99)
 
 
 def test_timed_workers_end_within_the_limit_counted_from_the_callers_start(torch_threads) -> None:

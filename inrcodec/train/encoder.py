@@ -537,8 +537,7 @@ def encode_array(pixels: np.ndarray, opts: EncodeOptions, progress: ProgressFn |
 # won 31 of 48, kodim03 lost at every rate, and a file moves by up to
 # +-0.5 dB between the two. With two or more torch threads the fits run at
 # once, half the threads each (`side_by_side`); with one thread, or under a
-# time limit below WAVEFRONT_MIN_TIME_LIMIT (where both would be format
-# 1.0's plain-noise fit), only the first fit runs. A fit gains little from a second
+# time limit below PAIR_MIN_TIME_LIMIT (below), only the first fit runs. A fit gains little from a second
 # thread (~1.3x on an AMD EPYC family 26, 2026-12-04; nothing on a family 25
 # on 2026-12-05: a 1 bpp encode of kodim01 took 148.7 s alone with two
 # threads, 147.0 s with one beside another encode), so the second fit costs
@@ -550,6 +549,23 @@ def encode_array(pixels: np.ndarray, opts: EncodeOptions, progress: ProgressFn |
 # with two threads, kodim01-12 at 0.5 bpp, +0.04 / +0.01 / +0.09 dB at the
 # request under 30 / 60 / 120 s, 12 of 12 files within 5 % at each, in the
 # same time (bench/results/quality-vs-time-pair-2026-12-05).
+# Under a time limit shorter than PAIR_MIN_TIME_LIMIT the default effort
+# fits once with every thread: the limit cuts both fits of a pair short of
+# their schedule, and one fit with two threads makes more steps than either
+# fit of the pair wherever a second thread speeds a fit up. kodim01-12 at
+# 0.5 bpp on an Intel Xeon family 6, where two threads step a fit ~1.33x
+# faster (20.3 -> 15.3 ms, ad hoc): under 30 s **+0.87 dB** at the request
+# (30.47 -> 31.34 dB, 12 of 12 better; 1750 steps against ~1070 per fit of
+# the pair), under 60 s -0.04 dB (4 of 12 better: the pair's fits come near
+# their 2500 steps there and the better of two wins); 12 of 12 within 5 %
+# (bench/results/quality-vs-time-single-2026-12-05). On an AMD EPYC family
+# 25, where a second thread buys nothing, one fit with two threads scored
+# -0.04 / -0.01 dB against the pair under 30 / 60 s
+# (bench/results/quality-vs-time-pair-2026-12-05). Between 30 and 60 s
+# nothing was measured: the threshold splits it.
+PAIR_MIN_TIME_LIMIT = 45.0
+
+
 def default_candidates(bpp: float | None) -> tuple[Schedule, ...]:
     """The default effort's schedules, in order of preference: soft rounding, then plain noise."""
     schedule = schedule_for("default", bpp)
@@ -599,8 +615,9 @@ def _encode_group(pixels: np.ndarray, opts: EncodeOptions, group: tuple[Schedule
                   limit: float | None, progress: ProgressFn | None) -> list[EncodeResult]:
     """A file per schedule of `group`, side by side on a CPU with a thread for each.
 
-    With fewer torch threads than schedules, or where the schedules make
-    the same fit (`_fits_differ`), only the first schedule's. A GPU runs
+    With fewer torch threads than schedules, under a time limit below
+    PAIR_MIN_TIME_LIMIT, or where the schedules make the same fit
+    (`_fits_differ`), only the first schedule's. A GPU runs
     them one after the other, and only the first under a time limit (each
     would get half of it). Side by side, every worker's encode ends within
     `limit` of `start`.
@@ -609,6 +626,7 @@ def _encode_group(pixels: np.ndarray, opts: EncodeOptions, group: tuple[Schedule
     on_cpu = opts.device == "cpu"
     one_fit = (not _fits_differ(group, opts, limit)
                or (on_cpu and threads < len(group))
+               or (limit is not None and limit < PAIR_MIN_TIME_LIMIT)
                or (not on_cpu and limit is not None))  # one after the other, each would get half the time
     if one_fit:
         return [_encode_once(pixels, opts, group[0], start, limit, progress)]
