@@ -65,6 +65,7 @@ def test_one_thread_a_short_time_limit_or_the_fast_effort_fit_once(monkeypatch: 
     encode_array(pixels, EncodeOptions(bpp=0.5, time_limit=60.0))
     torch_threads(2)
     # Under WAVEFRONT_MIN_TIME_LIMIT both candidates would be the same plain-noise fit on format 1.0.
+    assert encoder.PAIR_MIN_TIME_LIMIT >= encoder.WAVEFRONT_MIN_TIME_LIMIT
     encode_array(pixels, EncodeOptions(bpp=0.5, time_limit=encoder.WAVEFRONT_MIN_TIME_LIMIT * 0.99))
     encode_array(pixels, EncodeOptions(bpp=0.5, effort="fast"))
     assert [schedule for schedule, _ in once] == [soft, soft, soft, encoder.schedule_for("fast", 0.5)]

@@ -105,8 +105,14 @@ def run_int_mlp_columns(columns: np.ndarray, layers: list[IntLinear]) -> np.ndar
     return run_int_mlp_prepared(columns, int_mlp_arrays(layers))
 
 
-def int_mlp_arrays(layers: list[IntLinear]) -> list[tuple[np.ndarray, np.ndarray, float]]:
-    """Each layer's float64 weight scaled by 2**-weight_exp, its aligned bias column so scaled, and its low clamp.
+# A layer prepared for `run_int_layers`: weight and bias column scaled by
+# 2**-weight_exp, then the clamp's low and high (numbers, or columns of one
+# per output).
+IntLayerArrays = tuple[np.ndarray, np.ndarray, "float | np.ndarray", "float | np.ndarray"]
+
+
+def int_mlp_arrays(layers: list[IntLinear]) -> list[IntLayerArrays]:
+    """Each layer's float64 weight scaled by 2**-weight_exp, its aligned bias column so scaled, and its clamp.
 
     Scaling by a power of two is exact, so every partial sum of the scaled
     product is a multiple of 2**-weight_exp below 2**44 in magnitude,
@@ -117,15 +123,15 @@ def int_mlp_arrays(layers: list[IntLinear]) -> list[tuple[np.ndarray, np.ndarray
     """
     return [(np.asarray(layer.weight, dtype=np.float64) * 2.0 ** -layer.weight_exp,
              aligned_bias(layer)[:, None] * 2.0 ** -layer.weight_exp,
-             -ACT_LIMIT if i == len(layers) - 1 else 0) for i, layer in enumerate(layers)]
+             _low_clamp(last=i == len(layers) - 1), ACT_LIMIT) for i, layer in enumerate(layers)]
 
 
-def run_int_mlp_prepared(columns: np.ndarray, arrays: list[tuple[np.ndarray, np.ndarray, float]]) -> np.ndarray:
+def run_int_mlp_prepared(columns: np.ndarray, arrays: list[IntLayerArrays]) -> np.ndarray:
     """`run_int_mlp_columns` with the layers' arrays from `int_mlp_arrays`."""
     if columns.shape[1] > CACHE_COLUMNS:
-        return np.concatenate([_int_mlp(columns[:, a : a + CACHE_COLUMNS], arrays)
+        return np.concatenate([run_int_layers(columns[:, a : a + CACHE_COLUMNS], arrays)
                                for a in range(0, columns.shape[1], CACHE_COLUMNS)], axis=1)
-    return _int_mlp(columns, arrays)
+    return run_int_layers(columns, arrays)
 
 
 # Columns per pass through the layers: a [16, 2**14] float64 activation is 2
@@ -135,12 +141,12 @@ def run_int_mlp_prepared(columns: np.ndarray, arrays: list[tuple[np.ndarray, np.
 CACHE_COLUMNS = 1 << 14
 
 
-def _int_mlp(columns: np.ndarray, arrays: list[tuple[np.ndarray, np.ndarray, float]]) -> np.ndarray:
-    """The layers on one chunk of columns: product, bias, floor and clamp, in place after the product."""
-    for weight, bias, low in arrays:
+def run_int_layers(columns: np.ndarray, arrays: list[IntLayerArrays]) -> np.ndarray:
+    """Prepared layers on columns [in, N]: product, bias, floor and clamp, in place after the product."""
+    for weight, bias, low, high in arrays:
         columns = weight @ columns
         columns += bias
-        _floor_and_clamp(columns, low)
+        _floor_and_clamp(columns, low, high)
     return columns
 
 
@@ -159,13 +165,18 @@ def finish_int_layer(accumulator: np.ndarray, layer: IntLinear, last: bool) -> n
     power of two and floor are exact in float64.
     """
     accumulator *= 2.0 ** -layer.weight_exp
-    return _floor_and_clamp(accumulator, -ACT_LIMIT if last else 0)
+    return _floor_and_clamp(accumulator, _low_clamp(last), ACT_LIMIT)
 
 
-def _floor_and_clamp(scaled: np.ndarray, low: float) -> np.ndarray:
-    """Q12 outputs from an accumulator already scaled by 2**-weight_exp, in place: low 0 is the ReLU."""
+def _low_clamp(last: bool) -> float:
+    """A layer's lowest output: 0 (the ReLU) between layers, -ACT_LIMIT after the last."""
+    return -ACT_LIMIT if last else 0
+
+
+def _floor_and_clamp(scaled: np.ndarray, low: "float | np.ndarray", high: "float | np.ndarray") -> np.ndarray:
+    """Outputs from an accumulator already scaled by 2**-weight_exp, floored and clamped to low..high, in place."""
     np.floor(scaled, out=scaled)
-    return np.clip(scaled, low, ACT_LIMIT, out=scaled)
+    return np.clip(scaled, low, high, out=scaled)
 
 
 def bicubic_taps(n_out: int, n_in: int) -> tuple[np.ndarray, np.ndarray]:

@@ -44,7 +44,6 @@ from .entropy import (
 )
 from .fixedpoint import (
     ACT_FRAC_BITS,
-    ACT_LIMIT,
     ACT_ONE,
     LATENT_MAX,
     LATENT_MIN,
@@ -52,8 +51,10 @@ from .fixedpoint import (
     MU_FRAC_BITS,
     SCALE_K_MIN,
     SCALE_STEPS_PER_OCTAVE,
+    IntLayerArrays,
     IntLinear,
-    aligned_bias,
+    int_mlp_arrays,
+    run_int_layers,
 )
 
 # A cell's front is lx + FRONT_ROW_STEP * ly: with (dy, dx) = (-1, +2) among
@@ -136,39 +137,31 @@ def _tile_fronts(tile: tuple[int, int], extent: tuple[int, int]) -> _TileFronts:
     return fronts
 
 
-def _front_model_layers(arm: list[IntLinear]) -> list[tuple[np.ndarray, np.ndarray, object, object]]:
-    """The context model's layers as (weight, bias column, low, high) for `_FrontModel._run`.
+def _front_model_layers(arm: list[IntLinear]) -> list[IntLayerArrays]:
+    """The context model's layers for `run_int_layers`, folded so that its last layer gives the codes.
 
-    Each layer's `fixedpoint` arithmetic folded into its arrays, all by
-    powers of two, hence still exact (every partial sum a multiple of a
-    power of two well within float64's 53 bits): the first layer's weight
-    takes the Q12 scaling of the features (ACT_ONE), every layer its
-    2**-weight_exp; the last layer's rows are further divided by the step
-    of the Laplace mean's 1/16 grid (256 in Q12) and of the scale's 1/8
-    octave (512), with half a step added for rounding to nearest and
-    -SCALE_K_MIN to the scale's row, so its floor is directly the mean in
-    1/16 and the index into LATENT_SCALES. floor((floor(a) + c) / m) =
-    floor((a + c) / m) for integers c and m > 0, and the last layer's clamp
-    at +-ACT_LIMIT lies outside the final clip range of both rows, so the
-    codes are exactly `quantize_mu` and `scale_index_from_log2` of
-    `run_int_mlp_columns`' outputs.
+    `fixedpoint.int_mlp_arrays`' layers (each layer's 2**-weight_exp folded
+    in), then more powers of two, hence still exact (every partial sum a
+    multiple of a power of two well within float64's 53 bits): the first
+    layer's weight takes the Q12 scaling of the features (ACT_ONE); the
+    last layer's rows are further divided by the step of the Laplace mean's
+    1/16 grid (256 in Q12) and of the scale's 1/8 octave (512), with half a
+    step added for rounding to nearest and -SCALE_K_MIN to the scale's row,
+    so its floor is directly the mean in 1/16 and the index into
+    LATENT_SCALES. floor((floor(a) + c) / m) = floor((a + c) / m) for
+    integers c and m > 0, and the last layer's clamp at +-ACT_LIMIT lies
+    outside the final clip range of both rows, so the codes are exactly
+    `quantize_mu` and `scale_index_from_log2` of `run_int_mlp_columns`'
+    outputs.
     """
-    mu_step = 1 << (ACT_FRAC_BITS - MU_FRAC_BITS)
-    scale_step = ACT_ONE // SCALE_STEPS_PER_OCTAVE
-    layers = []
-    for i, layer in enumerate(arm):
-        weight = np.asarray(layer.weight, dtype=np.float64) * 2.0 ** -layer.weight_exp
-        bias = aligned_bias(layer)[:, None] * 2.0 ** -layer.weight_exp
-        if i == 0:
-            weight = weight * ACT_ONE
-        if i < len(arm) - 1:
-            layers.append((weight, bias, 0, ACT_LIMIT))
-            continue
-        steps = np.array([[mu_step], [scale_step]], dtype=np.float64)
-        offset = np.array([[0.5], [0.5 - SCALE_K_MIN]])
-        low = np.array([[LATENT_MIN << MU_FRAC_BITS], [0]], dtype=np.float64)
-        high = np.array([[LATENT_MAX << MU_FRAC_BITS], [LATENT_SCALE_K_MAX - SCALE_K_MIN]], dtype=np.float64)
-        layers.append((weight / steps, bias / steps + offset, low, high))
+    layers = int_mlp_arrays(arm)
+    weight, bias, low, high = layers[0]
+    layers[0] = (weight * ACT_ONE, bias, low, high)
+    steps = np.array([[1 << (ACT_FRAC_BITS - MU_FRAC_BITS)], [ACT_ONE // SCALE_STEPS_PER_OCTAVE]], dtype=np.float64)
+    weight, bias, _, _ = layers[-1]
+    layers[-1] = (weight / steps, bias / steps + np.array([[0.5], [0.5 - SCALE_K_MIN]]),
+                  np.array([[LATENT_MIN << MU_FRAC_BITS], [0]], dtype=np.float64),
+                  np.array([[LATENT_MAX << MU_FRAC_BITS], [LATENT_SCALE_K_MAX - SCALE_K_MIN]], dtype=np.float64))
     return layers
 
 
@@ -209,14 +202,7 @@ class _FrontModel:
         return codes
 
     def _run(self, feats: np.ndarray) -> np.ndarray:
-        x = feats
-        for weight, bias, low, high in self.layers:
-            x = weight @ x
-            x += bias
-            np.floor(x, out=x)
-            np.maximum(x, low, out=x)
-            np.minimum(x, high, out=x)
-        return x
+        return run_int_layers(feats, self.layers)
 
 
 def _laplace_parameters(codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

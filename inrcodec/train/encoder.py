@@ -562,7 +562,9 @@ def encode_array(pixels: np.ndarray, opts: EncodeOptions, progress: ProgressFn |
 # 25, where a second thread buys nothing, one fit with two threads scored
 # -0.04 / -0.01 dB against the pair under 30 / 60 s
 # (bench/results/quality-vs-time-pair-2026-12-05). Between 30 and 60 s
-# nothing was measured: the threshold splits it.
+# nothing was measured: the threshold splits it. It is at least
+# WAVEFRONT_MIN_TIME_LIMIT, so a pair never fits on format 1.0's context,
+# where both candidates would be the same plain-noise fit (`schedule_on`).
 PAIR_MIN_TIME_LIMIT = 45.0
 
 
@@ -615,16 +617,15 @@ def _encode_group(pixels: np.ndarray, opts: EncodeOptions, group: tuple[Schedule
                   limit: float | None, progress: ProgressFn | None) -> list[EncodeResult]:
     """A file per schedule of `group`, side by side on a CPU with a thread for each.
 
-    With fewer torch threads than schedules, under a time limit below
-    PAIR_MIN_TIME_LIMIT, or where the schedules make the same fit
-    (`_fits_differ`), only the first schedule's. A GPU runs
+    With fewer torch threads than schedules or under a time limit below
+    PAIR_MIN_TIME_LIMIT, only the first schedule's. A GPU runs
     them one after the other, and only the first under a time limit (each
     would get half of it). Side by side, every worker's encode ends within
     `limit` of `start`.
     """
     threads = torch.get_num_threads()
     on_cpu = opts.device == "cpu"
-    one_fit = (not _fits_differ(group, opts, limit)
+    one_fit = (len(group) == 1
                or (on_cpu and threads < len(group))
                or (limit is not None and limit < PAIR_MIN_TIME_LIMIT)
                or (not on_cpu and limit is not None))  # one after the other, each would get half the time
@@ -633,13 +634,6 @@ def _encode_group(pixels: np.ndarray, opts: EncodeOptions, group: tuple[Schedule
     if on_cpu:
         return encode_side_by_side(pixels, opts, group, threads // len(group), progress, start, limit)
     return [_encode_once(pixels, opts, schedule, time.monotonic(), None, progress) for schedule in group]
-
-
-def _fits_differ(group: tuple[Schedule, ...], opts: EncodeOptions, limit: float | None) -> bool:
-    """Whether the group's schedules make different fits (on format 1.0's context, under a time limit
-    below WAVEFRONT_MIN_TIME_LIMIT, the default's both train with plain noise: `schedule_on`)."""
-    arch = architecture_for(opts.effort, limit)
-    return len({schedule_on(schedule, arch) for schedule in group}) > 1
 
 
 def _numbered_progress(progress: ProgressFn | None, number: int, count: int) -> ProgressFn | None:

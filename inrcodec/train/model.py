@@ -447,8 +447,8 @@ class _ContextTerms:
 
 _WAVEFRONT_DY = np.array([dy for dy, _ in WAVEFRONT_NEIGHBOURS])[:, None, None]
 _WAVEFRONT_DX = np.array([dx for _, dx in WAVEFRONT_NEIGHBOURS])[:, None, None]
-_HOOD_DY = np.repeat(np.arange(-1, 2), 3)[:, None, None]  # row-major 3x3
-_HOOD_DX = np.tile(np.arange(-1, 2), 3)[:, None, None]
+_HOOD_DY = np.repeat(np.arange(-1, 2), 3)[:, None]  # row-major 3x3, as columns
+_HOOD_DX = np.tile(np.arange(-1, 2), 3)[:, None]
 _CHILDREN = ((0, 0), (0, 1), (1, 0), (1, 1))  # a parent's cells, (dy, dx) from its top-left one
 _CHILD_STEP = np.arange(2)[:, None]  # dy (or dx) of a parent's children, as a column
 
@@ -495,7 +495,8 @@ class _WavefrontIndex:
         tile_w, tile_h = tile
         bases = np.cumsum([0] + [h * w for (h, w), _ in grids])
         zero = int(bases[-1])
-        parents = [_parent_span(win.at_level(level)) for level in range(len(grids))]
+        windows = [win.at_level(level) for level in range(len(grids))]
+        parents = [_parent_span(cells) for cells in windows]
         counts = [rows.size * cols.size for rows, cols in parents]
         n_parents = sum(counts)
         # `_join`'s sums stay under 4 * zero + 4 or so: int32 unless the crops are huge.
@@ -506,15 +507,14 @@ class _WavefrontIndex:
         inside = np.empty((len(_CHILDREN), n_parents), dtype=bool)
         start = 0
         for level, ((h, w), (gy, gx)) in enumerate(grids):
-            cells = win.at_level(level)
+            cells, (prow, pcol) = windows[level], parents[level]
             level_h, level_w = sizes[level]
-            prow, pcol = parents[level]
             span = slice(start, start + counts[level])
             start = span.stop
             if level + 1 < len(grids):
                 (_, pw), (py0, px0) = grids[level + 1]
                 up_h, up_w = sizes[level + 1]
-                py, px = prow + _HOOD_DY[:, 0], pcol + _HOOD_DX[:, 0]  # [9, parent rows / columns]
+                py, px = prow + _HOOD_DY, pcol + _HOOD_DX  # [9, parent rows / columns]
                 _join(hoods[:, span], zero, bases[level + 1] + (py - py0) * pw, (py >= 0) & (py < up_h),
                       px - px0, (px >= 0) & (px < up_w))
             else:  # the coarsest level has no parent: its parent features are zero
