@@ -199,25 +199,27 @@ def test_lambda_is_aimed_by_the_rate_model_within_its_clamp() -> None:
     assert fixed.log_lambda == math.log(1e-2)
 
 
-@pytest.mark.parametrize("case", ["as long as the model's", "timed", "timed and short", "fully aimed"])
+@pytest.mark.parametrize("case", ["as long as the model's", "timed", "timed and short", "fully aimed", "compensated"])
 def test_lambda_is_held_between_the_probe_and_the_steering_checkpoints(monkeypatch: pytest.MonkeyPatch,
                                                                         case: str) -> None:
     # A fit as long as the rate model's steers at full strength; so does a
     # short one under a deadline (untimed, it would steer at 60 / 3600), and
     # one told to aim fully (a busy image's, see encoder.BUSY_JPEG_BPP).
     # Under a deadline a fit steers net of its own moves, by the full gain
-    # from TIMED_STEERING_MIN_STEPS on and by STEER_GAIN below.
+    # from TIMED_STEERING_MIN_STEPS on and by STEER_GAIN below; so does an
+    # untimed one whose schedule says so (Schedule.compensated_steering).
     timed = case.startswith("timed")
-    if case == "timed":
+    compensated = timed or case == "compensated"
+    if case in ("timed", "compensated"):
         monkeypatch.setattr(fit, "TIMED_STEERING_MIN_STEPS", 60)
-    timed_gain = fit.TIMED_STEER_GAIN / fit.MOVE_RESPONSE if case == "timed" else fit.STEER_GAIN
-    if case == "as long as the model's":
+    timed_gain = fit.TIMED_STEER_GAIN / fit.MOVE_RESPONSE if case in ("timed", "compensated") else fit.STEER_GAIN
+    if case in ("as long as the model's", "compensated"):
         monkeypatch.setattr(fit, "RATE_MODEL_STEPS", 60)
     monkeypatch.setattr(fit, "DROP_FINEST_ABOVE", math.inf)  # see the test below for the drop
     seen: list[float] = []
     fitter = _fitter(0.5, lmbda=1e-3)
     fitter.full_aim = case == "fully aimed"
-    schedule = replace(encoder.SCHEDULES["fast"], iterations=60, crop=32)
+    schedule = replace(encoder.SCHEDULES["fast"], iterations=60, crop=32, compensated_steering=case == "compensated")
     deadline = time.monotonic() + 600 if timed else None  # far enough not to cut the fit
     fitter.run(schedule, progress=lambda it, total, stats: seen.append(stats["lambda"]), deadline=deadline)
     probe, checkpoints = fit.probe_step(60), fit.steer_steps(60)
@@ -236,7 +238,7 @@ def test_lambda_is_held_between_the_probe_and_the_steering_checkpoints(monkeypat
     last_move = 0.0
     for (at0, rate0, _), (at, rate, before), step in zip(fitter.steer_log, fitter.steer_log[1:], checkpoints[1:]):
         assert before == pytest.approx(seen[step - 1])
-        if timed:  # net of its own last move (see TIMED STEERING in fit)
+        if compensated:  # net of its own last move (see TIMED STEERING in fit)
             predicted = fit.compensated_final_log_rate(at, rate, (at0, rate0), last_move)
             want = fit.steer_log_step(predicted, 0.5, timed_gain)
         else:
@@ -615,6 +617,45 @@ def test_after_a_fully_aimed_short_fit_a_file_within_the_promise_ends_the_landin
             assert runs == [] and landed is small and steps == fit.SHORT_FIT_STEPS
         else:  # polished, or (10 % under) outside the promise
             assert len(runs) >= 1
+
+
+@pytest.mark.parametrize(("refit_promised", "timed"), [(False, False), (True, False), (False, True)])
+def test_a_schedule_that_does_not_refit_promised_files_ends_an_untimed_landing_at_the_first(
+        monkeypatch: pytest.MonkeyPatch, refit_promised: bool, timed: bool) -> None:
+    large, middle, small = _three_close_files()
+    schedule = replace(encoder.SCHEDULES["fast"], iterations=60, crop=32, refit_promised=refit_promised)
+    landing = _untimed(schedule)
+    if timed:
+        landing = replace(landing, deadline=time.monotonic() + 600)
+    for under in (0.97, 0.9):  # 3 % under, within the promise; 10 % under, outside it
+        fitter, runs = _landing_with_files(monkeypatch, [middle, large, large, large, large])
+        fitter.seconds_per_step = 0.001  # a measured pace: a timed landing can afford its refits
+        landed, _ = encoder._land_rate(fitter, small, len(small) * 8 / under, landing, None, 5040)
+        if under == 0.97 and not refit_promised and not timed:
+            assert runs == [] and landed is small
+        else:  # polished (timed landings keep their refits), or outside the promise
+            assert len(runs) >= 1
+    # 3 % over: cut towards the rate (as far as this random model's cut goes), never refit.
+    fitter, runs = _landing_with_files(monkeypatch, [middle, large, large, large, large])
+    landed, _ = encoder._land_rate(fitter, large, len(large) * 8 / 1.03, _untimed(schedule), None, 5040)
+    if not refit_promised:
+        assert runs == [] and len(landed) <= len(large)
+        assert encoder.keeps_promise(len(landed) * 8, len(large) * 8 / 1.03)
+    else:
+        assert len(runs) >= 1
+
+
+def test_default_targets_from_high_rate_steer_compensated_and_do_not_refit_promised_files() -> None:
+    for bpp in (0.25, encoder.MID_RATE_BPP, 0.75):
+        schedule = encoder.schedule_for("default", bpp)
+        assert not schedule.compensated_steering and schedule.refit_promised
+    high = encoder.schedule_for("default", encoder.HIGH_RATE_BPP)
+    assert high.compensated_steering and not high.refit_promised
+    refit = encoder.refit_schedule(high, high.iterations)
+    assert refit.compensated_steering and not refit.refit_promised  # the landing reads it off its refit
+    for effort in ("fast", "max"):
+        assert not encoder.schedule_for(effort, 1.0).compensated_steering  # measured on the default only
+    assert not encoder.SCHEDULES["max"].compensated_steering and encoder.SCHEDULES["max"].refit_promised
 
 
 class _StopFit(Exception):

@@ -187,6 +187,32 @@ HIGH_RATE_STEPS = 5040
 # (bench/results/kodak-default-hr-finelr-2026-12-04). 0.05 there lost 0.16 dB,
 # 4 of 12 better (bench/results/kodak-default-finelr005-2026-12-04/at-1-not-adopted).
 HIGH_RATE_LR_LATENT_FINEST = 0.03
+# HIGH_RATE_LANDING. From HIGH_RATE_BPP the default effort's fits also steer
+# lambda net of their own last move, at the timed gain
+# (`Schedule.compensated_steering`, fit's TIMED STEERING), and an untimed
+# landing stops at the first file within the rate promise, cut to the rate
+# if it is over (`Schedule.refit_promised`). kodim01-12 at 1 bpp, the soft-
+# rounding fit alone, one thread, traced with `bench.landing_trace`
+# (bench/results/high-rate-landing-2026-12-05): with the plain steering 8 of
+# 12 fits ended outside the promise (busy images 15-25 % over, as the rate
+# fell slower than the trend read after each move; kodim03 and kodim09 ~9 %
+# under), and every landing ran two refits or more, ~37 s of a ~156 s
+# encode. Steered net of its moves, 9 of 12 fits kept the promise and the
+# returned files gained +0.08 dB at the request (7 of 12 better; kodim06
+# +0.36, kodim11 +0.34, kodim05 +0.20; the worst -0.05). There the two
+# polishing refits bought nothing: the first refit of each of those nine
+# wrote a file 7-20 % larger than the fit's, whatever lambda did, and eight
+# landings returned the fit's own file, the ninth (kodim07) a cut to the
+# rate scoring the same at the request. Without them the same files came
+# in 131.6 s mean instead of 159.7 (117.6-126.5 s for the nine). The
+# whole encode, the pair (`encode_side_by_side`), alternated with the old
+# rules image by image: -0.01 dB at the request, 7 of 12 better, 12 of 12
+# within 5 %, 182.0 -> 160.5 s mean on an Intel Xeon family 6. It ends when
+# both fits have landed, and the plain-noise fit still refit on several
+# images; where its refits had won (kodim07, 0.61 dB over the soft fit's
+# file) the new landing lost that.
+# The plain steering stays below HIGH_RATE_BPP, where it was not measured
+# against this one, and so do the polishing refits (see MIN_REFITS).
 # From MID_RATE_BPP up to HIGH_RATE_BPP default encodes slow the
 # full-resolution latents less, to 0.05: at 0.5 bpp on kodim01-12 +0.25 dB at
 # the request, 8 of 12 files better (kodim12 +1.25, kodim03 +0.97, kodim09
@@ -484,7 +510,8 @@ def schedule_for(effort: Effort, bpp: float | None) -> Schedule:
     if effort != "default" or bpp is None:
         return schedule
     if bpp >= HIGH_RATE_BPP:
-        return replace(schedule, iterations=HIGH_RATE_STEPS, lr_latent_finest=HIGH_RATE_LR_LATENT_FINEST)
+        return replace(schedule, iterations=HIGH_RATE_STEPS, lr_latent_finest=HIGH_RATE_LR_LATENT_FINEST,
+                       compensated_steering=True, refit_promised=False)
     if bpp >= MID_RATE_BPP:
         return replace(schedule, lr_latent_finest=MID_RATE_LR_LATENT_FINEST)
     return schedule
@@ -767,8 +794,11 @@ def _land_rate(fitter: Fitter, data: bytes, target_bits: float, landing: Landing
     another refit, then the dead zone again. Once some file keeps the rate
     promise, at most REFITS_ONCE_PROMISED refits run, and the file returned
     is the best of those within the promise (PSNR moved to the target rate,
-    PSNR_PER_LN_RATE). Under a time limit a refit runs only while enough
-    of it fits before the landing's deadline (`Landing`). Out of refits and
+    PSNR_PER_LN_RATE). A schedule that does not refit promised files
+    (`Schedule.refit_promised`, see HIGH_RATE_LANDING) ends an untimed
+    landing at the first such file instead: no polishing refit, and the
+    file cut to the rate if it is over. Under a time limit a refit runs
+    only while enough of it fits before the landing's deadline (`Landing`). Out of refits and
     still over, or under the promise, the dead zones start from the smallest
     file written that is not under the promise (`_Snapshot`), not from the
     last; an undershoot left that way competes with the promised files.
@@ -779,6 +809,9 @@ def _land_rate(fitter: Fitter, data: bytes, target_bits: float, landing: Landing
     short_fit = steps <= SHORT_FIT_STEPS and landing.deadline is None
     gain = SHORT_FIT_REFIT_GAIN if short_fit else 1.0
     settle = short_fit and fitter.full_aim  # a fully aimed short fit keeps a file within the promise
+    # See HIGH_RATE_LANDING; timed landings keep their refits.
+    stop_at_promise = not landing.refit.refit_promised and landing.deadline is None
+    min_refits, refits_once_promised = (0, 0) if stop_at_promise else (MIN_REFITS, REFITS_ONCE_PROMISED)
     fitter.recentre_lambda_range()  # refits never raise lambda past 3x today's (see fit.LAMBDA_SPAN_UP)
     # Timed format 1.0 landings keep the dead zone (see RANKED_CUT_DEADLINE).
     ranked_cut = model.arch.context_tile is not None or landing.deadline is None
@@ -799,8 +832,8 @@ def _land_rate(fitter: Fitter, data: bytes, target_bits: float, landing: Landing
             rescue_from = _Snapshot.take(fitter, data)
         refit_steps = landing.affordable_refit_steps(fitter.seconds_per_step)
         out_of_refits = (attempt == MAX_REFITS or refit_steps == 0
-                         or (attempt >= REFITS_ONCE_PROMISED and bool(promised)))
-        polish = attempt < MIN_REFITS and not out_of_refits and not settle
+                         or (attempt >= refits_once_promised and bool(promised)))
+        polish = attempt < min_refits and not out_of_refits and not settle
         if abs(bits / target_bits - 1) <= (RATE_PROMISE if settle else RATE_TOLERANCE) and not polish:
             break
         under_promise = bits < target_bits * (1 - RATE_PROMISE)

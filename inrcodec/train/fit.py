@@ -322,6 +322,13 @@ class Schedule:
         grad_clip: largest norm of each parameter group's gradient, as a
             multiple of that group's running mean norm (`Fitter.clip`); the
             gradient is scaled down to it when larger (None: unclipped).
+        compensated_steering: an untimed fit steers lambda as a timed one
+            does, net of its own last move and at the timed gain (see TIMED
+            STEERING); False: the plain steering of STEER_AT.
+        refit_promised: whether the landing refits a file that already keeps
+            the rate promise (`encoder.MIN_REFITS`,
+            `encoder.REFITS_ONCE_PROMISED`); False: an untimed landing stops
+            at the first such file, cut to the rate if it is over.
     """
 
     iterations: int
@@ -337,6 +344,8 @@ class Schedule:
     lr_floor: float = LR_FLOOR
     warmup: float = 0.0
     grad_clip: float | None = None
+    compensated_steering: bool = False
+    refit_promised: bool = True
 
     def temperature(self, fraction_done: float, phase: str = "fit") -> float | None:
         """Soft-rounding temperature at a point of the noise phase (None: plain noise).
@@ -756,7 +765,9 @@ class Fitter:
         """Run a full schedule (noise then STE); returns steps done.
 
         The "fit" phase aims lambda at PROBE_AT (`probe`) and steers it at
-        STEER_AT (`steer`); a "refit" keeps lambda as it is. With a deadline
+        STEER_AT (`steer`; net of its own moves under a deadline or if the
+        schedule says so, see TIMED STEERING); a "refit" keeps lambda as it
+        is. With a deadline
         (time.monotonic()), the number of steps is re-planned from the
         measured speed (REPLAN_FIRST, REPLAN_EVERY) so the schedule ends by
         the deadline with its rounding phase; it never grows past the
@@ -784,7 +795,8 @@ class Fitter:
             if phase == "fit" and it in checkpoints:
                 full = deadline is not None or self.full_aim
                 self.steer(frac, strength=1.0 if full else min(1.0, total / RATE_MODEL_STEPS),
-                           timed_gain=None if deadline is None else timed_steer_gain(total))
+                           timed_gain=(timed_steer_gain(total)
+                                       if deadline is not None or schedule.compensated_steering else None))
             stats = self.step(schedule, lr_scale, mode, schedule.temperature(frac, phase))
             it += 1
             if it == 1:
