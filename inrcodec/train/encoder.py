@@ -245,9 +245,11 @@ RATE_TOLERANCE = 0.02  # the file may miss the requested size by this fraction
 # refits run it.
 MAX_REFITS = 4
 # Every encode with a rate target ends with at least this many refits, even
-# when the fit itself landed: a refit is the cheapest quality there is. At a
-# fixed lambda of 3e-4, kodim12 fitted for 4200 steps with the learning rate
-# decaying to 1 % (fit.LR_FLOOR) reached 1.421 bpp / 36.23 dB, and one refit
+# when the fit itself landed (but see HIGH_RATE_LANDING: untimed encodes
+# from HIGH_RATE_BPP stop at a fit within the promise): a refit is the
+# cheapest quality there is. At a fixed lambda of 3e-4, kodim12 fitted for
+# 4200 steps with the learning rate decaying to 1 % (fit.LR_FLOOR) reached
+# 1.421 bpp / 36.23 dB, and one refit
 # (700 steps, restarting at REFIT_LR_PEAK) took it to 1.432 bpp / 36.69 dB,
 # where 1800 more steps of the fit itself bought ~0.5 dB (ad hoc, 2026-11-29).
 # End to end, files that landed without a refit were the ones that fell
