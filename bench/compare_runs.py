@@ -32,7 +32,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import NamedTuple
 
-from inrcodec.train.encoder import PSNR_PER_LN_RATE, keeps_promise
+from inrcodec.train.encoder import keeps_promise, moved_to_target
 
 
 class Encode(NamedTuple):
@@ -62,7 +62,7 @@ def read_encodes(path: Path, effort: str, by_limit: bool = True,
                 raise SystemExit(f"{path}: {image} at {requested:g} bpp twice (several time limits?)")
             bpp, psnr = float(row["bpp"]), float(row["psnr"])
             encodes[(image, requested)] = Encode(
-                bpp, psnr, psnr + PSNR_PER_LN_RATE * math.log(requested / bpp), float(row["encode_s"]))
+                bpp, psnr, moved_to_target(psnr, bpp, requested), float(row["encode_s"]))
     return encodes
 
 

@@ -14,13 +14,12 @@ traced: the kept files' PSNR at the request, new minus old, and the seconds.
 from __future__ import annotations
 
 import argparse
-import math
 import re
 import statistics
 from pathlib import Path
 from typing import NamedTuple
 
-from inrcodec.train.encoder import PSNR_PER_LN_RATE, keeps_promise
+from inrcodec.train.encoder import keeps_promise, moved_to_target
 
 _HEADER = re.compile(r"^(?P<image>\S+) at (?P<bpp>[\d.]+) bpp", re.M)
 _FILE = re.compile(r"^file +(?P<bpp>[\d.]+) bpp +(?P<psnr>[\d.]+) dB", re.M)
@@ -40,17 +39,15 @@ class Landing(NamedTuple):
     refit_seconds: float
     seconds: float
 
-    def at_request(self, bpp: float, psnr: float) -> float:
-        """`psnr` moved from `bpp` to the requested rate (`encoder.PSNR_PER_LN_RATE`)."""
-        return psnr - PSNR_PER_LN_RATE * math.log(bpp / self.requested)
-
     @property
     def fit_at_request(self) -> float:
-        return self.at_request(self.fit_bpp, self.fit_psnr)
+        """The fit's file's PSNR moved to the requested rate (`encoder.moved_to_target`)."""
+        return moved_to_target(self.fit_psnr, self.fit_bpp, self.requested)
 
     @property
     def kept_at_request(self) -> float:
-        return self.at_request(self.kept_bpp, self.kept_psnr)
+        """The kept file's PSNR moved to the requested rate."""
+        return moved_to_target(self.kept_psnr, self.kept_bpp, self.requested)
 
 
 def parse_trace(text: str) -> Landing:

@@ -686,7 +686,7 @@ def candidate_rank(psnr: float, bpp: float, target_bpp: float | None, lmbda: flo
     if target_bpp is None:
         assert lmbda is not None
         return True, -(10 ** (-psnr / 10) + lmbda * bpp)
-    return keeps_promise(bpp, target_bpp), _moved_to_target(psnr, bpp, target_bpp)
+    return keeps_promise(bpp, target_bpp), moved_to_target(psnr, bpp, target_bpp)
 
 
 def _encode_once(pixels: np.ndarray, opts: EncodeOptions, schedule: Schedule, start: float, limit: float | None,
@@ -982,11 +982,11 @@ def _keep_cut_if_over(cuts: list[tuple[float, bytes]], fitter: Fitter, data: byt
 
 
 def _psnr_at_target(psnr_of: Callable[[bytes], float], data: bytes, target_bits: float) -> float:
-    """A file's PSNR moved to the target rate (`_moved_to_target`)."""
-    return _moved_to_target(psnr_of(data), len(data) * 8, target_bits)
+    """A file's PSNR moved to the target rate (`moved_to_target`)."""
+    return moved_to_target(psnr_of(data), len(data) * 8, target_bits)
 
 
-def _moved_to_target(psnr: float, size: float, target: float) -> float:
+def moved_to_target(psnr: float, size: float, target: float) -> float:
     """PSNR moved along PSNR_PER_LN_RATE from a file's size to the target (both bits, or both bpp).
 
     So files of different sizes compare at one rate.
