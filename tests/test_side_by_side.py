@@ -43,7 +43,7 @@ def _fake_result(number: int, bpp: float, psnr: float) -> EncodeResult:
     return EncodeResult(bytes([number]), bpp, psnr, 1.0, 100, 1e-3, 8, 8)
 
 
-def test_one_thread_a_short_time_limit_or_the_fast_effort_fit_once(monkeypatch: pytest.MonkeyPatch,
+def test_one_thread_a_short_time_limit_the_fast_effort_or_a_high_rate_fit_once(monkeypatch: pytest.MonkeyPatch,
                                                                    torch_threads) -> None:
     once: list[tuple[object, float | None]] = []
     beside: list[tuple[tuple, int, float | None]] = []
@@ -79,6 +79,17 @@ def test_one_thread_a_short_time_limit_or_the_fast_effort_fit_once(monkeypatch: 
     # A shorter limit cuts both fits: one fit with every thread instead.
     encode_array(pixels, EncodeOptions(bpp=0.5, time_limit=encoder.PAIR_MIN_TIME_LIMIT * 0.99))
     assert len(beside) == 2 and once[-1] == (soft, encoder.PAIR_MIN_TIME_LIMIT * 0.99)
+    # From HIGH_RATE_BPP the soft-rounding fit alone, timed or not (SINGLE_FIT_FROM_HIGH_RATE).
+    high = encoder.schedule_for("default", encoder.HIGH_RATE_BPP)
+    assert high.soft_rounding is not None
+    encode_array(pixels, EncodeOptions(bpp=encoder.HIGH_RATE_BPP))
+    encode_array(pixels, EncodeOptions(bpp=2.0, time_limit=120.0))
+    assert len(beside) == 2 and once[-2:] == [(high, None), (encoder.schedule_for("default", 2.0), 120.0)]
+    # Just under it, the pair; and `--effort max` keeps its long fit after the single one.
+    encode_array(pixels, EncodeOptions(bpp=encoder.HIGH_RATE_BPP * 0.99))
+    assert len(beside) == 3
+    encode_array(pixels, EncodeOptions(bpp=encoder.HIGH_RATE_BPP, effort="max"))
+    assert len(beside) == 3 and once[-2:] == [(high, None), (encoder.SCHEDULES["max"], None)]
 
 
 def test_timed_workers_end_within_the_limit_counted_from_the_callers_start(torch_threads) -> None:

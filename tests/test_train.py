@@ -710,7 +710,8 @@ def test_the_default_effort_soft_rounds_except_on_format_1s_context(monkeypatch:
     # With two threads an untimed default encode also fits with plain noise (tests/test_side_by_side.py).
     assert [s.soft_rounding for s in encoder.default_candidates(0.5)] == [fit.SOFT_ROUNDING, None]
     assert [s.soft_rounding for s in encoder.default_candidates(None)] == [fit.SOFT_ROUNDING, None]
-    assert [s.soft_rounding for s in encoder.default_candidates(encoder.HIGH_RATE_BPP)] == [fit.SOFT_ROUNDING, None]
+    # From HIGH_RATE_BPP the soft-rounding fit alone (SINGLE_FIT_FROM_HIGH_RATE).
+    assert [s.soft_rounding for s in encoder.default_candidates(encoder.HIGH_RATE_BPP)] == [fit.SOFT_ROUNDING]
     assert encoder.SCHEDULES["max"].soft_rounding is None  # max's long fit: plain noise, as measured
 
 

@@ -210,7 +210,8 @@ HIGH_RATE_LR_LATENT_FINEST = 0.03
 # within 5 %, 182.0 -> 160.5 s mean on an Intel Xeon family 6. It ends when
 # both fits have landed, and the plain-noise fit still refit on several
 # images; where its refits had won (kodim07, 0.61 dB over the soft fit's
-# file) the new landing lost that.
+# file) the new landing lost that. Since then those encodes fit once
+# (SINGLE_FIT_FROM_HIGH_RATE).
 # The plain steering stays below HIGH_RATE_BPP, where it was not measured
 # against this one, and so do the polishing refits (see MIN_REFITS).
 # From MID_RATE_BPP up to HIGH_RATE_BPP default encodes slow the
@@ -561,7 +562,8 @@ def encode_array(pixels: np.ndarray, opts: EncodeOptions, progress: ProgressFn |
 
 
 # The default effort fits twice, with soft rounding and with plain noise
-# (`default_candidates`), and keeps the better file (`candidate_rank`).
+# (`default_candidates`; below HIGH_RATE_BPP, see SINGLE_FIT_FROM_HIGH_RATE),
+# and keeps the better file (`candidate_rank`).
 # Neither wins everywhere: of kodim01-12's files at 0.25-1 bpp soft rounding
 # won 31 of 48, kodim03 lost at every rate, and a file moves by up to
 # +-0.5 dB between the two. With two or more torch threads the fits run at
@@ -597,9 +599,26 @@ def encode_array(pixels: np.ndarray, opts: EncodeOptions, progress: ProgressFn |
 PAIR_MIN_TIME_LIMIT = 45.0
 
 
+# SINGLE_FIT_FROM_HIGH_RATE. From HIGH_RATE_BPP the default effort fits
+# once, with soft rounding and every thread: under the landing rules of
+# HIGH_RATE_LANDING the plain-noise fit no longer won there (of kodim01-12's
+# pair files at 1 bpp, ten were the soft fit's, and the other two scored
+# 0.01-0.02 dB over it at the request), but the pair's encode waited for it:
+# 160.5 s mean against 131.6 s for the soft fit alone beside another, on an
+# Intel Xeon family 6 (bench/results/high-rate-landing-2026-12-05). Alone
+# it also gets both threads (~1.33x per step there). kodim01-12 at 1 bpp,
+# alternated image by image with the pair on such a machine: 156.8 -> 100.1 s
+# mean (84-100 s but for three busy images that refit, 120-128 s), +0.01 dB
+# at the request, 7 of 12 better, 12 of 12 within 5 %
+# (bench/results/high-rate-single-fit-2026-12-06).
 def default_candidates(bpp: float | None) -> tuple[Schedule, ...]:
-    """The default effort's schedules, in order of preference: soft rounding, then plain noise."""
+    """The default effort's schedules, in order of preference: soft rounding, then plain noise.
+
+    From HIGH_RATE_BPP the soft-rounding fit alone (SINGLE_FIT_FROM_HIGH_RATE).
+    """
     schedule = schedule_for("default", bpp)
+    if bpp is not None and bpp >= HIGH_RATE_BPP:
+        return (schedule,)
     return schedule, replace(schedule, soft_rounding=None)
 
 
