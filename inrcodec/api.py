@@ -107,8 +107,8 @@ def encode(image: ImageLike, *, bpp: float | None = 0.5, lmbda: float | None = N
         effort: "fast", "default" or "max" (more time, better quality). A
             "default" or "max" encode fits twice on a CPU with two or more
             torch threads, at once, in two worker processes
-            (`inrcodec.train.side_by_side`); with one thread, or a time
-            limit under 30 s, it fits once.
+            (`inrcodec.train.side_by_side`); with one thread, a time
+            limit under 45 s or a `bpp` of 1 or more, it fits once.
         device: "auto", "cpu" or "cuda" (training only; decoding is exact anywhere).
         seed: random seed; the same seed, machine and torch thread count give the same bytes.
         time_limit: seconds; training is shortened to fit.
