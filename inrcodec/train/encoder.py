@@ -530,11 +530,10 @@ def schedule_for(effort: Effort, bpp: float | None) -> Schedule:
     if effort != "default" or bpp is None:
         return schedule
     if bpp >= HIGH_RATE_BPP:
-        return replace(schedule, iterations=HIGH_RATE_STEPS, lr_latent_finest=HIGH_RATE_LR_LATENT_FINEST,
-                       compensated_steering=True, refit_promised=False)
-    if bpp >= MID_RATE_BPP:
+        schedule = replace(schedule, iterations=HIGH_RATE_STEPS, lr_latent_finest=HIGH_RATE_LR_LATENT_FINEST)
+    elif bpp >= MID_RATE_BPP:
         schedule = replace(schedule, lr_latent_finest=MID_RATE_LR_LATENT_FINEST)
-    if bpp >= FIRM_LANDING_BPP:
+    if bpp >= FIRM_LANDING_BPP:  # HIGH_RATE_LANDING's rules (see FIRM_LANDING_BPP)
         schedule = replace(schedule, compensated_steering=True, refit_promised=False)
     return schedule
 

@@ -767,8 +767,7 @@ class Fitter:
         The "fit" phase aims lambda at PROBE_AT (`probe`) and steers it at
         STEER_AT (`steer`; net of its own moves under a deadline or if the
         schedule says so, see TIMED STEERING); a "refit" keeps lambda as it
-        is. With a deadline
-        (time.monotonic()), the number of steps is re-planned from the
+        is. With a deadline (time.monotonic()), the number of steps is re-planned from the
         measured speed (REPLAN_FIRST, REPLAN_EVERY) so the schedule ends by
         the deadline with its rounding phase; it never grows past the
         schedule's own length. The fit plans the learning rates (the
