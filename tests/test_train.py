@@ -8,6 +8,7 @@ import math
 import time
 from dataclasses import replace
 from types import SimpleNamespace
+from typing import Any
 
 import numpy as np
 import pytest
@@ -426,6 +427,43 @@ def test_an_undershoot_refit_lowers_lambda_once_by_the_miss_and_holds_it(fit_ste
     assert first_refit[0] == pytest.approx(1e-2 * ratio ** (-gain / encoder.REFIT_ELASTICITY))
     if gain == 1.0:  # the whole move adds bits at once; half of it may not, on this random model
         assert len(landed) > len(data)
+
+
+@pytest.mark.parametrize("refit_promised", [False, True])
+def test_a_firm_landing_counts_a_refits_own_drift_and_restarts_lower(monkeypatch: pytest.MonkeyPatch,
+                                                                     refit_promised: bool) -> None:
+    """From FIRM_LANDING_BPP (no refits of promised files) an undershoot refit aims at the request, less the drift."""
+    model = _random_model(64, 64, spread=1.0)
+    fitter = Fitter(torch.rand(64, 64, 3), model, RateTarget(None, 1e-2), seed=0)
+    data = _quantize_and_write(model, fitter.image, 1e-2, 0)
+    target = 1.5 * len(data) * 8
+    peaks: list[float] = []
+    run = fitter.run
+
+    def recorded_run(*args: Any, **kwargs: Any) -> int:
+        peaks.append(kwargs["lr_peak"])
+        return run(*args, **kwargs)
+
+    monkeypatch.setattr(fitter, "run", recorded_run)
+    seen: list[float] = []
+    schedule = replace(encoder.SCHEDULES["fast"], iterations=60, crop=32, refit_promised=refit_promised)
+    encoder._land_rate(fitter, data, target, _untimed(schedule), lambda it, total, stats: seen.append(stats["lambda"]),
+                       4200)
+    latent_bits = encoder.latent_section_bits(data)
+    aim = target if not refit_promised else target * (1 + encoder.AIM_ABOVE)
+    log_ratio = math.log((aim - (len(data) * 8 - latent_bits)) / latent_bits)
+    drift = 0.0 if refit_promised else encoder.REFIT_DRIFT
+    assert seen[0] == pytest.approx(1e-2 * math.exp(-(log_ratio - drift) / encoder.REFIT_ELASTICITY))
+    assert peaks[0] == (encoder.REFIT_LR_PEAK if refit_promised else encoder.FIRM_REFIT_LR_PEAK)
+
+
+def test_refit_lambda_move_leaves_the_drift_to_the_refit() -> None:
+    assert encoder.refit_lambda_move(0.06, [], drift=0.06) == 0.0
+    assert encoder.refit_lambda_move(0.0, [], drift=0.06) == pytest.approx(0.06 / encoder.REFIT_ELASTICITY)
+    assert encoder.refit_lambda_move(0.3, []) == pytest.approx(-0.3 / encoder.REFIT_ELASTICITY)
+    # lambda doubled and the rate held: with a drift of 0.4 ln 2 that is an elasticity of 0.4
+    held = [(-5.0, 10.0, 0), (-5.0 + math.log(2), 10.0, 0)]
+    assert encoder.refit_elasticity(held, drift=0.4 * math.log(2)) == pytest.approx(0.4)
 
 
 def test_a_timed_landing_moves_lambda_all_the_way_after_a_short_fit() -> None:
