@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.compare_runs import request_of
-from bench.results import RD_CSV, RowWriter, read_csv
+from bench.results import read_csv, write_fresh_rd
 from inrcodec.train.encoder import candidate_rank
 
 
@@ -67,11 +67,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, required=True, help="folder to write rd.csv into")
     args = parser.parse_args(argv)
     rows = max_sweep(read_csv(args.default), read_csv(args.long), args.long_effort)
-    out = args.out / RD_CSV
-    out.unlink(missing_ok=True)  # a fresh table, not rows appended to an old one
-    with RowWriter(out) as writer:
-        for row in rows:
-            writer.write(row)
+    out = write_fresh_rd(args.out, rows)
     print(f"{out}: {len(rows)} rows")
 
 

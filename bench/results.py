@@ -13,6 +13,7 @@ import platform
 import subprocess
 import sys
 import time
+from collections.abc import Iterable
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, TextIO
@@ -139,6 +140,19 @@ def read_csv(path: Path) -> list[dict[str, str]]:
 def read_rows(path: Path) -> list[dict[str, Any]]:
     """All rows of an ``rd.csv``, numeric columns as floats; an empty list if it doesn't exist."""
     return [_parse(row) for row in read_csv(path)] if path.exists() else []
+
+
+def write_fresh_rd(folder: Path, rows: Iterable[dict[str, Any]]) -> Path:
+    """Write `rows` to ``folder/rd.csv`` as a fresh table (an old one is replaced, not appended to); returns its path.
+
+    For sweeps put together from others (`bench.max_of`, `bench.merge_runs`).
+    """
+    path = folder / RD_CSV
+    path.unlink(missing_ok=True)
+    with RowWriter(path) as writer:
+        for row in rows:
+            writer.write(row)
+    return path
 
 
 class RowWriter:

@@ -429,10 +429,11 @@ def test_an_undershoot_refit_lowers_lambda_once_by_the_miss_and_holds_it(fit_ste
         assert len(landed) > len(data)
 
 
-@pytest.mark.parametrize("refit_promised", [False, True])
+@pytest.mark.parametrize(("refit_promised", "fit_steps"), [(False, 4200), (True, 4200), (False, 420)])
 def test_a_firm_landing_counts_a_refits_own_drift_and_restarts_lower(monkeypatch: pytest.MonkeyPatch,
-                                                                     refit_promised: bool) -> None:
-    """From FIRM_LANDING_BPP (no refits of promised files) an undershoot refit aims at the request, less the drift."""
+                                                                     refit_promised: bool, fit_steps: int) -> None:
+    """From FIRM_LANDING_BPP (no refits of promised files) an undershoot refit after a long fit aims at the request,
+    less the drift; after a short fit it moves as before (see FIRM_REFITS)."""
     model = _random_model(64, 64, spread=1.0)
     fitter = Fitter(torch.rand(64, 64, 3), model, RateTarget(None, 1e-2), seed=0)
     data = _quantize_and_write(model, fitter.image, 1e-2, 0)
@@ -448,13 +449,15 @@ def test_a_firm_landing_counts_a_refits_own_drift_and_restarts_lower(monkeypatch
     seen: list[float] = []
     schedule = replace(encoder.SCHEDULES["fast"], iterations=60, crop=32, refit_promised=refit_promised)
     encoder._land_rate(fitter, data, target, _untimed(schedule), lambda it, total, stats: seen.append(stats["lambda"]),
-                       4200)
+                       fit_steps)
+    firm = not refit_promised and fit_steps > fit.SHORT_FIT_STEPS
+    gain = 1.0 if fit_steps > fit.SHORT_FIT_STEPS else encoder.SHORT_FIT_REFIT_GAIN
     latent_bits = encoder.latent_section_bits(data)
-    aim = target if not refit_promised else target * (1 + encoder.AIM_ABOVE)
+    aim = target if firm else target * (1 + encoder.AIM_ABOVE)
     log_ratio = math.log((aim - (len(data) * 8 - latent_bits)) / latent_bits)
-    drift = 0.0 if refit_promised else encoder.REFIT_DRIFT
-    assert seen[0] == pytest.approx(1e-2 * math.exp(-(log_ratio - drift) / encoder.REFIT_ELASTICITY))
-    assert peaks[0] == (encoder.REFIT_LR_PEAK if refit_promised else encoder.FIRM_REFIT_LR_PEAK)
+    drift = encoder.REFIT_DRIFT if firm else 0.0
+    assert seen[0] == pytest.approx(1e-2 * math.exp(-(log_ratio - drift) / encoder.REFIT_ELASTICITY * gain))
+    assert peaks[0] == (encoder.FIRM_REFIT_LR_PEAK if firm else encoder.REFIT_LR_PEAK)
 
 
 def test_refit_lambda_move_leaves_the_drift_to_the_refit() -> None:

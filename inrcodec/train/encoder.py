@@ -250,8 +250,9 @@ MID_RATE_LR_LATENT_FINEST = 0.05
 # pair at 0.75 bpp, alternated image by image with main on an Intel Xeon
 # family 6: +0.14 dB at the request, 9 of 12 better (the worst -0.02 dB), 12
 # of 12 within 5 %, 106.3 -> 103.4 s mean, three encodes over 120 s (those
-# refits; 125-139 s) where one was (123 s). Not measured between 0.75 and 1
-# bpp, nor under a time limit (timed landings keep their refits anyway).
+# refits; 125-139 s) where one was (123 s); since FIRM_REFITS none. Not
+# measured between 0.75 and 1 bpp, nor under a time limit (timed landings
+# keep their refits anyway).
 FIRM_LANDING_BPP = 0.75
 RATE_TOLERANCE = 0.02  # the file may miss the requested size by this fraction
 # With the 1 % learning-rate floor (fit.LR_FLOOR) refits cut the rate more
@@ -458,8 +459,8 @@ REFIT_LR_PEAK = 0.5
 # explains at elasticity 0.6 on the busy images at 1 bpp, and at an
 # unchanged lambda 9-12 % larger on smooth ones at 0.75 bpp. The firm
 # landing (HIGH_RATE_LANDING's rules, untimed, from FIRM_LANDING_BPP)
-# counts that drift in (REFIT_DRIFT, also out of the secant of
-# `refit_elasticity`), aims at the request itself rather than AIM_ABOVE over
+# counts that drift in after a long fit (REFIT_DRIFT, also out of the
+# secant of `refit_elasticity`), aims at the request itself rather than AIM_ABOVE over
 # it (it stops at the first file within the promise, so a refit should end
 # there, not in the cut), and restarts at FIRM_REFIT_LR_PEAK, which adds
 # less and keeps the fit's picture (kodim03 at 0.75 bpp, a refit at the
@@ -469,9 +470,17 @@ REFIT_LR_PEAK = 0.5
 # refit instead of two and +0.11 dB at the request (all three better); at
 # 0.75 bpp -0.13 dB (-0.31 to +0.03): the three smooth images whose fit
 # ended ~5.5 % under had run all four refits, each adding PSNR, in 125-128
-# s of a one-thread trace, and now land in one, in 78-81 s
-# (bench/results/firm-refits-2026-12-06; with the drift alone, at 0.5:
-# -0.20 dB at 0.75 bpp, -0.05 at 1 bpp).
+# s of a one-thread trace, and now land in one, in 78-81 s (with the drift
+# alone, restarting at 0.5: -0.20 dB at 0.75 bpp, -0.05 at 1 bpp). Whole
+# encodes alternated image by image with the rules before, on an Intel Xeon
+# family 6: kodim01-12 at 0.75 bpp (the pair) -0.06 dB at the request, 12
+# of 12 within 5 %, 106.3 -> 90.7 s mean, none over 120 s (were three,
+# 131-138 s); the three 1 bpp encodes that refit +0.13 dB, 148.8 -> 124.0 s
+# (bench/results/firm-refits-2026-12-06). Refits after short fits (at most
+# SHORT_FIT_STEPS, only with `EncodeOptions.iterations` at the default
+# effort) keep their old rules: their rate still falls through the refits
+# (SHORT_FIT_REFIT_GAIN), and a 300-step fit of a small test image at 3 bpp
+# ran out of refits 10 % under with these.
 REFIT_DRIFT = 0.06
 FIRM_REFIT_LR_PEAK = 0.25
 CONTAINER_BYTES = 100  # signature, framing and HEAD, close enough to steer by
@@ -875,7 +884,8 @@ def _land_rate(fitter: Fitter, data: bytes, target_bits: float, landing: Landing
     # See HIGH_RATE_LANDING; timed landings keep their refits.
     stop_at_promise = not landing.refit.refit_promised and landing.deadline is None
     min_refits, refits_once_promised = (0, 0) if stop_at_promise else (MIN_REFITS, REFITS_ONCE_PROMISED)
-    drift, refit_lr_peak = (REFIT_DRIFT, FIRM_REFIT_LR_PEAK) if stop_at_promise else (0.0, REFIT_LR_PEAK)
+    firm_refits = stop_at_promise and not short_fit  # see FIRM_REFITS: measured after long fits
+    drift, refit_lr_peak = (REFIT_DRIFT, FIRM_REFIT_LR_PEAK) if firm_refits else (0.0, REFIT_LR_PEAK)
     fitter.recentre_lambda_range()  # refits never raise lambda past 3x today's (see fit.LAMBDA_SPAN_UP)
     # Timed format 1.0 landings keep the dead zone (see RANKED_CUT_DEADLINE).
     ranked_cut = model.arch.context_tile is not None or landing.deadline is None
@@ -933,7 +943,7 @@ def _land_rate(fitter: Fitter, data: bytes, target_bits: float, landing: Landing
         model.dead_zone, model.shrink = 0.0, None
         latent_bits = latent_section_bits(data)
         trained.append((fitter.log_lambda, math.log(max(latent_bits, 1.0)), model.first_level))
-        under = bits < target_bits * (1 - RATE_TOLERANCE) and not stop_at_promise  # see FIRM_REFITS
+        under = bits < target_bits * (1 - RATE_TOLERANCE) and not firm_refits
         aim = target_bits * (1 + AIM_ABOVE) if under else target_bits
         ratio = max(aim - (bits - latent_bits), 1.0) / max(latent_bits, 1.0)
         fitter.lower_lambda_floor()
