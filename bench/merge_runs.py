@@ -19,18 +19,20 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from bench.results import read_csv, write_fresh_rd
 from bench.codecs import parse_setting
+from bench.results import read_csv, write_fresh_rd
+
+_Key = tuple[str, tuple[tuple[str, object], ...]]
 
 
-def _key(row: dict[str, str]) -> tuple[str, tuple[tuple[str, object], ...]]:
+def _key(row: dict[str, str]) -> _Key:
     """An encode's image and setting, the setting parsed (``bpp=1`` and ``bpp=1.0`` are one request)."""
     return row["image"], tuple(sorted(parse_setting(row["setting"]).items()))
 
 
 def merged_rows(base: list[dict[str, str]], newer: list[list[dict[str, str]]]) -> tuple[list[dict[str, str]], int]:
     """BASE's rows with inrcodec rows replaced (or added) from the newer sweeps (the last one wins); and how many."""
-    latest: dict[tuple[str, str], dict[str, str]] = {}
+    latest: dict[_Key, dict[str, str]] = {}
     for rows in newer:
         latest.update({_key(row): row for row in rows if row["codec"] == "inrcodec"})
     merged = [latest.pop(_key(row), row) if row["codec"] == "inrcodec" else row for row in base]

@@ -460,10 +460,10 @@ REFIT_LR_PEAK = 0.5
 # unchanged lambda 9-12 % larger on smooth ones at 0.75 bpp. The firm
 # landing (HIGH_RATE_LANDING's rules, untimed, from FIRM_LANDING_BPP)
 # counts that drift in after a long fit (REFIT_DRIFT, also out of the
-# secant of `refit_elasticity`), aims at the request itself rather than AIM_ABOVE over
-# it (it stops at the first file within the promise, so a refit should end
-# there, not in the cut), and restarts at FIRM_REFIT_LR_PEAK, which adds
-# less and keeps the fit's picture (kodim03 at 0.75 bpp, a refit at the
+# secant of `refit_elasticity`), aims at the request itself rather than
+# AIM_ABOVE over it (it stops at the first file within the promise, so a
+# refit should end there, not in the cut), and restarts at
+# FIRM_REFIT_LR_PEAK, which adds less and keeps the fit's picture (kodim03 at 0.75 bpp, a refit at the
 # fit's lambda: 0.710 -> 0.805 bpp and 37.27 -> 37.20 dB at 0.5; 0.742 bpp
 # and 37.43 dB at 0.25). Traced on the nine landings that refit (kodim01,
 # 05, 08 at 1 bpp; kodim01, 03, 05, 07, 08, 10 at 0.75 bpp): at 1 bpp one
@@ -947,9 +947,11 @@ def _land_rate(fitter: Fitter, data: bytes, target_bits: float, landing: Landing
         aim = target_bits * (1 + AIM_ABOVE) if under else target_bits
         ratio = max(aim - (bits - latent_bits), 1.0) / max(latent_bits, 1.0)
         fitter.lower_lambda_floor()
-        # After a long fit the rate no longer drifts: move lambda at once by
-        # what the miss says and hold it (see REFIT_STE_FRACTION). After a
-        # short one it still does, so move part of the way (SHORT_FIT_REFIT_GAIN).
+        # After a long fit the rate no longer drifts down: move lambda at once
+        # by what the miss says and hold it (see REFIT_STE_FRACTION), leaving
+        # a firm landing's refit the bits it adds by itself (FIRM_REFITS).
+        # After a short fit the rate still falls, so move part of the way
+        # (SHORT_FIT_REFIT_GAIN).
         fitter.move_lambda(refit_lambda_move(math.log(ratio), trained, lagging=not short_fit, drift=drift) * gain)
         far_over = short_fit and bits > target_bits * (1 + SHORT_FIT_DROP_OVERSHOOT)
         if (attempt == 0 and bits > target_bits and model.first_level == 0
