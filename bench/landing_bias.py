@@ -28,13 +28,12 @@ from inrcodec.train.encoder import keeps_promise
 
 def least_squares(xs: list[float], ys: list[float]) -> tuple[float, float, float]:
     """(a, b, r) of the line y = a + b x through the points, and their correlation (0 when either is constant)."""
-    mx, my = statistics.fmean(xs), statistics.fmean(ys)
-    sxx = sum((x - mx) ** 2 for x in xs)
-    syy = sum((y - my) ** 2 for y in ys)
-    sxy = sum((x - mx) * (y - my) for x, y in zip(xs, ys))
-    b = sxy / sxx if sxx > 0 else 0.0
-    r = sxy / math.sqrt(sxx * syy) if sxx > 0 and syy > 0 else 0.0
-    return my - b * mx, b, r
+    x, y = np.asarray(xs, dtype=float), np.asarray(ys, dtype=float)
+    if np.ptp(x) == 0:
+        return float(y.mean()), 0.0, 0.0
+    b, a = np.polyfit(x, y, 1)
+    r = 0.0 if np.ptp(y) == 0 else float(np.corrcoef(x, y)[0, 1])
+    return float(a), float(b), r
 
 
 def bias_table(folder: Path, landings: dict[tuple[str, float], Landing], busyness: dict[str, float]) -> list[str]:
@@ -62,10 +61,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("folders", type=Path, nargs="+", help="folders of landing traces")
     args = parser.parse_args(argv)
     lines: list[str] = []
+    busyness: dict[str, float] = {}  # by image, shared by the folders (they trace the same images)
     for folder in args.folders:
         landings = read_folder(folder)
-        busyness = {}
-        for image, _ in landings:
+        for image in {image for image, _ in landings} - busyness.keys():
             path = args.images / image
             if not path.is_file():
                 parser.error(f"{path}: no such image (the trace names it)")

@@ -35,9 +35,12 @@ def merged_rows(base: list[dict[str, str]], newer: list[list[dict[str, str]]]) -
     latest: dict[_Key, dict[str, str]] = {}
     for rows in newer:
         latest.update({_key(row): row for row in rows if row["codec"] == "inrcodec"})
-    merged = [latest.pop(_key(row), row) if row["codec"] == "inrcodec" else row for row in base]
-    replaced = len(base) - sum(1 for a, b in zip(merged, base) if a is b)
-    return merged + list(latest.values()), replaced + len(latest)
+    merged, taken = [], 0
+    for row in base:
+        newer_row = latest.pop(_key(row), None) if row["codec"] == "inrcodec" else None
+        merged.append(row if newer_row is None else newer_row)
+        taken += newer_row is not None
+    return merged + list(latest.values()), taken + len(latest)
 
 
 def main(argv: list[str] | None = None) -> None:

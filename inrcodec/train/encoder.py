@@ -463,9 +463,9 @@ REFIT_LR_PEAK = 0.5
 # secant of `refit_elasticity`), aims at the request itself rather than
 # AIM_ABOVE over it (it stops at the first file within the promise, so a
 # refit should end there, not in the cut), and restarts at
-# FIRM_REFIT_LR_PEAK, which adds less and keeps the fit's picture (kodim03 at 0.75 bpp, a refit at the
-# fit's lambda: 0.710 -> 0.805 bpp and 37.27 -> 37.20 dB at 0.5; 0.742 bpp
-# and 37.43 dB at 0.25). Traced on the nine landings that refit (kodim01,
+# FIRM_REFIT_LR_PEAK, which adds less and keeps the fit's picture (kodim03
+# at 0.75 bpp, a refit at the fit's lambda: 0.710 -> 0.805 bpp and 37.27 ->
+# 37.20 dB at 0.5; 0.742 bpp and 37.43 dB at 0.25). Traced on the nine landings that refit (kodim01,
 # 05, 08 at 1 bpp; kodim01, 03, 05, 07, 08, 10 at 0.75 bpp): at 1 bpp one
 # refit instead of two and +0.11 dB at the request (all three better); at
 # 0.75 bpp -0.13 dB (-0.31 to +0.03): the three smooth images whose fit
@@ -869,11 +869,12 @@ def _land_rate(fitter: Fitter, data: bytes, target_bits: float, landing: Landing
     (`Schedule.refit_promised`, see HIGH_RATE_LANDING) ends an untimed
     landing at the first such file instead: no polishing refit, and the
     file cut to the rate if it is over; its refits count the bits a refit
-    adds by itself and restart lower (FIRM_REFITS). Under a time limit a refit runs
-    only while enough of it fits before the landing's deadline (`Landing`). Out of refits and
-    still over, or under the promise, the dead zones start from the smallest
-    file written that is not under the promise (`_Snapshot`), not from the
-    last; an undershoot left that way competes with the promised files.
+    adds by itself and restart lower (FIRM_REFITS). Under a time limit a
+    refit runs only while enough of it fits before the landing's deadline
+    (`Landing`). Out of refits and still over, or under the promise, the
+    dead zones start from the smallest file written that is not under the
+    promise (`_Snapshot`), not from the last; an undershoot left that way
+    competes with the promised files.
     `psnr_of` scores a file (`decoded_psnr`; by default against the fitter's
     image). Returns the file and the total training steps.
     """
