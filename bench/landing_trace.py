@@ -1,6 +1,6 @@
 """Trace one encode's rate landing: every training run and every file it writes.
 
-    python -m bench.landing_trace --image PATH --bpp 0.5 [--effort fast] [--time-limit S]
+    python -m bench.landing_trace --image PATH --bpp 0.5 [--effort fast] [--time-limit S] [--set FIELD=VALUE ...]
 
 Prints one line per fit or refit (steps, lambda after it, seconds) and per
 file written (bpp, PSNR of its decoded pixels, first latent level, dead
@@ -11,6 +11,13 @@ there shows), above the fit's own line. This is what the ad-hoc traces
 behind `encoder._land_rate`'s constants looked at. Scoring each file decodes
 it (~0.3 s on a Kodak image), so the encode takes that much longer than
 untraced; the files and the returned one are the same as untraced.
+
+`--set FIELD=VALUE` (repeatable) changes a field of the schedule the fit
+runs (`fit.Schedule`; VALUE a number, `none`, or numbers joined by commas
+for a tuple), e.g. `--set soft_rounding=none` traces the default effort's
+plain-noise fit, the second of its pair (with one thread an encode fits
+only the first). Only the effort's own candidates change, not `schedule_on`'s
+format 1.0 rule.
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
+from dataclasses import fields, replace
 from typing import Any
 
 import numpy as np
@@ -81,10 +89,42 @@ def traced(pixels: np.ndarray, lines: list[str]) -> Iterator[None]:
         Fitter.probe, Fitter.steer = probe, steer  # type: ignore[method-assign]
 
 
-def trace(pixels: np.ndarray, options: encoder.EncodeOptions) -> tuple[list[str], encoder.EncodeResult]:
-    """The trace lines of one encode and its result."""
+@contextmanager
+def schedule_changed(changes: dict[str, Any]) -> Iterator[None]:
+    """Every schedule the effort picks (`encoder.schedule_for`) with `changes` applied."""
+    schedule_for = encoder.schedule_for
+
+    def changed(effort: encoder.Effort, bpp: float | None) -> Schedule:
+        return replace(schedule_for(effort, bpp), **changes)
+
+    encoder.schedule_for = changed  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        encoder.schedule_for = schedule_for  # type: ignore[assignment]
+
+
+def schedule_change(text: str) -> tuple[str, Any]:
+    """argparse type for --set: FIELD=VALUE, VALUE a number, `none`, or numbers joined by commas (a tuple)."""
+    name, _, value = text.partition("=")
+    if name not in {f.name for f in fields(Schedule)} or not value:
+        raise argparse.ArgumentTypeError(f"{text!r}: FIELD=VALUE with FIELD one of Schedule's fields")
+    if value.lower() == "none":
+        return name, None
+    if value.lower() in ("true", "false"):
+        return name, value.lower() == "true"
+    try:
+        numbers = [int(v) if v.lstrip("-").isdigit() else float(v) for v in value.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: VALUE must be a number, none, true/false or numbers a,b")
+    return name, tuple(numbers) if len(numbers) > 1 else numbers[0]
+
+
+def trace(pixels: np.ndarray, options: encoder.EncodeOptions,
+          changes: dict[str, Any] | None = None) -> tuple[list[str], encoder.EncodeResult]:
+    """The trace lines of one encode and its result, its schedules changed by `changes`."""
     lines: list[str] = []
-    with traced(pixels, lines):
+    with traced(pixels, lines), schedule_changed(changes or {}):
         result = encoder.encode_array(pixels, options)
     return lines, result
 
@@ -96,14 +136,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--effort", choices=["fast", "default", "max"], default="fast")
     parser.add_argument("--time-limit", type=float, default=None)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--set", type=schedule_change, action="append", default=[], metavar="FIELD=VALUE",
+                        help="change a field of the fit's schedule (repeatable)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     pixels, _ = load_image(args.image)
     options = encoder.EncodeOptions(bpp=args.bpp, effort=args.effort, time_limit=args.time_limit)
-    lines, result = trace(pixels, options)
+    lines, result = trace(pixels, options, dict(args.set))
     when = datetime.now(timezone.utc).isoformat(timespec="seconds")
     print(f"{args.image.name} at {args.bpp} bpp, --effort {args.effort}"
           + (f", --time-limit {args.time_limit}" if args.time_limit else "")
+          + "".join(f", --set {name}={value}" for name, value in args.set)
           + f"; {machine()}, {args.threads} threads, {when}")
     print("\n".join(lines))
     print(f"kept  {result.bpp:.4f} bpp  {result.psnr:.2f} dB  {result.iterations} steps  {result.seconds:.1f} s")

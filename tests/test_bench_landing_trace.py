@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import argparse
 import re
 
+import pytest
 from helper import synthetic_image
 
-from bench.landing_trace import trace
+from bench.landing_trace import schedule_change, trace
 from inrcodec.train import encoder
 from inrcodec.train import fit
 from inrcodec.train.fit import Fitter
@@ -31,3 +33,29 @@ def test_the_trace_lists_each_run_and_file_and_the_kept_file_among_them() -> Non
     assert any(abs(bpp - result.bpp) < 5e-5 for bpp in files)
     untraced = encoder.encode_array(pixels, options)
     assert untraced.data == result.data  # tracing changes no file
+
+
+def test_set_changes_the_schedule_the_fit_runs_and_only_inside_the_trace() -> None:
+    assert schedule_change("soft_rounding=none") == ("soft_rounding", None)
+    assert schedule_change("lr_latent=0.03") == ("lr_latent", 0.03)
+    assert schedule_change("soft_rounding=0.5,0.2") == ("soft_rounding", (0.5, 0.2))
+    assert schedule_change("iterations=40") == ("iterations", 40)
+    assert schedule_change("refit_promised=false") == ("refit_promised", False)
+    for bad in ("no_such_field=1", "lr_latent=", "lr_latent=fast"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            schedule_change(bad)
+    seen: list[fit.Schedule] = []
+    run = Fitter.run
+
+    def record(self: Fitter, schedule: fit.Schedule, *args: object, **kwargs: object) -> int:
+        seen.append(schedule)
+        return run(self, schedule, *args, **kwargs)  # type: ignore[arg-type]
+
+    Fitter.run = record  # type: ignore[method-assign]
+    try:
+        trace(synthetic_image(40, 56), encoder.EncodeOptions(bpp=2.0, effort="fast", iterations=40),
+              {"lr_latent": 0.07})
+    finally:
+        Fitter.run = run  # type: ignore[method-assign]
+    assert seen and all(schedule.lr_latent == 0.07 for schedule in seen)  # the fit and its refits
+    assert encoder.schedule_for("fast", 2.0).lr_latent == encoder.SCHEDULES["fast"].lr_latent  # undone

@@ -1,0 +1,77 @@
+"""What the default effort's pair of fits keeps, from single-fit traces of each candidate.
+
+    python -m bench.pair_traces FIRST SECOND [OTHER_SECOND ...]
+
+An untimed default encode below 1 bpp fits two schedules side by side, one
+thread each, and keeps the better file (`encoder.candidate_rank`: within
+the rate promise first, then PSNR moved to the request). Each folder holds
+`bench.landing_trace` traces of one candidate's fit (`--threads 1`, and
+`--set` for the second candidate), which are its files. For each SECOND
+folder the pair FIRST + SECOND keeps, per image, the better of the two
+kept files; a pair's encode takes as long as its slower fit. Prints one
+table of every image both (or all) folders traced, then each pair after the
+first against the first pair.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+from pathlib import Path
+
+from bench.landing_summary import Landing, read_folder
+from inrcodec.train.encoder import candidate_rank, keeps_promise
+
+
+def pair_kept(first: Landing, second: Landing) -> tuple[Landing, int]:
+    """The landing whose kept file the pair returns, and which (1 or 2); the first wins ties, as the encoder's."""
+    ranks = [candidate_rank(l.kept_psnr, l.kept_bpp, l.requested, None) for l in (first, second)]
+    return (second, 2) if ranks[1] > ranks[0] else (first, 1)
+
+
+def pair_tables(first: dict, seconds: list[tuple[Path, dict]]) -> list[str]:
+    """Per image the candidates' kept files at the request and each pair's, then means and pair differences."""
+    keys = sorted(set(first).intersection(*(landings.keys() for _, landings in seconds)))
+    names = [folder.name for folder, _ in seconds]
+    lines = ["| image | bpp | first | " + " | ".join(f"{n} | pair with {n}" for n in names) + " |",
+             "|---|---|---|" + "---|---|" * len(names)]
+    kept: list[list[Landing]] = [[] for _ in seconds]
+    for key in keys:
+        row = [key[0], f"{key[1]:g}", f"{first[key].kept_at_request:.2f}"]
+        for i, (_, landings) in enumerate(seconds):
+            landing, which = pair_kept(first[key], landings[key])
+            kept[i].append(landing)
+            row += [f"{landings[key].kept_at_request:.2f}", f"{landing.kept_at_request:.2f} ({which})"]
+        lines.append("| " + " | ".join(row) + " |")
+    if not keys:
+        return lines + ["", "No image traced in every folder."]
+    lines.append("")
+    for i, name in enumerate(names):
+        pair_seconds = [max(first[k].seconds, seconds[i][1][k].seconds) for k in keys]
+        promised = sum(keeps_promise(l.kept_bpp, l.requested) for l in kept[i])
+        won = sum(l is seconds[i][1][k] for l, k in zip(kept[i], keys))
+        lines.append(f"- pair with {name}: {statistics.mean(l.kept_at_request for l in kept[i]):.2f} dB at the "
+                     f"request on average, the second fit's file kept {won} of {len(keys)} times, "
+                     f"{promised} of {len(keys)} within the rate promise, encode (the slower fit) "
+                     f"{statistics.mean(pair_seconds):.1f} s mean, {max(pair_seconds):.1f} s at most.")
+    for i, name in enumerate(names[1:], 1):
+        differences = [b.kept_at_request - a.kept_at_request for a, b in zip(kept[0], kept[i])]
+        lines.append(f"- pair with {name} against pair with {names[0]}: {statistics.mean(differences):+.2f} dB "
+                     f"at the request, {sum(d > 0 for d in differences)} better, "
+                     f"{sum(d < 0 for d in differences)} worse (of {len(keys)}).")
+    return lines
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("first", type=Path, help="traces of the first candidate's fits")
+    parser.add_argument("seconds", type=Path, nargs="+", help="traces of a second candidate's fits, per folder")
+    args = parser.parse_args(argv)
+    first = read_folder(args.first)
+    seconds = [(folder, read_folder(folder)) for folder in args.seconds]
+    print(f"# Pairs of fits from traces (first: {args.first})\n")
+    print("\n".join(pair_tables(first, seconds)))
+
+
+if __name__ == "__main__":
+    main()
