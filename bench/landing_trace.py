@@ -1,6 +1,7 @@
 """Trace one encode's rate landing: every training run and every file it writes.
 
-    python -m bench.landing_trace --image PATH --bpp 0.5 [--effort fast] [--time-limit S] [--set FIELD=VALUE ...]
+    python -m bench.landing_trace --image PATH --bpp 0.5 [--effort fast] [--time-limit S] [--seed N]
+        [--set FIELD=VALUE ...]
 
 Prints one line per fit or refit (steps, lambda after it, seconds) and per
 file written (bpp, PSNR of its decoded pixels, first latent level, dead
@@ -136,16 +137,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--effort", choices=["fast", "default", "max"], default="fast")
     parser.add_argument("--time-limit", type=float, default=None)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--seed", type=int, default=0, help="the encoder's seed (`inrcodec encode --seed`)")
     parser.add_argument("--set", type=schedule_change, action="append", default=[], metavar="FIELD=VALUE",
                         help="change a field of the fit's schedule (repeatable)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     pixels, _ = load_image(args.image)
-    options = encoder.EncodeOptions(bpp=args.bpp, effort=args.effort, time_limit=args.time_limit)
+    options = encoder.EncodeOptions(bpp=args.bpp, effort=args.effort, time_limit=args.time_limit, seed=args.seed)
     lines, result = trace(pixels, options, dict(args.set))
     when = datetime.now(timezone.utc).isoformat(timespec="seconds")
     print(f"{args.image.name} at {args.bpp} bpp, --effort {args.effort}"
           + (f", --time-limit {args.time_limit}" if args.time_limit else "")
+          + (f", --seed {args.seed}" if args.seed else "")
           + "".join(f", --set {name}={value}" for name, value in args.set)
           + f"; {machine()}, {args.threads} threads, {when}")
     print("\n".join(lines))

@@ -1,6 +1,6 @@
 """What the default effort's pair of fits keeps, from single-fit traces of each candidate.
 
-    python -m bench.pair_traces FIRST SECOND [OTHER_SECOND ...]
+    python -m bench.pair_traces FIRST SECOND [OTHER_SECOND ...] [--old-pair OLD_FIRST OLD_SECOND]
 
 An untimed default encode below 1 bpp fits two schedules side by side, one
 thread each, and keeps the better file (`encoder.candidate_rank`: within
@@ -10,7 +10,9 @@ the rate promise first, then PSNR moved to the request). Each folder holds
 folder the pair FIRST + SECOND keeps, per image, the better of the two
 kept files; a pair's encode takes as long as its slower fit. Prints one
 table of every image both (or all) folders traced, then each pair after the
-first against the first pair.
+first against the first pair. With `--old-pair`, the pair of the encoder
+before a change (its two candidates' traces) is the one every pair is set
+against, on the images every folder traced.
 """
 
 from __future__ import annotations
@@ -29,9 +31,10 @@ def pair_kept(first: Landing, second: Landing) -> tuple[Landing, int]:
     return (second, 2) if ranks[1] > ranks[0] else (first, 1)
 
 
-def pair_tables(first: dict, seconds: list[tuple[Path, dict]]) -> list[str]:
+def pair_tables(first: dict, seconds: list[tuple[Path, dict]], old: tuple[dict, dict] | None = None) -> list[str]:
     """Per image the candidates' kept files at the request and each pair's, then means and pair differences."""
-    keys = sorted(set(first).intersection(*(landings.keys() for _, landings in seconds)))
+    keys = sorted(set(first).intersection(*(landings.keys() for _, landings in seconds),
+                                          *(old if old is not None else ())))
     names = [folder.name for folder, _ in seconds]
     lines = ["| image | bpp | first | " + " | ".join(f"{n} | pair with {n}" for n in names) + " |",
              "|---|---|---|" + "---|---|" * len(names)]
@@ -54,11 +57,20 @@ def pair_tables(first: dict, seconds: list[tuple[Path, dict]]) -> list[str]:
                      f"request on average, the second fit's file kept {won} of {len(keys)} times, "
                      f"{promised} of {len(keys)} within the rate promise, encode (the slower fit) "
                      f"{statistics.mean(pair_seconds):.1f} s mean, {max(pair_seconds):.1f} s at most.")
-    for i, name in enumerate(names[1:], 1):
-        differences = [b.kept_at_request - a.kept_at_request for a, b in zip(kept[0], kept[i])]
-        lines.append(f"- pair with {name} against pair with {names[0]}: {statistics.mean(differences):+.2f} dB "
-                     f"at the request, {sum(d > 0 for d in differences)} better, "
-                     f"{sum(d < 0 for d in differences)} worse (of {len(keys)}).")
+    if old is not None:
+        old_kept = [pair_kept(old[0][k], old[1][k])[0] for k in keys]
+        old_seconds = [max(old[0][k].seconds, old[1][k].seconds) for k in keys]
+        lines.append(f"- the old pair: {statistics.mean(l.kept_at_request for l in old_kept):.2f} dB at the request "
+                     f"on average, encode (the slower fit) {statistics.mean(old_seconds):.1f} s mean.")
+    against = [(names[0], kept[0])] if old is None else [("the old pair", old_kept)]
+    for label, base in against:
+        for i, name in enumerate(names):
+            if old is None and i == 0:
+                continue
+            differences = [b.kept_at_request - a.kept_at_request for a, b in zip(base, kept[i])]
+            lines.append(f"- pair with {name} against {label if old is not None else f'pair with {label}'}: "
+                         f"{statistics.mean(differences):+.2f} dB at the request, {sum(d > 0 for d in differences)} "
+                         f"better, {sum(d < 0 for d in differences)} worse (of {len(keys)}).")
     return lines
 
 
@@ -66,11 +78,15 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("first", type=Path, help="traces of the first candidate's fits")
     parser.add_argument("seconds", type=Path, nargs="+", help="traces of a second candidate's fits, per folder")
+    parser.add_argument("--old-pair", type=Path, nargs=2, metavar=("OLD_FIRST", "OLD_SECOND"),
+                        help="the two candidates' traces of the encoder before a change: every pair against it")
     args = parser.parse_args(argv)
     first = read_folder(args.first)
     seconds = [(folder, read_folder(folder)) for folder in args.seconds]
-    print(f"# Pairs of fits from traces (first: {args.first})\n")
-    print("\n".join(pair_tables(first, seconds)))
+    old = None if args.old_pair is None else (read_folder(args.old_pair[0]), read_folder(args.old_pair[1]))
+    print(f"# Pairs of fits from traces (first: {args.first}"
+          + ("" if args.old_pair is None else f"; old pair: {args.old_pair[0]} and {args.old_pair[1]}") + ")\n")
+    print("\n".join(pair_tables(first, seconds, old)))
 
 
 if __name__ == "__main__":

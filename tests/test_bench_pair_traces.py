@@ -41,3 +41,20 @@ def test_each_pair_keeps_the_better_file_and_takes_its_slower_fits_time(
             "2 of 2 within the rate promise, encode (the slower fit) 90.0 s mean, 90.0 s at most.") in out
     assert "pair with other: 30.70 dB" in out and "95.0 s at most" in out
     assert "pair with other against pair with plain: +0.10 dB at the request, 1 better, 1 worse (of 2)." in out
+
+
+def test_every_pair_is_set_against_the_old_pair_on_the_images_all_traced(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    old_soft, old_plain, soft, plain = (tmp_path / name for name in ("old-soft", "old-plain", "soft", "plain"))
+    write(old_soft, "kodim01", "0.5000", "27.00", "95.0")
+    write(old_plain, "kodim01", "0.5000", "27.20", "85.0")  # the old pair keeps 27.20
+    write(soft, "kodim01", "0.5000", "27.50", "75.0")
+    write(plain, "kodim01", "0.5000", "27.10", "80.0")  # the new pair keeps 27.50
+    write(soft, "kodim02", "0.5000", "34.00", "75.0")  # the old pair did not trace it: left out
+    write(plain, "kodim02", "0.5000", "34.00", "75.0")
+    main([str(soft), str(plain), "--old-pair", str(old_soft), str(old_plain)])
+    out = capsys.readouterr().out
+    assert "kodim02" not in out
+    assert "- the old pair: 27.20 dB at the request on average, encode (the slower fit) 95.0 s mean." in out
+    assert "- pair with plain against the old pair: +0.30 dB at the request, 1 better, 0 worse (of 1)." in out
+    assert "encode (the slower fit) 80.0 s mean" in out
