@@ -16,9 +16,11 @@ untraced; the files and the returned one are the same as untraced.
 `--set FIELD=VALUE` (repeatable) changes a field of the schedule the fit
 runs (`fit.Schedule`; VALUE a number, `none`, or numbers joined by commas
 for a tuple), e.g. `--set soft_rounding=none` traces the default effort's
-plain-noise fit, the second of its pair (with one thread an encode fits
-only the first). Only the effort's own candidates change, not `schedule_on`'s
-format 1.0 rule.
+plain-noise fit, the second of its pair below 0.5 bpp or under a time limit
+(with one thread an encode fits only the first); untimed from 0.5 bpp the
+second is the first with the seed plus one (`--seed 1`,
+`encoder.default_candidates`). Only the effort's own candidates change, not
+`schedule_on`'s format 1.0 rule.
 """
 
 from __future__ import annotations
@@ -61,8 +63,8 @@ def traced(pixels: np.ndarray, lines: list[str]) -> Iterator[None]:
         lambda_move(self, "probe", lambda: probe(self, confidence))
 
     def traced_steer(self: Fitter, fraction_done: float, strength: float = 1.0,
-                     timed_gain: float | None = None) -> None:
-        lambda_move(self, "steer", lambda: steer(self, fraction_done, strength, timed_gain))
+                     timed_gain: float | None = None, may_drop: bool = True) -> None:
+        lambda_move(self, "steer", lambda: steer(self, fraction_done, strength, timed_gain, may_drop))
 
     def traced_run(self: Fitter, schedule: Schedule, progress: ProgressFn | None = None,
                    deadline: float | None = None, phase: str = "fit", lr_peak: float = 1.0) -> int:

@@ -259,6 +259,27 @@ def test_steering_past_the_drop_threshold_drops_the_finest_level_and_halves_lamb
     assert fitter.lmbda == pytest.approx(fit.DROP_FINEST_ABOVE * 0.9 * math.exp(moved) * fit.DROP_LAMBDA_FACTOR)
 
 
+def test_steering_told_not_to_drop_keeps_the_finest_level_past_the_threshold() -> None:
+    fitter = _fitter(0.01, lmbda=fit.DROP_FINEST_ABOVE * 0.9)
+    fitter.steer(0.3)
+    fitter.steer(0.6, may_drop=False)
+    assert fitter.lmbda > fit.DROP_FINEST_ABOVE and fitter.model.first_level == 0
+
+
+@pytest.mark.parametrize("compensated,timed", [(True, False), (False, False), (True, True)])
+def test_an_untimed_compensated_fit_drops_the_finest_level_only_in_its_first_half(
+        monkeypatch: pytest.MonkeyPatch, compensated: bool, timed: bool) -> None:
+    # See FIRM_DROP_UNTIL: late drops are what the firm landing's steering must not do.
+    calls: list[tuple[float, bool]] = []
+    monkeypatch.setattr(Fitter, "steer", lambda self, frac, strength=1.0, timed_gain=None, may_drop=True:
+                        calls.append((round(frac, 2), may_drop)))
+    schedule = replace(encoder.SCHEDULES["fast"], iterations=60, crop=32, compensated_steering=compensated)
+    deadline = time.monotonic() + 600 if timed else None
+    _fitter(0.5, lmbda=1e-3).run(schedule, deadline=deadline)
+    firm = compensated and not timed
+    assert calls == [(at, not firm or at <= fit.FIRM_DROP_UNTIL) for at in (0.3, 0.4, 0.5, 0.6, 0.7, 0.8)]
+
+
 def test_steering_predicts_the_final_rate_from_the_trend() -> None:
     assert fit.predicted_final_log_rate(1.0, 0.5, (0.9, 1.0)) == pytest.approx(math.log(0.5))  # nothing left
     # A rate falling fast keeps falling, by less and less; a flat one stays; a rising one rises.
@@ -754,9 +775,17 @@ def test_the_default_effort_soft_rounds_except_on_format_1s_context(monkeypatch:
         with pytest.raises(_StopFit):
             encode_array(pixels, opts)
     assert fit.SOFT_ROUNDING is not None and used == [want for _, want in cases]
-    # With two threads an untimed default encode also fits with plain noise (tests/test_side_by_side.py).
-    assert [s.soft_rounding for s in encoder.default_candidates(0.5)] == [fit.SOFT_ROUNDING, None]
-    assert [s.soft_rounding for s in encoder.default_candidates(None)] == [fit.SOFT_ROUNDING, None]
+    # With two threads a default encode also fits with plain noise (tests/test_side_by_side.py), but
+    # untimed from FIRM_LANDING_BPP with soft rounding again, another seed (SEED_PAIR).
+    def candidates(bpp: float | None, timed: bool = False) -> list[tuple[object, int]]:
+        return [(s.soft_rounding, s.seed_offset) for s in encoder.default_candidates(bpp, timed)]
+
+    assert candidates(None) == [(fit.SOFT_ROUNDING, 0), (None, 0)]
+    assert candidates(0.25) == [(fit.SOFT_ROUNDING, 0), (None, 0)]
+    assert candidates(encoder.FIRM_LANDING_BPP) == [(fit.SOFT_ROUNDING, 0), (fit.SOFT_ROUNDING, 1)]
+    assert candidates(encoder.FIRM_LANDING_BPP, timed=True) == [(fit.SOFT_ROUNDING, 0), (None, 0)]
+    first, second = encoder.default_candidates(encoder.FIRM_LANDING_BPP)
+    assert replace(second, seed_offset=0) == first  # the same training, another draw
     # From HIGH_RATE_BPP the soft-rounding fit alone (SINGLE_FIT_FROM_HIGH_RATE).
     assert [s.soft_rounding for s in encoder.default_candidates(encoder.HIGH_RATE_BPP)] == [fit.SOFT_ROUNDING]
     assert encoder.SCHEDULES["max"].soft_rounding is None  # max's long fit: plain noise, as measured
@@ -1223,7 +1252,7 @@ def _fake_candidates(monkeypatch: pytest.MonkeyPatch, files: list[tuple[float, f
         return encoder.EncodeResult(bytes([len(calls)]), bpp, psnr, seconds, 100, 1e-3, 8, 8)
 
     monkeypatch.setattr(encoder, "_encode_once", once)
-    monkeypatch.setattr(encoder, "max_candidates", lambda bpp: tuple((s,) for s in THREE_SCHEDULES))
+    monkeypatch.setattr(encoder, "max_candidates", lambda bpp, timed=False: tuple((s,) for s in THREE_SCHEDULES))
     return calls
 
 
@@ -1286,7 +1315,7 @@ def test_max_numbers_its_encodes_in_the_progress_stats(monkeypatch: pytest.Monke
         return encoder.EncodeResult(bytes([len(seen)]), 0.5, 30.0, 1.0, 10, 1e-3, 8, 8)
 
     monkeypatch.setattr(encoder, "_encode_once", once)
-    monkeypatch.setattr(encoder, "max_candidates", lambda bpp: tuple((s,) for s in THREE_SCHEDULES))
+    monkeypatch.setattr(encoder, "max_candidates", lambda bpp, timed=False: tuple((s,) for s in THREE_SCHEDULES))
     encode_array(_test_image(8, 8), EncodeOptions(bpp=0.5, effort="max"),
                  progress=lambda it, total, stats: seen.append((stats["candidate"], stats["candidates"])))
     assert seen == [(1, 3), (2, 3), (3, 3)]
@@ -1305,3 +1334,15 @@ def test_a_max_encode_is_the_best_of_its_candidates_files() -> None:
     best = max(candidates, key=lambda c: encoder.candidate_rank(c.psnr, c.bpp, None, opts.lmbda))
     assert result.data == best.data and result.iterations == sum(c.iterations for c in candidates)
     assert render(read_coco(result.data)).shape == pixels.shape
+
+
+def test_a_schedules_seed_offset_draws_the_fit_of_another_seed() -> None:
+    pixels = np.random.default_rng(3).integers(0, 256, (32, 48, 3), dtype=np.uint8)
+    schedule = replace(encoder.SCHEDULES["fast"], iterations=30, crop=32)
+    opts = EncodeOptions(bpp=None, lmbda=2e-3, effort="fast")
+
+    def once(seed: int, offset: int) -> bytes:
+        return encoder._encode_once(pixels, replace(opts, seed=seed), replace(schedule, seed_offset=offset),
+                                    time.monotonic(), None, None).data
+
+    assert once(0, 1) == once(1, 0) != once(0, 0)

@@ -260,6 +260,15 @@ DROP_FINEST_ABOVE = 1e-2
 # with every level) expects: kodim05 and kodim08 at 0.5 bpp ended at 0.32 and
 # 0.37 bpp and their refits lowered lambda ~4x. Halve it when dropping.
 DROP_LAMBDA_FACTOR = 0.5
+# LATE DROP. An untimed fit under compensated steering (`Schedule.compensated_steering`)
+# drops the level at the probe or in the first half of the fit only: the
+# steering that takes lambda past DROP_FINEST_ABOVE later is correcting a
+# miss the remaining levels cannot make up for without the level. kodim08 at
+# 0.5 bpp: lambda crossed it at 80 % with the rate 1.2x the request, the fit
+# went on without the level and ended at 0.32 bpp; the landing's file lost
+# 1.14 dB (bench/results/landing-below-1bpp-2026-12-06). The drops that paid
+# came early and far over (2.4x the rate at 40 %, above).
+FIRM_DROP_UNTIL = 0.5
 
 
 # Soft rounding of the noisy latents (C3's proxy, `CocoNet.noisy_latents`;
@@ -329,6 +338,10 @@ class Schedule:
             the rate promise (`encoder.MIN_REFITS`,
             `encoder.REFITS_ONCE_PROMISED`); False: an untimed landing stops
             at the first such file, cut to the rate if it is over.
+        seed_offset: added to the encode's seed for this fit (its crops,
+            noise, starting networks and quantization subsets): two fits of
+            one schedule that differ only here are two draws of the same
+            training (`encoder.default_candidates`).
     """
 
     iterations: int
@@ -346,6 +359,7 @@ class Schedule:
     grad_clip: float | None = None
     compensated_steering: bool = False
     refit_promised: bool = True
+    seed_offset: int = 0
 
     def temperature(self, fraction_done: float, phase: str = "fit") -> float | None:
         """Soft-rounding temperature at a point of the noise phase (None: plain noise).
@@ -583,13 +597,16 @@ class Fitter:
         self.log_lambda = start + _clamp(correction, -MAX_LOG_CORRECTION, MAX_LOG_CORRECTION)
         self.recentre_lambda_range()
 
-    def steer(self, fraction_done: float, strength: float = 1.0, timed_gain: float | None = None) -> None:
+    def steer(self, fraction_done: float, strength: float = 1.0, timed_gain: float | None = None,
+              may_drop: bool = True) -> None:
         """At a checkpoint of STEER_AT: nudge lambda by the miss the rate measured now predicts.
 
         `strength` in (0, 1] scales the move (see the comment after
         MAX_STEER_STEP). With a `timed_gain` (a fit under a deadline,
         `timed_steer_gain`) the miss is predicted net of the fit's own last
         move and lambda moves by that gain times it (see TIMED STEERING).
+        Without `may_drop` the full-resolution latents stay whatever lambda
+        becomes (see FIRM_DROP_UNTIL).
         """
         if not self.target.latent_bpp:
             return
@@ -610,7 +627,8 @@ class Fitter:
                                              self.target.latent_bpp)
         self.log_lambda += move
         self.last_steer_move = move
-        self.drop_finest_level_if_lambda_high()
+        if may_drop:
+            self.drop_finest_level_if_lambda_high()
         self.recentre_lambda_range()
 
     def move_lambda(self, log_step: float) -> None:
@@ -793,9 +811,11 @@ class Fitter:
                 probed = True
             if phase == "fit" and it in checkpoints:
                 full = deadline is not None or self.full_aim
+                firm = deadline is None and schedule.compensated_steering
                 self.steer(frac, strength=1.0 if full else min(1.0, total / RATE_MODEL_STEPS),
                            timed_gain=(timed_steer_gain(total)
-                                       if deadline is not None or schedule.compensated_steering else None))
+                                       if deadline is not None or schedule.compensated_steering else None),
+                           may_drop=not firm or frac <= FIRM_DROP_UNTIL)
             stats = self.step(schedule, lr_scale, mode, schedule.temperature(frac, phase))
             it += 1
             if it == 1:
