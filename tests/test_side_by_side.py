@@ -59,7 +59,9 @@ def test_one_thread_a_short_time_limit_the_fast_effort_or_a_high_rate_fit_once(m
     monkeypatch.setattr(encoder, "_encode_once", fake_once)
     monkeypatch.setattr(encoder, "encode_side_by_side", fake_side_by_side)
     pixels = _image()
-    soft, plain = encoder.default_candidates(0.5)
+    soft, second = encoder.default_candidates(0.5)  # untimed: soft rounding with another seed (SEED_PAIR)
+    plain = encoder.default_candidates(0.5, timed=True)[1]
+    assert second.seed_offset == 1 and plain.soft_rounding is None
     torch_threads(1)
     encode_array(pixels, EncodeOptions(bpp=0.5))
     encode_array(pixels, EncodeOptions(bpp=0.5, time_limit=60.0))
@@ -72,7 +74,7 @@ def test_one_thread_a_short_time_limit_the_fast_effort_or_a_high_rate_fit_once(m
     assert not beside
     torch_threads(4)
     result = encode_array(pixels, EncodeOptions(bpp=0.5))
-    assert beside == [((soft, plain), 2, None)] and result.data == bytes([2]) and result.iterations == 200
+    assert beside == [((soft, second), 2, None)] and result.data == bytes([2]) and result.iterations == 200
     torch_threads(2)
     encode_array(pixels, EncodeOptions(bpp=0.5, time_limit=encoder.PAIR_MIN_TIME_LIMIT))
     assert beside[-1] == ((soft, plain), 1, encoder.PAIR_MIN_TIME_LIMIT)

@@ -708,15 +708,15 @@ def test_a_schedule_that_does_not_refit_promised_files_ends_an_untimed_landing_a
 
 
 def test_default_targets_from_firm_landing_steer_compensated_and_do_not_refit_promised_files() -> None:
-    assert encoder.MID_RATE_BPP < encoder.FIRM_LANDING_BPP < encoder.HIGH_RATE_BPP
-    for bpp in (0.25, encoder.MID_RATE_BPP, encoder.FIRM_LANDING_BPP * 0.99):
+    assert encoder.MID_RATE_BPP <= encoder.FIRM_LANDING_BPP < encoder.HIGH_RATE_BPP
+    for bpp in (0.25, encoder.FIRM_LANDING_BPP * 0.99):
         schedule = encoder.schedule_for("default", bpp)
         assert not schedule.compensated_steering and schedule.refit_promised
     firm = encoder.schedule_for("default", encoder.FIRM_LANDING_BPP)
     assert firm.compensated_steering and not firm.refit_promised
     # Only the landing's rules change there: the steps and latent speeds stay the mid rates'.
-    mid = encoder.schedule_for("default", encoder.MID_RATE_BPP)
-    assert replace(firm, compensated_steering=False, refit_promised=True) == mid
+    assert firm == replace(encoder.SCHEDULES["default"], lr_latent_finest=encoder.MID_RATE_LR_LATENT_FINEST,
+                           compensated_steering=True, refit_promised=False)
     high = encoder.schedule_for("default", encoder.HIGH_RATE_BPP)
     assert high.compensated_steering and not high.refit_promised
     refit = encoder.refit_schedule(high, high.iterations)
