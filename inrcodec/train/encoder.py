@@ -682,8 +682,11 @@ PAIR_MIN_TIME_LIMIT = 45.0
 # run, the pair of draws against the soft-and-plain pair before: at 0.5
 # bpp (with FIRM_LANDING_BPP at 0.5) +0.20 dB at the request, 12 of 12
 # better, the slower fit 103 -> 79 s; at 0.75 bpp +0.11 dB, 6 better and
-# none worse, the same time (bench/results/seed-pair-2026-12-06). Timed
-# encodes keep plain noise: not measured there.
+# none worse, the same time. Whole encodes at 0.5 bpp, alternated image by
+# image with the tree before on an Intel Xeon family 6: +0.19 dB, 12 of 12
+# better, 89.1 -> 73.5 s mean; BD-rate vs JPEG 4:2:0 -33.2 % -> -35.0 %
+# (bench/results/seed-pair-2026-12-06). Timed encodes keep plain noise: not
+# measured there.
 def default_candidates(bpp: float | None, timed: bool = False) -> tuple[Schedule, ...]:
     """The default effort's schedules, in order of preference: soft rounding, then plain noise.
 
