@@ -620,7 +620,8 @@ def encode_array(pixels: np.ndarray, opts: EncodeOptions, progress: ProgressFn |
 
 
 # The default effort fits twice, with soft rounding and with plain noise
-# (`default_candidates`; below HIGH_RATE_BPP, see SINGLE_FIT_FROM_HIGH_RATE),
+# (`default_candidates`; below HIGH_RATE_BPP, see SINGLE_FIT_FROM_HIGH_RATE;
+# untimed from FIRM_LANDING_BPP two draws of the soft fit, see SEED_PAIR),
 # and keeps the better file (`candidate_rank`).
 # Neither wins everywhere: of kodim01-12's files at 0.25-1 bpp soft rounding
 # won 31 of 48, kodim03 lost at every rate, and a file moves by up to
@@ -688,7 +689,7 @@ PAIR_MIN_TIME_LIMIT = 45.0
 # (bench/results/seed-pair-2026-12-06). Timed encodes keep plain noise: not
 # measured there.
 def default_candidates(bpp: float | None, timed: bool = False) -> tuple[Schedule, ...]:
-    """The default effort's schedules, in order of preference: soft rounding, then plain noise.
+    """The default effort's schedules, in order of preference: soft rounding, then plain noise or a second draw.
 
     From HIGH_RATE_BPP the soft-rounding fit alone (SINGLE_FIT_FROM_HIGH_RATE);
     untimed from FIRM_LANDING_BPP, soft rounding again with another seed
