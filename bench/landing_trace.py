@@ -29,9 +29,9 @@ import argparse
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import fields, replace
 from datetime import datetime, timezone
 from pathlib import Path
-from dataclasses import fields, replace
 from typing import Any
 
 import numpy as np

@@ -24,6 +24,8 @@ from pathlib import Path
 from bench.landing_summary import Landing, read_folder
 from inrcodec.train.encoder import candidate_rank, keeps_promise
 
+Traces = dict[tuple[str, float], Landing]  # `landing_summary.read_folder`: (image, requested bpp) -> landing
+
 
 def pair_kept(first: Landing, second: Landing) -> tuple[Landing, int]:
     """The landing whose kept file the pair returns, and which (1 or 2); the first wins ties, as the encoder's."""
@@ -31,7 +33,13 @@ def pair_kept(first: Landing, second: Landing) -> tuple[Landing, int]:
     return (second, 2) if ranks[1] > ranks[0] else (first, 1)
 
 
-def pair_tables(first: dict, seconds: list[tuple[Path, dict]], old: tuple[dict, dict] | None = None) -> list[str]:
+def pair_seconds(first: Landing, second: Landing) -> float:
+    """How long a pair's encode takes: its slower fit."""
+    return max(first.seconds, second.seconds)
+
+
+def pair_tables(first: Traces, seconds: list[tuple[Path, Traces]], old: tuple[Traces, Traces] | None = None
+                ) -> list[str]:
     """Per image the candidates' kept files at the request and each pair's, then means and pair differences."""
     keys = sorted(set(first).intersection(*(landings.keys() for _, landings in seconds),
                                           *(old if old is not None else ())))
@@ -49,28 +57,28 @@ def pair_tables(first: dict, seconds: list[tuple[Path, dict]], old: tuple[dict, 
     if not keys:
         return lines + ["", "No image traced in every folder."]
     lines.append("")
-    for i, name in enumerate(names):
-        pair_seconds = [max(first[k].seconds, seconds[i][1][k].seconds) for k in keys]
-        promised = sum(keeps_promise(l.kept_bpp, l.requested) for l in kept[i])
-        won = sum(l is seconds[i][1][k] for l, k in zip(kept[i], keys))
-        lines.append(f"- pair with {name}: {statistics.mean(l.kept_at_request for l in kept[i]):.2f} dB at the "
+    for name, pair, (_, landings) in zip(names, kept, seconds):
+        times = [pair_seconds(first[k], landings[k]) for k in keys]
+        promised = sum(keeps_promise(l.kept_bpp, l.requested) for l in pair)
+        won = sum(l is landings[k] for l, k in zip(pair, keys))
+        lines.append(f"- pair with {name}: {statistics.mean(l.kept_at_request for l in pair):.2f} dB at the "
                      f"request on average, the second fit's file kept {won} of {len(keys)} times, "
                      f"{promised} of {len(keys)} within the rate promise, encode (the slower fit) "
-                     f"{statistics.mean(pair_seconds):.1f} s mean, {max(pair_seconds):.1f} s at most.")
-    if old is not None:
-        old_kept = [pair_kept(old[0][k], old[1][k])[0] for k in keys]
-        old_seconds = [max(old[0][k].seconds, old[1][k].seconds) for k in keys]
-        lines.append(f"- the old pair: {statistics.mean(l.kept_at_request for l in old_kept):.2f} dB at the request "
-                     f"on average, encode (the slower fit) {statistics.mean(old_seconds):.1f} s mean.")
-    against = [(names[0], kept[0])] if old is None else [("the old pair", old_kept)]
-    for label, base in against:
-        for i, name in enumerate(names):
-            if old is None and i == 0:
-                continue
-            differences = [b.kept_at_request - a.kept_at_request for a, b in zip(base, kept[i])]
-            lines.append(f"- pair with {name} against {label if old is not None else f'pair with {label}'}: "
-                         f"{statistics.mean(differences):+.2f} dB at the request, {sum(d > 0 for d in differences)} "
-                         f"better, {sum(d < 0 for d in differences)} worse (of {len(keys)}).")
+                     f"{statistics.mean(times):.1f} s mean, {max(times):.1f} s at most.")
+    if old is None:
+        base_label, base = f"pair with {names[0]}", kept[0]
+    else:
+        base_label, base = "the old pair", [pair_kept(old[0][k], old[1][k])[0] for k in keys]
+        old_times = [pair_seconds(old[0][k], old[1][k]) for k in keys]
+        lines.append(f"- the old pair: {statistics.mean(l.kept_at_request for l in base):.2f} dB at the request "
+                     f"on average, encode (the slower fit) {statistics.mean(old_times):.1f} s mean.")
+    for name, pair in zip(names, kept):
+        if pair is base:
+            continue
+        differences = [b.kept_at_request - a.kept_at_request for a, b in zip(base, pair)]
+        lines.append(f"- pair with {name} against {base_label}: {statistics.mean(differences):+.2f} dB at the "
+                     f"request, {sum(d > 0 for d in differences)} better, {sum(d < 0 for d in differences)} worse "
+                     f"(of {len(keys)}).")
     return lines
 
 

@@ -698,7 +698,7 @@ def default_candidates(bpp: float | None, timed: bool = False) -> tuple[Schedule
     schedule = schedule_for("default", bpp)
     if bpp is not None and bpp >= HIGH_RATE_BPP:
         return (schedule,)
-    if bpp is not None and bpp >= FIRM_LANDING_BPP and not timed:
+    if not schedule.refit_promised and not timed:  # the firm landing's schedule (FIRM_LANDING_BPP)
         return schedule, replace(schedule, seed_offset=1)
     return schedule, replace(schedule, soft_rounding=None)
 
