@@ -708,15 +708,15 @@ def test_a_schedule_that_does_not_refit_promised_files_ends_an_untimed_landing_a
 
 
 def test_default_targets_from_firm_landing_steer_compensated_and_do_not_refit_promised_files() -> None:
-    assert encoder.MID_RATE_BPP <= encoder.FIRM_LANDING_BPP < encoder.HIGH_RATE_BPP
-    for bpp in (0.25, encoder.FIRM_LANDING_BPP * 0.99):
+    assert 0 < encoder.FIRM_LANDING_BPP <= encoder.MID_RATE_BPP < encoder.HIGH_RATE_BPP
+    for bpp in (0.1, encoder.FIRM_LANDING_BPP * 0.99):
         schedule = encoder.schedule_for("default", bpp)
         assert not schedule.compensated_steering and schedule.refit_promised
+    # Only the landing's rules change there: the steps and latent speeds stay the rate's own.
     firm = encoder.schedule_for("default", encoder.FIRM_LANDING_BPP)
-    assert firm.compensated_steering and not firm.refit_promised
-    # Only the landing's rules change there: the steps and latent speeds stay the mid rates'.
-    assert firm == replace(encoder.SCHEDULES["default"], lr_latent_finest=encoder.MID_RATE_LR_LATENT_FINEST,
-                           compensated_steering=True, refit_promised=False)
+    assert firm == replace(encoder.SCHEDULES["default"], compensated_steering=True, refit_promised=False)
+    mid = encoder.schedule_for("default", encoder.MID_RATE_BPP)
+    assert mid == replace(firm, lr_latent_finest=encoder.MID_RATE_LR_LATENT_FINEST)
     high = encoder.schedule_for("default", encoder.HIGH_RATE_BPP)
     assert high.compensated_steering and not high.refit_promised
     refit = encoder.refit_schedule(high, high.iterations)
@@ -781,7 +781,7 @@ def test_the_default_effort_soft_rounds_except_on_format_1s_context(monkeypatch:
         return [(s.soft_rounding, s.seed_offset) for s in encoder.default_candidates(bpp, timed)]
 
     assert candidates(None) == [(fit.SOFT_ROUNDING, 0), (None, 0)]
-    assert candidates(0.25) == [(fit.SOFT_ROUNDING, 0), (None, 0)]
+    assert candidates(encoder.FIRM_LANDING_BPP * 0.99) == [(fit.SOFT_ROUNDING, 0), (None, 0)]
     assert candidates(encoder.FIRM_LANDING_BPP) == [(fit.SOFT_ROUNDING, 0), (fit.SOFT_ROUNDING, 1)]
     assert candidates(encoder.FIRM_LANDING_BPP, timed=True) == [(fit.SOFT_ROUNDING, 0), (None, 0)]
     first, second = encoder.default_candidates(encoder.FIRM_LANDING_BPP)
