@@ -264,8 +264,10 @@ MID_RATE_LR_LATENT_FINEST = 0.05
 # alternated image by image with the tree before on an Intel Xeon family 6,
 # +0.23 dB at the request, 10 of 12 better (kodim12 +0.93, kodim05 +0.78;
 # kodim03 -0.34), 12 of 12 within 5 %, 98.6 -> 77.7 s mean
-# (bench/results/firm-landing-025-2026-12-06). Not measured below 0.25 bpp.
-FIRM_LANDING_BPP = 0.25
+# (bench/results/firm-landing-025-2026-12-06). And from 0.15 bpp, for the
+# time: there +0.00 dB, 6 of 12 better, 92.7 -> 74.5 s mean
+# (bench/results/firm-landing-015-2026-12-06). Not measured below 0.15 bpp.
+FIRM_LANDING_BPP = 0.15
 RATE_TOLERANCE = 0.02  # the file may miss the requested size by this fraction
 # With the 1 % learning-rate floor (fit.LR_FLOOR) refits cut the rate more
 # readily than they add it back: kodim02 and kodim12 at 0.5 bpp went over,
