@@ -21,12 +21,12 @@ from the speed they measure.
 from __future__ import annotations
 
 import argparse
-import os
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+from bench.results import env_with_tree
 from bench.run import find_images
 
 TREES = ("old", "new")
@@ -52,14 +52,16 @@ def encode_command(image_dir: Path, out: Path, tree: str, bpp: float, effort: st
             "--no-sheet", "--keep-cocos", str(out / f"{tree}-cocos")]
 
 
-def _one_image_dir(out: Path, image: Path) -> Path:
-    """A folder under OUT holding a link to `image` alone (the bench runs take folders)."""
-    folder = out / "images" / image.stem
+def one_image_dir(out: Path, image: Path) -> Path:
+    """The folder under OUT that holds a link to `image` alone (the bench runs take folders)."""
+    return out / "images" / image.stem
+
+
+def _link_image(folder: Path, image: Path) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     link = folder / image.name
     if not link.exists():
         link.symlink_to(image.resolve())
-    return folder
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -87,13 +89,14 @@ def main(argv: list[str] | None = None) -> None:
             parser.error(f"no such images under {args.images}: {', '.join(missing)}")
     out = args.out.resolve()
     for image, tree in run_order(images):
-        command = encode_command(out / "images" / image.stem, out, tree, args.bpp, args.effort, args.seconds)
+        image_dir = one_image_dir(out, image)
+        command = encode_command(image_dir, out, tree, args.bpp, args.effort, args.seconds)
         if args.dry_run:
             print(f"cd {trees[tree]} && PYTHONPATH={trees[tree]} {' '.join(command)}")
             continue
-        command[command.index("--images") + 1] = str(_one_image_dir(out, image))
-        env = {**os.environ, "PYTHONPATH": str(trees[tree])}
-        subprocess.run(command, cwd=trees[tree], env=env, check=True, stdout=subprocess.DEVNULL)
+        _link_image(image_dir, image)
+        # From the tree itself: `python -m` puts the working folder first on sys.path.
+        subprocess.run(command, cwd=trees[tree], env=env_with_tree(trees[tree]), check=True, stdout=subprocess.DEVNULL)
         with open(out / "order.log", "a") as log:
             log.write(f"{time.strftime('%H:%M:%S', time.gmtime())} {image.stem} {tree} done\n")
 

@@ -20,7 +20,7 @@ out = Path(args[args.index("--out") + 1])
 out.mkdir(parents=True, exist_ok=True)
 images = sorted(p.name for p in Path(args[args.index("--images") + 1]).iterdir())
 with open(out / "calls.jsonl", "a") as f:
-    f.write(json.dumps({"tree": os.environ["PYTHONPATH"], "cwd": os.getcwd(), "images": images, "args": args}) + "\\n")
+    f.write(json.dumps({"tree": os.environ["PYTHONPATH"].split(os.pathsep)[0], "cwd": os.getcwd(), "images": images, "args": args}) + "\\n")
 """
 
 
