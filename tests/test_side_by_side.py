@@ -78,6 +78,12 @@ def test_one_thread_a_short_time_limit_the_fast_effort_or_a_high_rate_fit_once(m
     torch_threads(2)
     encode_array(pixels, EncodeOptions(bpp=0.5, time_limit=encoder.PAIR_MIN_TIME_LIMIT))
     assert beside[-1] == ((soft, plain), 1, encoder.PAIR_MIN_TIME_LIMIT)
+    # From GENEROUS_TIME_LIMIT the untimed pair, under the limit.
+    encode_array(pixels, EncodeOptions(bpp=0.5, time_limit=encoder.GENEROUS_TIME_LIMIT * 0.99))
+    assert beside[-1] == ((soft, plain), 1, encoder.GENEROUS_TIME_LIMIT * 0.99)
+    encode_array(pixels, EncodeOptions(bpp=0.5, time_limit=encoder.GENEROUS_TIME_LIMIT))
+    assert beside[-1] == ((soft, second), 1, encoder.GENEROUS_TIME_LIMIT)
+    del beside[-2:]
     # A shorter limit cuts both fits: one fit with every thread instead.
     encode_array(pixels, EncodeOptions(bpp=0.5, time_limit=encoder.PAIR_MIN_TIME_LIMIT * 0.99))
     assert len(beside) == 2 and once[-1] == (soft, encoder.PAIR_MIN_TIME_LIMIT * 0.99)

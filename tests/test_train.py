@@ -266,18 +266,24 @@ def test_steering_told_not_to_drop_keeps_the_finest_level_past_the_threshold() -
     assert fitter.lmbda > fit.DROP_FINEST_ABOVE and fitter.model.first_level == 0
 
 
-@pytest.mark.parametrize("compensated,timed", [(True, False), (False, False), (True, True)])
-def test_an_untimed_compensated_fit_drops_the_finest_level_only_in_its_first_half(
-        monkeypatch: pytest.MonkeyPatch, compensated: bool, timed: bool) -> None:
-    # See FIRM_DROP_UNTIL: late drops are what the firm landing's steering must not do.
+@pytest.mark.parametrize("compensated,deadline", [(True, None), (False, None), (True, "roomy"), (True, "cutting")])
+def test_a_compensated_fit_not_cut_short_drops_the_finest_level_only_in_its_first_half(
+        monkeypatch: pytest.MonkeyPatch, compensated: bool, deadline: str | None) -> None:
+    # See FIRM_DROP_UNTIL: late drops are what the firm landing's steering must not do. A deadline
+    # that leaves the fit its whole schedule changes nothing (encoder.GENEROUS_TIME_LIMIT); one that
+    # cuts it gives the timed rules, which may drop at every checkpoint.
     calls: list[tuple[float, bool]] = []
     monkeypatch.setattr(Fitter, "steer", lambda self, frac, strength=1.0, timed_gain=None, may_drop=True:
                         calls.append((round(frac, 2), may_drop)))
+    if deadline == "cutting":  # one step short of the schedule, whatever this machine's pace
+        monkeypatch.setattr(fit, "steps_until", lambda deadline, pace, done, most: most - 1)
     schedule = replace(encoder.SCHEDULES["fast"], iterations=60, crop=32, compensated_steering=compensated)
-    deadline = time.monotonic() + 600 if timed else None
-    _fitter(0.5, lmbda=1e-3).run(schedule, deadline=deadline)
-    firm = compensated and not timed
-    assert calls == [(at, not firm or at <= fit.FIRM_DROP_UNTIL) for at in (0.3, 0.4, 0.5, 0.6, 0.7, 0.8)]
+    _fitter(0.5, lmbda=1e-3).run(schedule, deadline=None if deadline is None else time.monotonic() + 600)
+    firm = compensated and deadline != "cutting"
+    fronts = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
+    if deadline == "cutting":  # the checkpoints of 59 steps
+        fronts = tuple(round(step / 59, 2) for step in fit.steer_steps(59))
+    assert calls == [(at, not firm or at <= fit.FIRM_DROP_UNTIL) for at in fronts]
 
 
 def test_steering_predicts_the_final_rate_from_the_trend() -> None:
@@ -681,14 +687,17 @@ def test_after_a_fully_aimed_short_fit_a_file_within_the_promise_ends_the_landin
             assert len(runs) >= 1
 
 
-@pytest.mark.parametrize(("refit_promised", "timed"), [(False, False), (True, False), (False, True)])
+@pytest.mark.parametrize(("refit_promised", "timed", "fit_cut"),
+                         [(False, False, False), (True, False, False), (False, True, True), (False, True, False)])
 def test_a_schedule_that_does_not_refit_promised_files_ends_an_untimed_landing_at_the_first(
-        monkeypatch: pytest.MonkeyPatch, refit_promised: bool, timed: bool) -> None:
+        monkeypatch: pytest.MonkeyPatch, refit_promised: bool, timed: bool, fit_cut: bool) -> None:
+    # Under a deadline that did not cut the fit, the landing's rules are the untimed ones (GENEROUS_TIME_LIMIT).
     large, middle, small = _three_close_files()
     schedule = replace(encoder.SCHEDULES["fast"], iterations=60, crop=32, refit_promised=refit_promised)
     landing = _untimed(schedule)
     if timed:
-        landing = replace(landing, deadline=time.monotonic() + 600)
+        landing = replace(landing, deadline=time.monotonic() + 600, fit_cut=fit_cut)
+    timed = timed and fit_cut
     for under in (0.97, 0.9):  # 3 % under, within the promise; 10 % under, outside it
         fitter, runs = _landing_with_files(monkeypatch, [middle, large, large, large, large])
         fitter.seconds_per_step = 0.001  # a measured pace: a timed landing can afford its refits

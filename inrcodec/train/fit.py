@@ -260,7 +260,7 @@ DROP_FINEST_ABOVE = 1e-2
 # with every level) expects: kodim05 and kodim08 at 0.5 bpp ended at 0.32 and
 # 0.37 bpp and their refits lowered lambda ~4x. Halve it when dropping.
 DROP_LAMBDA_FACTOR = 0.5
-# FIRM_DROP_UNTIL. An untimed fit under compensated steering
+# FIRM_DROP_UNTIL. An untimed fit (or one no deadline has cut short) under compensated steering
 # (`Schedule.compensated_steering`, the firm landing's) drops the level at
 # the probe or in the first half of the fit only: the steering that takes
 # lambda past DROP_FINEST_ABOVE later is correcting a miss the remaining
@@ -812,7 +812,8 @@ class Fitter:
                 probed = True
             if phase == "fit" and it in checkpoints:
                 full = deadline is not None or self.full_aim
-                firm = deadline is None and schedule.compensated_steering
+                # A fit the deadline has not cut (yet) steers as an untimed one (encoder.GENEROUS_TIME_LIMIT).
+                firm = schedule.compensated_steering and (deadline is None or total == schedule.iterations)
                 self.steer(frac, strength=1.0 if full else min(1.0, total / RATE_MODEL_STEPS),
                            timed_gain=(timed_steer_gain(total)
                                        if deadline is not None or schedule.compensated_steering else None),
