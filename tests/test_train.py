@@ -280,10 +280,29 @@ def test_a_compensated_fit_not_cut_short_drops_the_finest_level_only_in_its_firs
     schedule = replace(encoder.SCHEDULES["fast"], iterations=60, crop=32, compensated_steering=compensated)
     _fitter(0.5, lmbda=1e-3).run(schedule, deadline=None if deadline is None else time.monotonic() + 600)
     firm = compensated and deadline != "cutting"
-    fronts = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
-    if deadline == "cutting":  # the checkpoints of 59 steps
-        fronts = tuple(round(step / 59, 2) for step in fit.steer_steps(59))
-    assert calls == [(at, not firm or at <= fit.FIRM_DROP_UNTIL) for at in fronts]
+    checkpoints = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
+    if deadline == "cutting":  # those of a 59-step fit
+        checkpoints = tuple(round(step / 59, 2) for step in fit.steer_steps(59))
+    assert calls == [(at, not firm or at <= fit.FIRM_DROP_UNTIL) for at in checkpoints]
+
+
+@pytest.mark.parametrize("steps_run", [60, 59])
+def test_a_landing_follows_the_timed_rules_only_after_a_fit_the_deadline_cut(
+        monkeypatch: pytest.MonkeyPatch, steps_run: int) -> None:
+    # See GENEROUS_TIME_LIMIT: the fit's 60 steps all run, or the deadline cut one.
+    landings: list[encoder.Landing] = []
+    monkeypatch.setattr(Fitter, "run", lambda self, schedule, progress=None, deadline=None, phase="fit",
+                        lr_peak=1.0: steps_run)
+    monkeypatch.setattr(encoder, "_land_rate", lambda fitter, data, target_bits, landing, progress, steps,
+                        psnr_of=None: (landings.append(landing), (data, steps))[1])
+    pixels = np.random.default_rng(0).integers(0, 256, (32, 48, 3), dtype=np.uint8)
+    schedule = replace(encoder.SCHEDULES["default"], iterations=60, crop=32)
+    for limit in (None, 60.0):
+        encoder._encode_once(pixels, EncodeOptions(bpp=1.0, time_limit=limit), schedule, time.monotonic(), limit,
+                             None)
+    untimed, timed = landings
+    assert untimed.deadline is None and not untimed.timed_rules
+    assert timed.deadline is not None and timed.fit_cut is timed.timed_rules is (steps_run < 60)
 
 
 def test_steering_predicts_the_final_rate_from_the_trend() -> None:
@@ -697,12 +716,12 @@ def test_a_schedule_that_does_not_refit_promised_files_ends_an_untimed_landing_a
     landing = _untimed(schedule)
     if timed:
         landing = replace(landing, deadline=time.monotonic() + 600, fit_cut=fit_cut)
-    timed = timed and fit_cut
+    timed_rules = timed and fit_cut
     for under in (0.97, 0.9):  # 3 % under, within the promise; 10 % under, outside it
         fitter, runs = _landing_with_files(monkeypatch, [middle, large, large, large, large])
         fitter.seconds_per_step = 0.001  # a measured pace: a timed landing can afford its refits
         landed, _ = encoder._land_rate(fitter, small, len(small) * 8 / under, landing, None, 5040)
-        if under == 0.97 and not refit_promised and not timed:
+        if under == 0.97 and not refit_promised and not timed_rules:
             assert runs == [] and landed is small
         else:  # polished (timed landings keep their refits), or outside the promise
             assert len(runs) >= 1
