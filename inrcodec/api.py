@@ -111,7 +111,9 @@ def encode(image: ImageLike, *, bpp: float | None = 0.5, lmbda: float | None = N
             limit under 45 s or a `bpp` of 1 or more, it fits once.
         device: "auto", "cpu" or "cuda" (training only; decoding is exact anywhere).
         seed: random seed; the same seed, machine and torch thread count give the same bytes.
-        time_limit: seconds; training is shortened to fit.
+        time_limit: seconds; training is shortened to fit. A fit the limit
+            does not cut short is landed as an untimed one (from 120 s the
+            default effort also fits the untimed pair).
     """
     result, _ = encode_with_report(image, bpp=bpp, lmbda=lmbda, effort=effort, device=device,
                                    seed=seed, time_limit=time_limit)
