@@ -17,10 +17,11 @@ untraced; the files and the returned one are the same as untraced.
 runs (`fit.Schedule`; VALUE a number, `none`, or numbers joined by commas
 for a tuple), e.g. `--set soft_rounding=none` traces the default effort's
 plain-noise fit, the second of its pair below 0.15 bpp or under a time
-limit (with one thread an encode fits only the first); untimed from 0.15
-bpp (`encoder.FIRM_LANDING_BPP`) the second is the first with the seed
-plus one (`--seed 1`, `encoder.default_candidates`). Only the effort's own
-candidates change, not `schedule_on`'s format 1.0 rule.
+limit short of 120 s (with one thread an encode fits only the first);
+from 0.15 bpp (`encoder.FIRM_LANDING_BPP`), untimed or under a limit of
+120 s or more (`encoder.GENEROUS_TIME_LIMIT`), the second is the first
+with the seed plus one (`--seed 1`, `encoder.default_candidates`). Only
+the effort's own candidates change, not `schedule_on`'s format 1.0 rule.
 """
 
 from __future__ import annotations

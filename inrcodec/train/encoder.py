@@ -939,9 +939,9 @@ def _land_rate(fitter: Fitter, data: bytes, target_bits: float, landing: Landing
     PSNR_PER_LN_RATE). A schedule that does not refit promised files
     (`Schedule.refit_promised`, see HIGH_RATE_LANDING) ends an untimed
     landing (or one after a fit the deadline did not cut,
-    `Landing.timed_rules`) at the first such file instead: no polishing refit, and the
-    file cut to the rate if it is over; its refits count the bits a refit
-    adds by itself and restart lower (FIRM_REFITS). Under a time limit a
+    `Landing.timed_rules`) at the first such file instead: no polishing
+    refit, and the file cut to the rate if it is over; its refits count
+    the bits a refit adds by itself and restart lower (FIRM_REFITS). Under a time limit a
     refit runs only while enough of it fits before the landing's deadline
     (`Landing`). Out of refits and still over, or under the promise, the
     dead zones start from the smallest file written that is not under the

@@ -260,15 +260,16 @@ DROP_FINEST_ABOVE = 1e-2
 # with every level) expects: kodim05 and kodim08 at 0.5 bpp ended at 0.32 and
 # 0.37 bpp and their refits lowered lambda ~4x. Halve it when dropping.
 DROP_LAMBDA_FACTOR = 0.5
-# FIRM_DROP_UNTIL. An untimed fit (or one no deadline has cut short) under compensated steering
-# (`Schedule.compensated_steering`, the firm landing's) drops the level at
-# the probe or in the first half of the fit only: the steering that takes
-# lambda past DROP_FINEST_ABOVE later is correcting a miss the remaining
-# levels cannot make up for without the level. kodim08 at 0.5 bpp: lambda
-# crossed it at 80 % with the rate 1.2x the request, the fit
-# went on without the level and ended at 0.32 bpp; the landing's file lost
-# 1.14 dB (bench/results/landing-below-1bpp-2026-12-06). The drops that paid
-# came early and far over (2.4x the rate at 40 %, above).
+# FIRM_DROP_UNTIL. An untimed fit (or one no deadline has cut short) under
+# compensated steering (`Schedule.compensated_steering`, the firm
+# landing's) drops the level at the probe or in the first half of the fit
+# only: the steering that takes lambda past DROP_FINEST_ABOVE later is
+# correcting a miss the remaining levels cannot make up for without the
+# level. kodim08 at 0.5 bpp: lambda crossed it at 80 % with the rate 1.2x
+# the request, the fit went on without the level and ended at 0.32 bpp;
+# the landing's file lost 1.14 dB
+# (bench/results/landing-below-1bpp-2026-12-06). The drops that paid came
+# early and far over (2.4x the rate at 40 %, above).
 FIRM_DROP_UNTIL = 0.5
 
 
