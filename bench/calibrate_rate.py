@@ -40,6 +40,16 @@ starting the fit from it (bench/results/kodak-prior-2026-12-01, -0.14 dB)
 nor aiming the probe with it (bench/results/kodak-prior-probe-2026-12-01,
 -0.02 dB) did much for the files: the steering already lands the rate.
 
+With the rate at the probe added to the prior's terms it also fits what a
+schedule's own rate model would read,
+
+    ln lambda_needed = a + b ln(probe rate) + c ln(target) + e ln(JPEG bpp)
+
+(the "Own rate model" section): on `--effort fast`'s fits of format 3.0 it
+left 0.23 in ln lambda where the probe's model left 0.58 and the prior 0.33,
+but steering fits with it did not pay end to end
+(bench/results/fast-soft-v3-2026-12-06).
+
 Rows go to calibration.csv (resumable); rate_model.md gives the fitted
 coefficients, their residuals and the landing error each implies. The closer
 the model used for the runs already is, the less the elasticity approximation
@@ -188,14 +198,18 @@ def _steer_lines(rows: list[dict[str, str]]) -> list[str]:
     ]
 
 
-def fit_prior(rows: list[dict[str, str]], complexity: dict[str, float]) -> tuple[list[float], list[float], list[float]]:
+def fit_prior(rows: list[dict[str, str]], complexity: dict[str, float],
+              with_probe: bool = False) -> tuple[list[float], list[float], list[float]]:
     """Least-squares (a, b, c) of the prior (see the module docstring); its residuals, and each image's left out of its fit.
 
     `complexity`: `jpeg_bpp` per image name. The left-out residuals
     (each image predicted by a model fitted on the others) are what a new
-    image can expect.
+    image can expect. `with_probe`: the rate at the probe too, as a
+    schedule's own rate model would read it (see the module docstring):
+    coefficients (a, b, c, e) of 1, ln probe rate, ln target, ln JPEG bpp.
     """
-    x = np.array([[1.0, math.log(float(r["target_latent_bpp"])), math.log(complexity[r["image"]])] for r in rows])
+    x = np.array([[1.0, *([math.log(float(r["probe_rate"]))] if with_probe else []),
+                   math.log(float(r["target_latent_bpp"])), math.log(complexity[r["image"]])] for r in rows])
     y = log_lambda_needed(rows)
     coef, *_ = np.linalg.lstsq(x, y, rcond=None)
     names = np.array([r["image"] for r in rows])
@@ -241,6 +255,23 @@ def _prior_lines(rows: list[dict[str, str]], images: Path | None) -> list[str]:
           f"{statistics.fmean(e for e, r in zip(residuals, rows) if r['image'] == name):+.2f} | "
           f"{statistics.fmean(e for e, r in zip(left_out, rows) if r['image'] == name):+.2f} |"
           for name in sorted(complexity)),
+        *_own_model_lines(rows, complexity),
+    ]
+
+
+def _own_model_lines(rows: list[dict[str, str]], complexity: dict[str, float]) -> list[str]:
+    """The prior with the probe's rate: a schedule's own rate model (see the module docstring)."""
+    coef, residuals, left_out = fit_prior(rows, complexity, with_probe=True)
+    return [
+        "",
+        "## Own rate model (the prior with the rate at the probe)",
+        "",
+        f"Fitted on these rows: `ln lambda = {coef[0]:.3f} + {coef[1]:.3f} ln(probe rate) + {coef[2]:.3f} "
+        f"ln(target latent bpp) + {coef[3]:.3f} ln(JPEG bpp at quality {JPEG_QUALITY})` "
+        f"(own_rate_model = ({', '.join(f'{c:.3f}' for c in coef)})).",
+        "",
+        f"Residual sd {statistics.pstdev(residuals):.3f} in ln lambda; with each image left out of the fit "
+        f"that predicts it, {statistics.pstdev([e for e in left_out if not math.isnan(e)]):.3f}.",
     ]
 
 

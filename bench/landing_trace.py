@@ -60,8 +60,9 @@ def traced(pixels: np.ndarray, lines: list[str]) -> Iterator[None]:
         lines.append(f"  {what:5s} at step {self.steps:5d}  latent bpp {rate}  lambda {before:.3e} -> "
                      f"{self.lmbda:.3e}  first level {self.model.first_level}")
 
-    def traced_probe(self: Fitter, confidence: float = 1.0) -> None:
-        lambda_move(self, "probe", lambda: probe(self, confidence))
+    def traced_probe(self: Fitter, confidence: float = 1.0,
+                     own_model: tuple[float, float, float, float] | None = None) -> None:
+        lambda_move(self, "probe", lambda: probe(self, confidence, own_model))
 
     def traced_steer(self: Fitter, fraction_done: float, strength: float = 1.0,
                      timed_gain: float | None = None, may_drop: bool = True) -> None:

@@ -187,7 +187,26 @@ def test_rate_calibration_rows_and_summary(tmp_path: Path) -> None:
     assert "RATE_MODEL = (" in summary and summary.count("| a.png |") == 3  # two fits, one prior row
     assert "## Steering" in summary and "## Prior" in summary
     assert "- -" not in summary  # the steering's response is written with its own sign
-    assert summary.count("ln(JPEG bpp at quality 30)") == 1
+    assert summary.count("ln(JPEG bpp at quality 30)") == 2  # the prior, and the own rate model
+    assert "## Own rate model" in summary and "own_rate_model = (" in summary
+
+
+def test_the_own_rate_model_reads_the_probe_rate_beside_the_prior_s_terms() -> None:
+    from bench.calibrate_rate import fit_prior
+
+    want = (-6.0, 1.3, -1.8, 2.3)  # ln lambda = a + b ln probe + c ln target + e ln JPEG bpp
+    complexity = {"a.png": 0.4, "b.png": 0.7, "c.png": 1.0}
+    rows = []
+    for name, probe, target in [("a.png", 1.0, 0.25), ("a.png", 1.5, 0.5), ("b.png", 0.8, 0.5),
+                                ("b.png", 2.0, 1.0), ("c.png", 1.2, 0.25), ("c.png", 1.9, 1.0)]:
+        log_lambda = want[0] + want[1] * math.log(probe) + want[2] * math.log(target) + want[3] * math.log(
+            complexity[name])
+        rows.append({"image": name, "probe_rate": str(probe), "target_latent_bpp": str(target),
+                     "lambda_needed": str(math.exp(log_lambda))})
+    coef, residuals, _ = fit_prior(rows, complexity, with_probe=True)
+    assert coef == pytest.approx(want, abs=1e-6) and max(abs(r) for r in residuals) < 1e-6
+    prior, _, _ = fit_prior(rows, complexity)
+    assert len(prior) == 3
 
 
 def test_rate_calibration_infers_the_lambda_needed_at_the_given_elasticity() -> None:

@@ -783,7 +783,7 @@ def test_only_busy_images_in_short_or_timed_fits_to_a_rate_are_fully_aimed(monke
     assert aimed == [want for _, _, want in cases]
 
 
-def test_the_default_effort_soft_rounds_except_on_format_1s_context(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_default_and_fast_efforts_soft_round_except_on_format_1s_context(monkeypatch: pytest.MonkeyPatch) -> None:
     used: list[tuple[float, float] | None] = []
 
     class Recorder(Fitter):
@@ -798,7 +798,8 @@ def test_the_default_effort_soft_rounds_except_on_format_1s_context(monkeypatch:
              (EncodeOptions(bpp=0.5, effort="default", time_limit=60), fit.SOFT_ROUNDING),
              (EncodeOptions(bpp=0.5, effort="default", time_limit=10), None),  # format 1.0 under 30 s
              (EncodeOptions(bpp=0.5, effort="max"), fit.SOFT_ROUNDING),  # max's first encode is the default's
-             (EncodeOptions(bpp=0.5, effort="fast"), None)]
+             (EncodeOptions(bpp=0.5, effort="fast"), fit.SOFT_ROUNDING),  # since encoder.FAST_ON_V3
+             (EncodeOptions(bpp=0.5, effort="fast", time_limit=10), None)]
     for opts, _ in cases:
         with pytest.raises(_StopFit):
             encode_array(pixels, opts)
@@ -963,7 +964,7 @@ def test_an_encode_under_a_time_limit_ends_near_it_with_a_decodable_file() -> No
     assert render(stream).shape == pixels.shape
 
 
-@pytest.mark.parametrize("effort", ["default", "max"])
+@pytest.mark.parametrize("effort", ["fast", "default", "max"])
 def test_short_time_limits_fit_format_1_context_and_longer_ones_the_effort_s(effort: str) -> None:
     wavefront = encoder.ARCHITECTURES[effort]
     assert wavefront.context_tile is not None
@@ -972,7 +973,6 @@ def test_short_time_limits_fit_format_1_context_and_longer_ones_the_effort_s(eff
                                                               learned_upsampling=False)
     for limit in (None, encoder.WAVEFRONT_MIN_TIME_LIMIT, 300.0):
         assert encoder.architecture_for(effort, limit) == wavefront  # type: ignore[arg-type]
-    assert encoder.architecture_for("fast", None) == encoder.architecture_for("fast", 1.0) == encoder.ARCHITECTURES["fast"]
 
 
 def test_an_infinite_time_limit_is_an_untimed_encode() -> None:

@@ -23,6 +23,7 @@ from .fit import (
     DROP_LAMBDA_FACTOR,
     SHORT_FIT_STEPS,
     SOFT_ROUNDING,
+    OWN_RATE_MODEL_FAST,
     Fitter,
     ProgressFn,
     RateTarget,
@@ -186,7 +187,8 @@ def architecture_for(effort: Effort, time_limit: float | None) -> Architecture:
 # (fit.SOFT_ROUNDING): BD-rate -29.2 % -> -31.6 % over kodim01-12.
 # Fits on format 1.0's context keep plain noise (`schedule_on`).
 SCHEDULES: dict[str, Schedule] = {
-    "fast": Schedule(iterations=743, lr_latent=0.15, soft_rounding=SOFT_ROUNDING, refit_promised=False),
+    "fast": Schedule(iterations=743, lr_latent=0.15, soft_rounding=SOFT_ROUNDING, refit_promised=False,
+                     own_rate_model=OWN_RATE_MODEL_FAST),
     "default": Schedule(iterations=2500, soft_rounding=SOFT_ROUNDING),
     "max": Schedule(iterations=16800, lr_latent=0.03),
 }
@@ -621,7 +623,7 @@ def schedule_on(schedule: Schedule, arch: Architecture) -> Schedule:
     (30.66 -> 30.76 dB, 7 of 12 better;
     bench/results/kodak-default-soft-2026-12-05/timed).
     """
-    return schedule if arch.context_tile else replace(schedule, soft_rounding=None)
+    return schedule if arch.context_tile else replace(schedule, soft_rounding=None, own_rate_model=None)
 
 
 def new_model(height: int, width: int, schedule: Schedule, arch: Architecture,

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from .complexity import jpeg_bpp
 from .model import CocoNet, Window
 from .optim import Adam
 
@@ -169,6 +170,19 @@ PROBE_AT = 1 / 6
 RATE_MODEL_STEPS = 3600
 RATE_MODEL = (-2.63, 2.57, -2.15, 0.78)  # a, b, c, d above
 MAX_LOG_CORRECTION = math.log(8.0)  # outside the calibration, move at most this far
+# OWN_RATE_MODEL_FAST. `--effort fast`'s fits (743 steps on format 3.0, soft
+# rounding) aim lambda with a model fitted on their own fits
+# (`Schedule.own_rate_model`), which reads how busy the image is from its
+# plain JPEG (`complexity.jpeg_bpp`) as well as the rate at the probe:
+#     ln lambda = a + b ln(rate at the probe) + c ln(target latent bpp) + e ln(JPEG bpp),
+# and takes its whole correction. Fitted by `python -m bench.calibrate_rate
+# --effort fast` on kodim01-12 at 0.25 / 0.5 / 1 bpp, 36 fits with
+# RATE_MODEL scaled down as above: residual 0.23 in ln lambda (0.24 with
+# each image left out of its own prediction), where RATE_MODEL's form refitted on the same
+# fits left 0.58 and the JPEG size alone 0.33; the fits it was fitted on
+# ended 30 % under the request on average, sd 39 % in rate
+# (bench/results/rate-model-fast-v3-2026-12-06).
+OWN_RATE_MODEL_FAST = (-6.875, 1.325, -1.835, 2.297)  # a, b, c, e above
 # Steering. The probe's model misses by ~30 % in rate (sd), and a trained
 # fit that misses by that much lands badly: refits after the fit move the
 # rate by ~0.2..0.6 per unit of ln lambda, and each costs quality. So
@@ -336,6 +350,10 @@ class Schedule:
         compensated_steering: an untimed fit steers lambda as a timed one
             does, net of its own last move and at the timed gain (see TIMED
             STEERING); False: the plain steering of STEER_AT.
+        own_rate_model: (a, b, c, e) of a rate model fitted on this schedule's
+            own fits, with the image's JPEG size (see OWN_RATE_MODEL_FAST):
+            the probe takes its whole correction. None: RATE_MODEL, scaled
+            down for fits shorter than RATE_MODEL_STEPS.
         refit_promised: whether the landing refits a file that already keeps
             the rate promise (`encoder.MIN_REFITS`,
             `encoder.REFITS_ONCE_PROMISED`); False: an untimed landing stops
@@ -360,6 +378,7 @@ class Schedule:
     warmup: float = 0.0
     grad_clip: float | None = None
     compensated_steering: bool = False
+    own_rate_model: tuple[float, float, float, float] | None = None
     refit_promised: bool = True
     seed_offset: int = 0
 
@@ -529,6 +548,14 @@ def predicted_log_lambda(probe_rate: float, probe_mse: float, target_latent_bpp:
             + per_mse * math.log(max(probe_mse, 1e-10)))
 
 
+def own_model_log_lambda(model: tuple[float, float, float, float], probe_rate: float, target_latent_bpp: float,
+                         image_jpeg_bpp: float) -> float:
+    """ln(lambda) that should land on the target by a schedule's own rate model (see OWN_RATE_MODEL_FAST)."""
+    intercept, per_rate, per_target, per_jpeg = model
+    return (intercept + per_rate * math.log(max(probe_rate, 1e-6)) + per_target * math.log(target_latent_bpp)
+            + per_jpeg * math.log(image_jpeg_bpp))
+
+
 class Fitter:
     """Owns the model, optimizer and lambda across fit and refits."""
 
@@ -564,9 +591,9 @@ class Fitter:
         self.opt = Adam([[model.latents[0]], list(model.latents)[1:], model.synthesis.parameters(),
                          model.arm.parameters()], betas=ADAM_BETAS)
 
-    def probe(self, confidence: float = 1.0) -> None:
+    def probe(self, confidence: float = 1.0, own_model: tuple[float, float, float, float] | None = None) -> None:
         """At PROBE_AT: aim lambda (with a rate target), then drop the finest level if lambda is high."""
-        self.aim_lambda(confidence)
+        self.aim_lambda(confidence, own_model)
         self.drop_finest_level_if_lambda_high()
 
     def drop_finest_level_if_lambda_high(self) -> None:
@@ -584,17 +611,21 @@ class Fitter:
             self.log_lambda += math.log(DROP_LAMBDA_FACTOR)
             self.recentre_lambda_range()
 
-    def aim_lambda(self, confidence: float = 1.0) -> None:
+    def aim_lambda(self, confidence: float = 1.0, own_model: tuple[float, float, float, float] | None = None) -> None:
         """Set lambda from the rate measured now (see RATE_MODEL), once per fit.
 
         `confidence` in (0, 1] scales the log correction (see RATE_MODEL_STEPS).
+        `own_model`: the schedule's own rate model instead (see OWN_RATE_MODEL_FAST).
         """
         if not self.target.latent_bpp:
             return
         self.rate = self.probe_rate = self.latent_bpp()
         self.probe_mse = self.image_mse()
         start = math.log(self.target.lmbda)
-        predicted = predicted_log_lambda(self.probe_rate, self.probe_mse, self.target.latent_bpp)
+        if own_model is None:
+            predicted = predicted_log_lambda(self.probe_rate, self.probe_mse, self.target.latent_bpp)
+        else:
+            predicted = own_model_log_lambda(own_model, self.probe_rate, self.target.latent_bpp, self.image_jpeg_bpp())
         correction = confidence * (predicted - start)
         self.log_lambda = start + _clamp(correction, -MAX_LOG_CORRECTION, MAX_LOG_CORRECTION)
         self.recentre_lambda_range()
@@ -632,6 +663,10 @@ class Fitter:
         if may_drop:
             self.drop_finest_level_if_lambda_high()
         self.recentre_lambda_range()
+
+    def image_jpeg_bpp(self) -> float:
+        """How busy the image is: its plain JPEG's bits per pixel (`complexity.jpeg_bpp`)."""
+        return jpeg_bpp(torch.round(self.image.detach().cpu() * 255).to(torch.uint8).numpy())
 
     def move_lambda(self, log_step: float) -> None:
         """Change lambda by exp(log_step), within the current range."""
@@ -809,7 +844,9 @@ class Fitter:
                 lr_scale *= (it + 1) / (schedule.warmup * total + 1)
             mode = "noise" if frac < 1 - schedule.ste_fraction else "ste"
             if phase == "fit" and not probed and 0 < probe_step(total) <= it:
-                self.probe(confidence=1.0 if self.full_aim else min(1.0, total / RATE_MODEL_STEPS))
+                whole = self.full_aim or schedule.own_rate_model is not None
+                self.probe(confidence=1.0 if whole else min(1.0, total / RATE_MODEL_STEPS),
+                           own_model=schedule.own_rate_model)
                 probed = True
             if phase == "fit" and it in checkpoints:
                 full = deadline is not None or self.full_aim
