@@ -36,7 +36,7 @@ def test_each_variant_changes_only_what_it_names() -> None:
     assert fl.variant("warmup-0.05+clip-3").schedule == replace(base.schedule, warmup=0.05, grad_clip=3.0)
     cheap = fl.variant("arm-8x8+steps-900", effort="fast")
     assert cheap.schedule == replace(fast, iterations=900)
-    assert cheap.architecture == replace(encoder.ARCHITECTURE, arm_hidden=(8, 8))
+    assert cheap.architecture == replace(encoder.ARCHITECTURES["fast"], arm_hidden=(8, 8))
     assert fl.variant("arm-12").architecture.arm_hidden == (12,) and fl.variant("arm-12").schedule == base.schedule
     for bad in ("fine", "fine-x", "fine-0", "coarse-0.1", "synth-48", "fine-0.03+", "soft+fine-0.03",
                 "beta2-1", "crop-19.5", "crop-8", "arm-8x", "arm-0", "arm-x8", "steps-0", "steps-1.5"):

@@ -25,6 +25,10 @@ from inrcodec.train.model import LOG2_SCALE_MAX, LOG2_SCALE_MIN, CocoNet, Window
 from inrcodec.train.quantize import quantize_model
 
 ARCH = Architecture(7, (16, 16), (16, 16))
+# A short schedule under the landing's general rules: the fast effort's, less
+# what is its own (soft rounding, its own rate model, stopping at the first
+# file within the promise; each tested on its own).
+SHORT = replace(encoder.SCHEDULES["fast"], soft_rounding=None, own_rate_model=None, refit_promised=True)
 
 
 def _random_model(height: int, width: int, spread: float = 3.0, arch: Architecture = ARCH) -> CocoNet:
@@ -200,6 +204,36 @@ def test_lambda_is_aimed_by_the_rate_model_within_its_clamp() -> None:
     assert fixed.log_lambda == math.log(1e-2)
 
 
+def test_a_schedule_s_own_rate_model_aims_lambda_with_the_image_s_jpeg_size() -> None:
+    probe = _fitter(1.0)
+    rate, jpeg = probe.latent_bpp(), probe.image_jpeg_bpp()
+    model = fit.OWN_RATE_MODEL_FAST
+    want = fit.own_model_log_lambda(model, rate, rate / 2, jpeg)
+    assert want == pytest.approx(model[0] + model[1] * math.log(rate) + model[2] * math.log(rate / 2)
+                                 + model[3] * math.log(jpeg))
+    fitter = _fitter(rate / 2, lmbda=math.exp(want) * 2)  # within MAX_LOG_CORRECTION of the start
+    fitter.aim_lambda(confidence=0.25, own_model=model)  # scaled by whoever calls: `run` passes 1
+    assert fitter.log_lambda == pytest.approx(want + 0.75 * math.log(2))
+    # A busier image (a larger JPEG) and a lower target both ask for more lambda.
+    assert fit.own_model_log_lambda(model, rate, 0.5, 1.0) > fit.own_model_log_lambda(model, rate, 0.5, 0.5)
+    assert fit.own_model_log_lambda(model, rate, 0.25, 0.5) > fit.own_model_log_lambda(model, rate, 0.5, 0.5)
+
+
+def test_a_fit_takes_its_schedule_s_own_rate_model_whole_and_format_1_fits_go_without(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    probes: list[tuple[float, object]] = []
+    monkeypatch.setattr(Fitter, "probe", lambda self, confidence=1.0, own_model=None: probes.append(
+        (confidence, own_model)))
+    schedule = replace(encoder.SCHEDULES["fast"], iterations=60, crop=32)
+    assert schedule.own_rate_model == fit.OWN_RATE_MODEL_FAST
+    _fitter(0.5).run(schedule)
+    _fitter(0.5).run(replace(schedule, own_rate_model=None))
+    assert probes == [(1.0, fit.OWN_RATE_MODEL_FAST), (60 / fit.RATE_MODEL_STEPS, None)]
+    v1 = encoder.architecture_for("fast", encoder.WAVEFRONT_MIN_TIME_LIMIT / 2)
+    assert v1.context_tile is None and encoder.schedule_on(schedule, v1).own_rate_model is None
+    assert encoder.schedule_on(schedule, encoder.ARCHITECTURES["fast"]) == schedule
+
+
 @pytest.mark.parametrize("case", ["as long as the model's", "timed", "timed and short", "fully aimed", "compensated"])
 def test_lambda_is_held_between_the_probe_and_the_steering_checkpoints(monkeypatch: pytest.MonkeyPatch,
                                                                         case: str) -> None:
@@ -220,7 +254,7 @@ def test_lambda_is_held_between_the_probe_and_the_steering_checkpoints(monkeypat
     seen: list[float] = []
     fitter = _fitter(0.5, lmbda=1e-3)
     fitter.full_aim = case == "fully aimed"
-    schedule = replace(encoder.SCHEDULES["fast"], iterations=60, crop=32, compensated_steering=case == "compensated")
+    schedule = replace(SHORT, iterations=60, crop=32, compensated_steering=case == "compensated")
     deadline = time.monotonic() + 600 if timed else None  # far enough not to cut the fit
     fitter.run(schedule, progress=lambda it, total, stats: seen.append(stats["lambda"]), deadline=deadline)
     probe, checkpoints = fit.probe_step(60), fit.steer_steps(60)
@@ -277,7 +311,7 @@ def test_a_compensated_fit_not_cut_short_drops_the_finest_level_only_in_its_firs
                         calls.append((round(frac, 2), may_drop)))
     if deadline == "cutting":  # one step short of the schedule, whatever this machine's pace
         monkeypatch.setattr(fit, "steps_until", lambda deadline, pace, done, most: most - 1)
-    schedule = replace(encoder.SCHEDULES["fast"], iterations=60, crop=32, compensated_steering=compensated)
+    schedule = replace(SHORT, iterations=60, crop=32, compensated_steering=compensated)
     _fitter(0.5, lmbda=1e-3).run(schedule, deadline=None if deadline is None else time.monotonic() + 600)
     firm = compensated and deadline != "cutting"
     checkpoints = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
@@ -368,7 +402,7 @@ def test_a_fit_longer_than_the_calibration_is_probed_where_the_rate_model_was_fi
     monkeypatch.setattr(fit, "RATE_MODEL_STEPS", 60)
     seen: list[float] = []
     fitter = _fitter(0.5, lmbda=1e-3)
-    schedule = replace(encoder.SCHEDULES["fast"], iterations=120, crop=32)
+    schedule = replace(SHORT, iterations=120, crop=32)
     fitter.run(schedule, progress=lambda it, total, stats: seen.append(stats["lambda"]))
     # Probed at step 10 (1/6 of the calibrated 60 steps), not 20 (1/6 of 120).
     assert fit.probe_step(120) == 10 and fit.probe_step(30) == 5
@@ -389,7 +423,7 @@ def test_high_lambda_drops_the_finest_level_for_the_rest_of_the_fit() -> None:
         crops = high.model.crop_latents(win, mode)
         assert not bool(crops[0][0].any()) and bool(crops[1][0].any())
     # Training leaves the dropped level at zero, so the file carries zeros there.
-    high.run(replace(encoder.SCHEDULES["fast"], iterations=10, crop=32), phase="refit")
+    high.run(replace(SHORT, iterations=10, crop=32), phase="refit")
     assert not bool(high.model.latents[0].any())
     decoded = read_coco(_quantize_and_write(high.model, high.image, high.lmbda, 0)).latents
     assert not np.asarray(decoded[0]).any() and np.asarray(decoded[1]).any()
@@ -447,7 +481,7 @@ def test_a_file_too_large_for_the_dead_zone_refits_dropping_the_finest_level_at_
     data = _quantize_and_write(model, fitter.image, lmbda, 0)
     target = 0.3 * len(data) * 8  # far beyond what the dead zone can take away
     assert _shrink_to(fitter, data, target) is None
-    schedule = replace(encoder.SCHEDULES["fast"], iterations=60, crop=32)
+    schedule = replace(SHORT, iterations=60, crop=32)
     landed, steps = encoder._land_rate(fitter, data, target, _untimed(schedule), None, fit_steps)
     assert model.first_level == (1 if drops else 0) and steps > fit_steps
     assert len(landed) < len(data)
@@ -461,7 +495,7 @@ def test_an_undershoot_refit_lowers_lambda_once_by_the_miss_and_holds_it(fit_ste
     data = _quantize_and_write(model, fitter.image, 1e-2, 0)
     target = 1.5 * len(data) * 8
     seen: list[tuple[int, float]] = []
-    schedule = replace(encoder.SCHEDULES["fast"], iterations=60, crop=32)
+    schedule = replace(SHORT, iterations=60, crop=32)
     landed, steps = encoder._land_rate(fitter, data, target, _untimed(schedule),
                                        lambda it, total, stats: seen.append((it, stats["lambda"])), fit_steps)
     assert steps - fit_steps == len(seen) > 0
@@ -493,7 +527,7 @@ def test_a_firm_landing_counts_a_refits_own_drift_and_restarts_lower(monkeypatch
 
     monkeypatch.setattr(fitter, "run", recorded_run)
     seen: list[float] = []
-    schedule = replace(encoder.SCHEDULES["fast"], iterations=60, crop=32, refit_promised=refit_promised)
+    schedule = replace(SHORT, iterations=60, crop=32, refit_promised=refit_promised)
     encoder._land_rate(fitter, data, target, _untimed(schedule), lambda it, total, stats: seen.append(stats["lambda"]),
                        fit_steps)
     firm = not refit_promised and fit_steps > fit.SHORT_FIT_STEPS
@@ -522,7 +556,7 @@ def test_a_timed_landing_moves_lambda_all_the_way_after_a_short_fit() -> None:
     data = _quantize_and_write(model, fitter.image, 1e-2, 0)
     target = 1.5 * len(data) * 8
     seen: list[float] = []
-    schedule = replace(encoder.SCHEDULES["fast"], iterations=60, crop=32)
+    schedule = replace(SHORT, iterations=60, crop=32)
     landing = encoder.Landing(encoder.refit_schedule(schedule, 60), time.monotonic() + 600.0, 0.0)
     encoder._land_rate(fitter, data, target, landing, lambda it, total, stats: seen.append(stats["lambda"]), 420)
     latent_bits = encoder.latent_section_bits(data)
@@ -573,7 +607,7 @@ def test_an_overshoot_too_large_for_the_dead_zone_to_take_is_refit(monkeypatch: 
     target = len(data) * 8 / 1.05
     assert _shrink_to(fitter, data, target) is not None  # the dead zone alone could have done it
     model.dead_zone = 0.0
-    schedule = replace(encoder.SCHEDULES["fast"], iterations=60, crop=32)
+    schedule = replace(SHORT, iterations=60, crop=32)
     landed, steps = encoder._land_rate(fitter, data, target, _untimed(schedule), None, 0)
     assert steps > 0
     assert len(landed) < len(data)
@@ -587,7 +621,7 @@ def test_a_file_already_on_its_target_is_still_polished_by_one_refit(
     fitter = Fitter(torch.rand(64, 64, 3), model, RateTarget(None, 1e-3), seed=0)
     data = _quantize_and_write(model, fitter.image, 1e-3, 0)
     seen: list[float] = []
-    schedule = replace(encoder.SCHEDULES["fast"], iterations=60, crop=32)
+    schedule = replace(SHORT, iterations=60, crop=32)
     landed, steps = encoder._land_rate(fitter, data, len(data) * 8, _untimed(schedule),
                                        lambda it, total, stats: seen.append(stats["lambda"]), 0)
     if min_refits == 0:
@@ -685,7 +719,7 @@ def test_once_a_file_keeps_the_promise_the_landing_stops_after_two_refits_with_t
     # The middle file decodes to the image exactly, so it is the best by far;
     # the plain last file would be `large`.
     fitter.image = torch.tensor(render(read_coco(middle)), dtype=torch.float32) / 255
-    schedule = replace(encoder.SCHEDULES["fast"], iterations=60, crop=32)
+    schedule = replace(SHORT, iterations=60, crop=32)
     landed, steps = encoder._land_rate(fitter, small, target, _untimed(schedule), None, 0)
     assert len(runs) == encoder.REFITS_ONCE_PROMISED == 2
     assert landed is middle and steps == 2 * 60
@@ -694,7 +728,7 @@ def test_once_a_file_keeps_the_promise_the_landing_stops_after_two_refits_with_t
 def test_after_a_fully_aimed_short_fit_a_file_within_the_promise_ends_the_landing(
         monkeypatch: pytest.MonkeyPatch) -> None:
     large, middle, small = _three_close_files()
-    schedule = replace(encoder.SCHEDULES["fast"], iterations=60, crop=32)
+    schedule = replace(SHORT, iterations=60, crop=32)
     for full_aim, under in ((True, 0.97), (False, 0.97), (True, 0.9)):
         fitter, runs = _landing_with_files(monkeypatch, [middle, large, large, large])
         fitter.full_aim = full_aim
@@ -712,7 +746,7 @@ def test_a_schedule_that_does_not_refit_promised_files_ends_an_untimed_landing_a
         monkeypatch: pytest.MonkeyPatch, refit_promised: bool, timed: bool, fit_cut: bool) -> None:
     # Under a deadline that did not cut the fit, the landing's rules are the untimed ones (GENEROUS_TIME_LIMIT).
     large, middle, small = _three_close_files()
-    schedule = replace(encoder.SCHEDULES["fast"], iterations=60, crop=32, refit_promised=refit_promised)
+    schedule = replace(SHORT, iterations=60, crop=32, refit_promised=refit_promised)
     landing = _untimed(schedule)
     if timed:
         landing = replace(landing, deadline=time.monotonic() + 600, fit_cut=fit_cut)
@@ -824,7 +858,7 @@ def test_without_a_promised_file_the_landing_uses_every_refit(monkeypatch: pytes
     large, _, _ = _three_close_files()
     target = len(large) * 8 / 0.8  # 20 % under, and no refit gets closer
     fitter, runs = _landing_with_files(monkeypatch, [large] * encoder.MAX_REFITS)
-    schedule = replace(encoder.SCHEDULES["fast"], iterations=60, crop=32)
+    schedule = replace(SHORT, iterations=60, crop=32)
     landed, _ = encoder._land_rate(fitter, large, target, _untimed(schedule), None, 0)
     assert len(runs) == encoder.MAX_REFITS and landed is large
 
@@ -882,7 +916,7 @@ def test_a_cut_of_a_file_over_the_promise_is_returned_when_it_scores_best(monkey
 
     monkeypatch.setattr(fitter, "run", fake_run)
     monkeypatch.setattr(encoder, "_quantize_and_write", write)
-    schedule = replace(encoder.SCHEDULES["fast"], iterations=60, crop=32)
+    schedule = replace(SHORT, iterations=60, crop=32)
     scores = lambda data: 10.0 if data is within else 40.0  # noqa: E731  (the refit's file is the worse picture)
     landed, steps = encoder._land_rate(fitter, over, target, _untimed(schedule), None, 0, scores)
     assert steps == 60 * encoder.MIN_REFITS  # the landing ran as it would without the cut
@@ -892,7 +926,7 @@ def test_a_cut_of_a_file_over_the_promise_is_returned_when_it_scores_best(monkey
 
 def test_a_fit_under_a_passed_deadline_replans_to_end_right_after_measuring_its_pace() -> None:
     fitter = _fitter(0.5)
-    schedule = replace(encoder.SCHEDULES["fast"], iterations=500, crop=32)
+    schedule = replace(SHORT, iterations=500, crop=32)
     steps = fitter.run(schedule, deadline=time.monotonic())
     assert steps == fit.REPLAN_FIRST + 1  # one step more than those that measured the pace
     assert fitter.seconds_per_step is not None and fitter.seconds_per_step > 0
@@ -925,7 +959,7 @@ def test_a_landing_past_its_deadline_refits_nothing(monkeypatch: pytest.MonkeyPa
     fitter, runs = _landing_with_files(monkeypatch, [large] * encoder.MAX_REFITS)
     fitter.seconds_per_step = 0.01
     target = len(large) * 8 / 0.8  # 20 % under: without a deadline every refit would run
-    schedule = replace(encoder.SCHEDULES["fast"], iterations=60, crop=32)
+    schedule = replace(SHORT, iterations=60, crop=32)
     late = encoder.Landing(encoder.refit_schedule(schedule, 60), deadline=time.monotonic() - 1.0)
     landed, steps = encoder._land_rate(fitter, large, target, late, None, 0)
     assert runs == [] and steps == 0 and landed is large
@@ -994,7 +1028,7 @@ def test_out_of_refits_the_rescue_starts_from_the_smallest_file_and_its_model(mo
     rescued: list[bytes] = []
     monkeypatch.setattr(encoder, "_shrink_to", lambda *args, **kwargs: None)
     monkeypatch.setattr(encoder, "_rescue", lambda fitter, data, target_bits: rescued.append(data) or data)
-    schedule = replace(encoder.SCHEDULES["fast"], iterations=60, crop=32)
+    schedule = replace(SHORT, iterations=60, crop=32)
     landed, _ = encoder._land_rate(fitter, small, target, _untimed(schedule), None, 0)
     assert len(runs) == encoder.MAX_REFITS and rescued == [small] and landed is small
     assert all(torch.equal(now, then) for now, then in zip(fitter.model.latents, fitted))
@@ -1030,7 +1064,7 @@ def test_out_of_refits_and_under_the_promise_the_landing_shrinks_its_last_file_n
         return at_target
 
     monkeypatch.setattr(encoder, "_shrink_to", fake_shrink)
-    schedule = replace(encoder.SCHEDULES["fast"], iterations=60, crop=32)
+    schedule = replace(SHORT, iterations=60, crop=32)
     landed, _ = encoder._land_rate(fitter, over, target, _untimed(schedule), None, 0, psnr.__getitem__)
     assert len(runs) == encoder.MAX_REFITS and shrunk_from == [over]
     assert landed is {"at_target": at_target, "under": under}[kept]
@@ -1255,7 +1289,7 @@ def test_timed_format_1_landings_cut_by_the_dead_zone(monkeypatch: pytest.Monkey
     monkeypatch.setattr(encoder, "_shrink_to", recording_shrink_to)
     monkeypatch.setattr(encoder, "MIN_REFITS", 0)  # straight to the cut, no polishing refit
     monkeypatch.setattr(encoder, "MAX_REFITS", 0)
-    schedule = replace(encoder.SCHEDULES["fast"], iterations=60, crop=32)
+    schedule = replace(SHORT, iterations=60, crop=32)
     landing = encoder.Landing(encoder.refit_schedule(schedule, 60),
                               deadline=None if deadline is None else time.monotonic() + deadline)
     encoder._land_rate(fitter, large, len(large) * 8 / 1.02, landing, None, 1000, psnr_of=lambda data: 30.0)
@@ -1366,7 +1400,7 @@ def test_a_max_encode_is_the_best_of_its_candidates_files() -> None:
 
 def test_a_schedules_seed_offset_draws_the_fit_of_another_seed() -> None:
     pixels = np.random.default_rng(3).integers(0, 256, (32, 48, 3), dtype=np.uint8)
-    schedule = replace(encoder.SCHEDULES["fast"], iterations=30, crop=32)
+    schedule = replace(SHORT, iterations=30, crop=32)
     opts = EncodeOptions(bpp=None, lmbda=2e-3, effort="fast")
 
     def once(seed: int, offset: int) -> bytes:

@@ -94,17 +94,20 @@ ARCHITECTURE = Architecture(n_levels=7, synth_hidden=(16, 16), arm_hidden=(16, 1
 # 6: +1.08 dB at the request, 12 of 12 better, 12 of 12 within 5 %, but
 # 11.1 -> 17.7 s mean, four encodes 20.0-21.8 s (a 3.0 step costs ~1.55x,
 # and the landing refits up to four times: the fits end ~30 % under the
-# request on average) (bench/results/fast-soft-v3-2026-12-06/adopted). Its
-# landing stops at the first file within the rate promise
+# request on average) (bench/results/fast-soft-v3-2026-12-06/stop-at-promise).
+# Its landing stops at the first file within the rate promise
 # (`Schedule.refit_promised`): the same twelve files as with a polishing
-# refit, 18.7 s mean (soft-743/). A rate model fitted on these fits, with
-# the image's JPEG size, ended them +1 % off on average (sd 13 %) but
-# then cost as much time in refits that could not shed overshoots:
-# +0.02 dB (own-rate-model-not-adopted/); cutting such overshoots at
-# once lost 0.61 dB (cut-overshoots-not-adopted/).
+# refit, 18.7 s mean (soft-743/). It aims lambda with a rate model of its
+# own (fit.OWN_RATE_MODEL_FAST): without it 7 of 24 files at 0.75 and 1
+# bpp landed more than 5 % under. The whole sweep, kodim01-12 at 0.25-1
+# bpp: BD-rate vs JPEG 4:2:0 +13.0 % -> -12.2 %, +1.32 dB at the request,
+# 48 of 48 files better and within 5 %, but 10.9 -> 18.5 s mean, 25 of 48
+# encodes over the 20 s (26.3 s at most) (sweep/). Cutting the
+# own model's overshoots at once, instead of refits that cannot shed
+# them, lost 0.61 dB (cut-overshoots-not-adopted/).
 # Fewer steps lose more than they save: 620 steps +0.69 dB at 17.1 s mean
-# (-620-not-adopted); refits of 1/12 of the fit +0.35 dB at 15.3 s, one file
-# 6.8 % under (short-refits-not-adopted). Under a time limit below
+# (soft-620-not-adopted/); refits of 1/12 of the fit +0.35 dB at 15.3 s, one file
+# 6.8 % under (short-refits-not-adopted/). Under a time limit below
 # WAVEFRONT_MIN_TIME_LIMIT the fast effort fits format 1.0 with plain noise,
 # as before.
 CONTEXT_TILE = (64, 64)
