@@ -871,9 +871,12 @@ def _encode_once(pixels: np.ndarray, opts: EncodeOptions, schedule: Schedule, st
 
     seed = opts.seed + schedule.seed_offset
     torch.manual_seed(seed)
-    full_aim = (opts.bpp is not None and (limit is not None or schedule.iterations <= SHORT_FIT_STEPS)
-                and jpeg_bpp(pixels) >= BUSY_JPEG_BPP)
-    fitter = Fitter(image, new_model(height, width, schedule, arch, device), target, seed, full_aim=full_aim)
+    # How busy the image is (BUSY_JPEG_BPP), measured once: the fit's own rate model reads it too.
+    busy = (jpeg_bpp(pixels) if opts.bpp is not None and (limit is not None or schedule.iterations <= SHORT_FIT_STEPS)
+            else None)
+    full_aim = busy is not None and busy >= BUSY_JPEG_BPP
+    fitter = Fitter(image, new_model(height, width, schedule, arch, device), target, seed, full_aim=full_aim,
+                    image_jpeg_bpp=busy)
     steps = fitter.run(schedule, progress, fit_deadline)
     written = time.monotonic()
     data = _quantize_and_write(fitter.model, image, fitter.lmbda, seed)
@@ -1000,7 +1003,7 @@ def _land_rate(fitter: Fitter, data: bytes, target_bits: float, landing: Landing
     rescue_from: _Snapshot | None = None  # the smallest file not under the promise, with its model
     undershot: tuple[float, bytes] | None = None  # (PSNR at the target rate, file) left for rescue_from
     if psnr_of is None:
-        psnr_of = decoded_psnr(torch.round(fitter.image.detach().cpu() * 255).to(torch.uint8).numpy())
+        psnr_of = decoded_psnr(fitter.image_pixels())
     for attempt in range(MAX_REFITS + 1):
         bits = len(data) * 8
         _keep_if_promised(promised, data, psnr_of, target_bits)

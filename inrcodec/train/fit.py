@@ -564,11 +564,12 @@ class Fitter:
     """Owns the model, optimizer and lambda across fit and refits."""
 
     def __init__(self, image: torch.Tensor, model: CocoNet, target: RateTarget, seed: int,
-                 full_aim: bool = False) -> None:
+                 full_aim: bool = False, image_jpeg_bpp: float | None = None) -> None:
         keep_freed_memory()
         self.image, self.model, self.target, self.seed = image, model, target, seed
         # Aim and steer at full strength whatever the fit's length (see encoder.BUSY_JPEG_BPP).
         self.full_aim = full_aim
+        self._image_jpeg_bpp = image_jpeg_bpp  # `jpeg_bpp` of the image, if the caller has it (else measured once)
         self.gen = np.random.default_rng(seed)
         self.log_lambda = math.log(target.lmbda)
         self.recentre_lambda_range()
@@ -668,9 +669,15 @@ class Fitter:
             self.drop_finest_level_if_lambda_high()
         self.recentre_lambda_range()
 
+    def image_pixels(self) -> np.ndarray:
+        """The image being fitted as uint8 [H, W, 3] on the CPU (it came from such pixels: exact)."""
+        return torch.round(self.image.detach().cpu() * 255).to(torch.uint8).numpy()
+
     def image_jpeg_bpp(self) -> float:
-        """How busy the image is: its plain JPEG's bits per pixel (`complexity.jpeg_bpp`)."""
-        return jpeg_bpp(torch.round(self.image.detach().cpu() * 255).to(torch.uint8).numpy())
+        """How busy the image is: its plain JPEG's bits per pixel (`complexity.jpeg_bpp`), measured once."""
+        if self._image_jpeg_bpp is None:
+            self._image_jpeg_bpp = jpeg_bpp(self.image_pixels())
+        return self._image_jpeg_bpp
 
     def move_lambda(self, log_step: float) -> None:
         """Change lambda by exp(log_step), within the current range."""
